@@ -1,0 +1,177 @@
+#include "archive_source.h"
+
+#include "cleanup.h"
+#include "fsutil.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define LOCAL_READ_BLOCK (256u << 10)
+
+int archive_source_open(const char *spec, const struct http_options *http, struct archive_source **out)
+{
+        _cleanup_free_ struct archive_source *s = calloc(1, sizeof(*s));
+        struct stat st;
+
+        if (!s)
+                return -ENOMEM;
+        s->fd = -1;
+        s->http = http;
+        s->is_http = http_is_url(spec);
+        if (!s->is_http) {
+                if (strstr(spec, "://")) {
+                        log_error("%s: unsupported URL scheme (use http://, https:// or a file path)", spec);
+                        return -EINVAL;
+                }
+                s->fd = open(spec, O_RDONLY | O_CLOEXEC);
+                if (s->fd < 0)
+                        return log_errno(-errno, "cannot open archive %s", spec);
+                if (fstat(s->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                        log_error("%s: not a regular file", spec);
+                        close(s->fd);
+                        return -EINVAL;
+                }
+                s->size = (uint64_t)st.st_size;
+        }
+        s->where = strdup(spec);
+        if (!s->where) {
+                if (s->fd >= 0)
+                        close(s->fd);
+                return -ENOMEM;
+        }
+        *out = TAKE_PTR(s);
+        return 0;
+}
+
+void archive_source_close(struct archive_source *s)
+{
+        if (!s)
+                return;
+        if (s->fd >= 0)
+                close(s->fd);
+        free(s->where);
+        free(s);
+}
+
+int source_conn_open(struct archive_source *s, struct source_conn *c)
+{
+        c->src = s;
+        c->http = NULL;
+        if (s->is_http)
+                return http_conn_new(s->http, &c->http);
+        return 0;
+}
+
+void source_conn_close(struct source_conn *c)
+{
+        http_conn_free(c->http);
+        c->http = NULL;
+}
+
+uint64_t source_conn_bytes_received(const struct source_conn *c)
+{
+        return c->http ? http_conn_bytes_received(c->http) : 0;
+}
+
+static int read_local(struct source_conn *c, uint64_t start, uint64_t len, source_sink sink, void *opaque)
+{
+        _cleanup_free_ uint8_t *buf = malloc(len < LOCAL_READ_BLOCK ? (len ? len : 1) : LOCAL_READ_BLOCK);
+        uint64_t done = 0;
+
+        if (!buf)
+                return -ENOMEM;
+        while (done < len) {
+                size_t want = len - done < LOCAL_READ_BLOCK ? (size_t)(len - done) : LOCAL_READ_BLOCK;
+                ssize_t n = pread_full(c->src->fd, buf, want, start + done);
+                if (n < 0)
+                        return log_errno((int)n, "cannot read %s", c->src->where);
+                if ((size_t)n < want) {
+                        log_error("%s: the archive is cut short at byte %llu", c->src->where,
+                                  (unsigned long long)(start + done + (uint64_t)n));
+                        return -EBADMSG;
+                }
+                int err = sink(buf, (size_t)n, opaque);
+                if (err < 0)
+                        return err;
+                done += (uint64_t)n;
+        }
+        return 0;
+}
+
+int source_read_range(struct source_conn *c, uint64_t start, uint64_t len, source_sink sink, void *opaque)
+{
+        if (len == 0)
+                return 0;
+        if (c->http)
+                return http_get_range(c->http, c->src->where, start, len, sink, opaque, NULL);
+        return read_local(c, start, len, sink, opaque);
+}
+
+struct buffer_fill {
+        uint8_t *buf;
+        size_t used;
+};
+
+static int fill_buffer(const uint8_t *data, size_t len, void *opaque)
+{
+        struct buffer_fill *f = opaque;
+
+        memcpy(f->buf + f->used, data, len);
+        f->used += len;
+        return 0;
+}
+
+static int read_into(struct source_conn *c, uint64_t start, uint8_t *buf, size_t len, uint64_t *total)
+{
+        struct buffer_fill f = { buf, 0 };
+
+        if (c->http)
+                return http_get_range(c->http, c->src->where, start, len, fill_buffer, &f, total);
+        if (start + len > c->src->size) {
+                log_error("%s: the archive is cut short inside its header", c->src->where);
+                return -EBADMSG;
+        }
+        *total = c->src->size;
+        return read_local(c, start, len, fill_buffer, &f);
+}
+
+int archive_source_read_header(struct archive_source *s, struct source_conn *c, struct archive **out)
+{
+        uint8_t pre[ARCHIVE_PRE_HEADER_SIZE];
+        _cleanup_free_ uint8_t *buf = NULL;
+        uint64_t header_len, total = 0;
+        int err;
+
+        /* Exactly the header's bytes, in two requests: the pre-header says how long the rest is. */
+        err = read_into(c, 0, pre, sizeof(pre), &total);
+        if (err < 0)
+                return err;
+        err = archive_header_length(pre, sizeof(pre), s->where, &header_len);
+        if (err < 0)
+                return err;
+        if (header_len > total) {
+                log_error("%s: the archive is cut short inside its header", s->where);
+                return -EBADMSG;
+        }
+        buf = malloc(header_len);
+        if (!buf)
+                return log_errno(-ENOMEM, "%s: cannot hold the archive header", s->where);
+        memcpy(buf, pre, sizeof(pre));
+        err = read_into(c, sizeof(pre), buf + sizeof(pre), header_len - sizeof(pre), &total);
+        if (err < 0)
+                return err;
+        s->size = total;
+        _cleanup_archive_ struct archive *a = NULL;
+        err = archive_parse(buf, header_len, s->where, &a);
+        if (err < 0)
+                return err;
+        err = archive_check_size(a, s->size, s->where);
+        if (err < 0)
+                return err;
+        *out = TAKE_PTR(a);
+        return 0;
+}

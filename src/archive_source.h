@@ -1,0 +1,38 @@
+/* Where an archive's bytes come from: a local file or an http(s) URL.
+ * Both deliver byte ranges to a sink in order; the clone does not care which. */
+#pragma once
+
+#include "archive.h"
+#include "http.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef int (*source_sink)(const uint8_t *data, size_t len, void *opaque);
+
+struct archive_source {
+        char *where;     /* path or URL, for messages */
+        bool is_http;
+        int fd;          /* local file */
+        uint64_t size;   /* archive size, once the header is read */
+        const struct http_options *http;
+};
+
+/* One per thread: an HTTP connection, or nothing for a local file. */
+struct source_conn {
+        struct archive_source *src;
+        struct http_conn *http;
+};
+
+int archive_source_open(const char *spec, const struct http_options *http, struct archive_source **out);
+void archive_source_close(struct archive_source *s);
+
+int source_conn_open(struct archive_source *s, struct source_conn *c);
+void source_conn_close(struct source_conn *c);
+uint64_t source_conn_bytes_received(const struct source_conn *c);
+
+/* Reads and checks the archive header, and that the archive holds all its chunk data. */
+int archive_source_read_header(struct archive_source *s, struct source_conn *c, struct archive **out);
+
+/* Streams bytes [start, start+len) to sink. */
+int source_read_range(struct source_conn *c, uint64_t start, uint64_t len, source_sink sink, void *opaque);

@@ -1,0 +1,384 @@
+#include "clone.h"
+
+#include "archive_source.h"
+#include "cleanup.h"
+#include "codec.h"
+#include "fetch_plan.h"
+#include "log.h"
+#include "release_file.h"
+#include "store.h"
+#include "units.h"
+#include "worker_pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Verified chunks are made durable and renamed in batches of this much. */
+#define BATCH_MAX_BYTES (32u << 20)
+#define BATCH_MAX_CHUNKS 512u
+#define HTTP_DEFAULT_JOBS 4u
+
+struct clone_ctx {
+        const struct clone_options *opts;
+        struct store *store;
+        struct archive_source *src;
+        struct archive *archive;
+        struct source_conn *conns; /* one per worker */
+        unsigned n_workers;
+
+        /* check phase */
+        const struct chunk **unique;
+        size_t n_unique;
+        enum chunk_state *state;
+        atomic_size_t next_check;
+        atomic_size_t checked;
+
+        /* fetch phase */
+        const struct chunk **missing;
+        size_t n_missing;
+        struct fetch_range *ranges;
+        size_t n_ranges;
+        atomic_size_t next_range;
+        atomic_size_t fetched_chunks;
+        atomic_uint_fast64_t fetched_bytes;
+        atomic_uint_fast64_t fetched_compressed;
+        atomic_bool failed;
+};
+
+/* One worker's position inside the range it is fetching. */
+struct range_cursor {
+        struct clone_ctx *ctx;
+        const struct fetch_range *range;
+        struct decoder *decoder;
+        struct store_batch *batch;
+        size_t index;      /* chunk within the range */
+        uint64_t received; /* compressed bytes of that chunk so far */
+        bool open;
+        struct chunk_writer writer;
+};
+
+static int check_work(void *opaque, unsigned index)
+{
+        struct clone_ctx *ctx = opaque;
+        size_t hash_len = ctx->archive->release->hash_len;
+
+        for (;;) {
+                size_t i = atomic_fetch_add(&ctx->next_check, 1);
+                if (i >= ctx->n_unique || atomic_load(&ctx->failed))
+                        return 0;
+                int err = store_chunk_state(ctx->store, ctx->unique[i], hash_len, !ctx->opts->naive, &ctx->state[i]);
+                if (err < 0) {
+                        char rel[STORE_CHUNK_PATH_MAX];
+                        store_chunk_relpath(ctx->unique[i]->hash, hash_len, rel);
+                        atomic_store(&ctx->failed, true);
+                        return log_errno(err, "cannot read %s/%s/%s", ctx->store->path, STORE_CHUNKS_DIR, rel);
+                }
+                atomic_fetch_add(&ctx->checked, 1);
+        }
+}
+
+static void check_tick(void *opaque)
+{
+        struct clone_ctx *ctx = opaque;
+
+        log_progress("checking store: %zu/%zu chunks", atomic_load(&ctx->checked), ctx->n_unique);
+}
+
+static void fetch_tick(void *opaque)
+{
+        struct clone_ctx *ctx = opaque;
+        char a[32], b[32];
+
+        log_progress("fetching: %zu/%zu chunks, %s (%s compressed)", atomic_load(&ctx->fetched_chunks),
+                     ctx->n_missing, format_size(atomic_load(&ctx->fetched_bytes), a, sizeof(a)),
+                     format_size(atomic_load(&ctx->fetched_compressed), b, sizeof(b)));
+}
+
+static int writer_sink(const uint8_t *data, size_t len, void *opaque)
+{
+        return chunk_writer_write(opaque, data, len);
+}
+
+static void log_bad_chunk(struct range_cursor *cur, const struct chunk *c, const char *what)
+{
+        char hex[2 * HASH_MAX_LEN + 1];
+
+        hash_to_hex(c->hash, cur->ctx->archive->release->hash_len, hex);
+        log_error("%s: chunk %s at archive offset %llu %s", cur->ctx->src->where, hex,
+                  (unsigned long long)c->archive_offset, what);
+}
+
+static int finish_chunk(struct range_cursor *cur, const struct chunk *c)
+{
+        int err = decoder_end(cur->decoder, writer_sink, &cur->writer);
+
+        if (err == -EBADMSG) {
+                log_bad_chunk(cur, c, "is corrupt: its compressed data ends early");
+                return err;
+        }
+        if (err < 0)
+                return err;
+        err = chunk_writer_finish(&cur->writer);
+        cur->open = false;
+        if (err == -EBADMSG) {
+                log_bad_chunk(cur, c, "is corrupt: its content does not match its hash");
+                return err;
+        }
+        if (err < 0)
+                return err;
+        err = store_batch_add(cur->batch, &cur->writer);
+        if (err < 0) {
+                unlinkat(cur->ctx->store->chunks_dirfd, cur->writer.tmp, 0);
+                return err;
+        }
+        atomic_fetch_add(&cur->ctx->fetched_chunks, 1);
+        atomic_fetch_add(&cur->ctx->fetched_bytes, c->source_size);
+        if (cur->batch->bytes >= BATCH_MAX_BYTES || cur->batch->n >= BATCH_MAX_CHUNKS)
+                return store_batch_commit(cur->batch);
+        return 0;
+}
+
+/* Splits the range's byte stream at chunk boundaries and streams each chunk
+ * through the decoder into its temp file. */
+static int range_sink(const uint8_t *data, size_t len, void *opaque)
+{
+        struct range_cursor *cur = opaque;
+        struct clone_ctx *ctx = cur->ctx;
+        int err;
+
+        if (atomic_load(&ctx->failed))
+                return -ECANCELED;
+        atomic_fetch_add(&ctx->fetched_compressed, len);
+        while (len > 0) {
+                const struct chunk *c = ctx->missing[cur->range->first + cur->index];
+                if (!cur->open) {
+                        err = chunk_writer_begin(&cur->writer, ctx->store, c, ctx->archive->release->hash_len);
+                        if (err < 0)
+                                return err;
+                        cur->open = true;
+                        cur->received = 0;
+                        err = decoder_begin(cur->decoder, c->archive_size == c->source_size);
+                        if (err < 0)
+                                return log_errno(err, "cannot start a %s decoder", codec_name(ctx->archive->codec));
+                }
+                size_t take = len < c->archive_size - cur->received ? len : (size_t)(c->archive_size - cur->received);
+                err = decoder_feed(cur->decoder, data, take, writer_sink, &cur->writer);
+                if (err == -EBADMSG) {
+                        log_bad_chunk(cur, c, "is corrupt: it does not decompress to its size");
+                        return err;
+                }
+                if (err < 0)
+                        return err;
+                cur->received += take;
+                data += take;
+                len -= take;
+                if (cur->received == c->archive_size) {
+                        err = finish_chunk(cur, c);
+                        if (err < 0)
+                                return err;
+                        cur->index++;
+                }
+        }
+        return 0;
+}
+
+static int fetch_work(void *opaque, unsigned index)
+{
+        struct clone_ctx *ctx = opaque;
+        struct decoder *decoder = NULL;
+        struct store_batch batch;
+        int err, commit_err;
+
+        err = decoder_new(ctx->archive->codec, &decoder);
+        if (err < 0)
+                return log_errno(err, "cannot create a decoder");
+        store_batch_init(&batch, ctx->store);
+        for (;;) {
+                size_t i = atomic_fetch_add(&ctx->next_range, 1);
+                if (i >= ctx->n_ranges || atomic_load(&ctx->failed))
+                        break;
+                struct range_cursor cur = {
+                        .ctx = ctx, .range = &ctx->ranges[i], .decoder = decoder, .batch = &batch,
+                };
+                err = source_read_range(&ctx->conns[index], cur.range->start, cur.range->len, range_sink, &cur);
+                if (cur.open)
+                        chunk_writer_abort(&cur.writer);
+                if (err < 0) {
+                        atomic_store(&ctx->failed, true);
+                        break;
+                }
+        }
+        /* Chunks already verified are kept even when the clone fails, so that
+         * running it again does not download them again. */
+        commit_err = store_batch_commit(&batch);
+        store_batch_discard(&batch);
+        store_batch_free(&batch);
+        decoder_free(decoder);
+        if (err == -ECANCELED)
+                err = 0;
+        return err < 0 ? err : commit_err;
+}
+
+static int by_hash(const void *a, const void *b, void *len)
+{
+        const struct chunk *x = *(const struct chunk *const *)a, *y = *(const struct chunk *const *)b;
+
+        return memcmp(x->hash, y->hash, *(size_t *)len);
+}
+
+/* One entry per distinct hash: an archive may (in theory) list a chunk twice. */
+static int collect_unique(struct clone_ctx *ctx)
+{
+        const struct release *r = ctx->archive->release;
+        size_t hash_len = r->hash_len, k = 0;
+
+        ctx->unique = calloc(r->n_chunks ? r->n_chunks : 1, sizeof(*ctx->unique));
+        if (!ctx->unique)
+                return -ENOMEM;
+        for (size_t i = 0; i < r->n_chunks; i++)
+                ctx->unique[i] = &r->chunks[i];
+        qsort_r(ctx->unique, r->n_chunks, sizeof(*ctx->unique), by_hash, &hash_len);
+        for (size_t i = 0; i < r->n_chunks; i++)
+                if (k == 0 || memcmp(ctx->unique[k - 1]->hash, ctx->unique[i]->hash, hash_len) != 0)
+                        ctx->unique[k++] = ctx->unique[i];
+        ctx->n_unique = k;
+        ctx->state = calloc(k ? k : 1, sizeof(*ctx->state));
+        return ctx->state ? 0 : -ENOMEM;
+}
+
+static int release_exists(struct store *s, const char *name)
+{
+        return faccessat(s->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static int open_connections(struct clone_ctx *ctx)
+{
+        unsigned jobs = ctx->opts->jobs;
+
+        if (jobs == 0)
+                jobs = ctx->src->is_http ? HTTP_DEFAULT_JOBS : pool_cpu_count();
+        ctx->conns = calloc(jobs, sizeof(*ctx->conns));
+        if (!ctx->conns)
+                return -ENOMEM;
+        for (unsigned i = 0; i < jobs; i++) {
+                int err = source_conn_open(ctx->src, &ctx->conns[i]);
+                if (err < 0)
+                        return log_errno(err, "cannot set up a connection");
+                ctx->n_workers++;
+        }
+        return 0;
+}
+
+static void clone_ctx_free(struct clone_ctx *ctx)
+{
+        for (unsigned i = 0; i < ctx->n_workers; i++)
+                source_conn_close(&ctx->conns[i]);
+        free(ctx->conns);
+        free(ctx->unique);
+        free(ctx->state);
+        free(ctx->missing);
+        free(ctx->ranges);
+        archive_free(ctx->archive);
+        archive_source_close(ctx->src);
+        store_close(ctx->store);
+}
+
+static int clone_fetch(struct clone_ctx *ctx, struct clone_result *res)
+{
+        const struct clone_options *o = ctx->opts;
+        const struct release *r;
+        int err;
+
+        err = open_connections(ctx);
+        if (err < 0)
+                return err;
+        err = archive_source_read_header(ctx->src, &ctx->conns[0], &ctx->archive);
+        if (err < 0)
+                return err;
+        if (o->header_checksum_len &&
+            memcmp(o->header_checksum, ctx->archive->header_checksum, o->header_checksum_len) != 0) {
+                char hex[2 * HASH_MAX_LEN + 1];
+                hash_to_hex(ctx->archive->header_checksum, HASH_MAX_LEN, hex);
+                log_error("%s: header checksum %s does not match the one given with --verify-header",
+                          ctx->src->where, hex);
+                return -EBADMSG;
+        }
+        r = ctx->archive->release;
+        res->image_size = r->source_total_size;
+        res->chunks_total = r->n_order;
+        res->archive_size = ctx->src->size;
+        res->header_size = ctx->archive->header_size;
+
+        err = collect_unique(ctx);
+        if (err < 0)
+                return err;
+        res->chunks_unique = ctx->n_unique;
+        err = pool_run(ctx->n_workers > pool_cpu_count() ? ctx->n_workers : pool_cpu_count(), check_work, ctx,
+                       check_tick);
+        log_progress_end();
+        if (err < 0)
+                return err;
+
+        ctx->missing = calloc(ctx->n_unique ? ctx->n_unique : 1, sizeof(*ctx->missing));
+        if (!ctx->missing)
+                return -ENOMEM;
+        for (size_t i = 0; i < ctx->n_unique; i++) {
+                if (ctx->state[i] == CHUNK_PRESENT) {
+                        res->chunks_reused++;
+                        res->bytes_reused += ctx->unique[i]->source_size;
+                        continue;
+                }
+                if (ctx->state[i] == CHUNK_CORRUPT) {
+                        char rel[STORE_CHUNK_PATH_MAX];
+                        store_chunk_relpath(ctx->unique[i]->hash, r->hash_len, rel);
+                        log_warn("%s/%s/%s is corrupt; fetching it again", ctx->store->path, STORE_CHUNKS_DIR, rel);
+                        res->chunks_corrupt_in_store++;
+                }
+                ctx->missing[ctx->n_missing++] = ctx->unique[i];
+        }
+        err = fetch_plan_build(ctx->missing, ctx->n_missing, FETCH_MAX_RANGE, &ctx->ranges, &ctx->n_ranges);
+        if (err < 0)
+                return err;
+        err = pool_run(ctx->n_workers, fetch_work, ctx, fetch_tick);
+        log_progress_end();
+        res->chunks_fetched = atomic_load(&ctx->fetched_chunks);
+        res->bytes_fetched = atomic_load(&ctx->fetched_bytes);
+        res->bytes_fetched_compressed = atomic_load(&ctx->fetched_compressed);
+        for (unsigned i = 0; i < ctx->n_workers; i++)
+                res->bytes_downloaded += source_conn_bytes_received(&ctx->conns[i]);
+        if (err < 0)
+                return err;
+
+        /* The description is written only after every chunk it names is durable. */
+        err = store_sync(ctx->store);
+        if (err < 0)
+                return err;
+        return release_file_write(ctx->store, o->name, r);
+}
+
+int clone_run(const struct clone_options *o, struct clone_result *res)
+{
+        struct clone_ctx ctx = { .opts = o };
+        int err;
+
+        memset(res, 0, sizeof(*res));
+        err = store_open(o->store_path, true, &ctx.store);
+        if (err < 0)
+                return err;
+        if (!o->force && release_exists(ctx.store, o->name)) {
+                log_error("release %s/%s already exists (use --force to replace it)", o->store_path, o->name);
+                store_close(ctx.store);
+                return -EEXIST;
+        }
+        err = archive_source_open(o->source, &o->http, &ctx.src);
+        if (err == 0)
+                err = clone_fetch(&ctx, res);
+        clone_ctx_free(&ctx);
+        return err;
+}

@@ -1,0 +1,39 @@
+/* ihop clone: a bita archive into a chunk store, fetching only the chunks
+ * the store lacks. */
+#pragma once
+
+#include "hash.h"
+#include "http.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct clone_options {
+        const char *source;     /* path or http(s) URL of the .cba */
+        const char *store_path;
+        const char *name;
+        bool naive;             /* trust chunks present in the store without hashing them */
+        bool force;             /* replace an existing release */
+        uint8_t header_checksum[HASH_MAX_LEN];
+        size_t header_checksum_len; /* 0: not pinned */
+        unsigned jobs;          /* parallel requests/threads; 0: automatic */
+        struct http_options http;
+};
+
+struct clone_result {
+        uint64_t image_size;
+        size_t chunks_total;    /* image positions */
+        size_t chunks_unique;
+        size_t chunks_reused;
+        uint64_t bytes_reused;
+        size_t chunks_fetched;
+        uint64_t bytes_fetched;            /* uncompressed bytes written */
+        uint64_t bytes_fetched_compressed; /* chunk bytes read from the archive */
+        uint64_t bytes_downloaded;         /* from the network, headers included */
+        uint64_t archive_size;
+        uint64_t header_size;
+        size_t chunks_corrupt_in_store;
+};
+
+int clone_run(const struct clone_options *o, struct clone_result *res);

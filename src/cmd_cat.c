@@ -1,0 +1,96 @@
+#include "cleanup.h"
+#include "commands.h"
+#include "fsutil.h"
+#include "image_export.h"
+#include "log.h"
+#include "release_file.h"
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+static void cat_usage(FILE *f)
+{
+        fprintf(f, "Usage: ihop cat [-o FILE] STORE/NAME\n"
+                   "\n"
+                   "Write the image of release NAME to FILE (default: standard output), put\n"
+                   "together from the chunk store and checked against the image checksum.\n"
+                   "A regular FILE appears only when the image is complete and correct.\n");
+}
+
+/* A regular output file is written beside its name and renamed when correct. */
+static int export_to_file(struct store *s, const struct release *r, const char *path)
+{
+        char tmp[PATH_MAX];
+        struct stat st;
+        int err;
+
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+                _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+                if (fd < 0)
+                        return log_errno(-errno, "cannot open %s", path);
+                err = image_export(s, r, fd, path);
+                if (err == 0 && fsync(fd) < 0)
+                        err = log_errno(-errno, "cannot write %s", path);
+                return err;
+        }
+        if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int)sizeof(tmp))
+                return log_errno(-ENAMETOOLONG, "%s", path);
+        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return log_errno(-errno, "cannot create %s", tmp);
+        err = image_export(s, r, fd, path);
+        if (err == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0))
+                err = log_errno(-errno, "cannot write %s", path);
+        if (err == 0 && rename(tmp, path) < 0)
+                err = log_errno(-errno, "cannot rename %s to %s", tmp, path);
+        if (err < 0)
+                unlink(tmp);
+        return err;
+}
+
+int cmd_cat(int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "output", required_argument, NULL, 'o' },
+                {}
+        };
+        _cleanup_free_ char *store_path = NULL, *name = NULL;
+        _cleanup_store_ struct store *s = NULL;
+        struct release *r = NULL;
+        const char *out = NULL;
+        int c, err;
+
+        while ((c = getopt_long(argc, argv, "+ho:", options, NULL)) != -1) {
+                switch (c) {
+                case 'h':
+                        cat_usage(stdout);
+                        return 0;
+                case 'o':
+                        out = optarg;
+                        break;
+                default:
+                        cat_usage(stderr);
+                        return 2;
+                }
+        }
+        if (argc - optind != 1) {
+                cat_usage(stderr);
+                return 2;
+        }
+        if (store_split_release_path(argv[optind], &store_path, &name) < 0)
+                return 2;
+        if (store_open(store_path, false, &s) < 0 || release_file_read(s, name, &r) < 0)
+                return 1;
+        if (out)
+                err = export_to_file(s, r, out);
+        else
+                err = image_export(s, r, STDOUT_FILENO, "standard output");
+        release_free(r);
+        return err < 0 ? 1 : 0;
+}

@@ -1,0 +1,160 @@
+#include "archive_source.h"
+#include "cleanup.h"
+#include "commands.h"
+#include "fsutil.h"
+#include "log.h"
+#include "release_file.h"
+#include "store.h"
+#include "units.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static void info_usage(FILE *f)
+{
+        fprintf(f, "Usage: ihop info ARCHIVE|STORE/NAME\n"
+                   "\n"
+                   "Describe a bita archive (file path or http(s) URL) or a release in a chunk store.\n");
+}
+
+static void print_hex_line(const char *label, const uint8_t *data, size_t len)
+{
+        char hex[2 * HASH_MAX_LEN + 1];
+
+        hash_to_hex(data, len, hex);
+        printf("%-18s %s\n", label, hex);
+}
+
+static void print_release(const struct release *r)
+{
+        const struct chunker_params *p = &r->chunker;
+        char a[32], b[32], c[32];
+
+        printf("%-18s %s (%llu bytes)\n", "image size:", format_size(r->source_total_size, a, sizeof(a)),
+               (unsigned long long)r->source_total_size);
+        print_hex_line("image checksum:", r->source_checksum, r->source_checksum_len);
+        if (p->algorithm == CHUNKING_FIXED_SIZE)
+                printf("%-18s fixed size, %s\n", "chunker:", format_size(p->max_chunk_size, a, sizeof(a)));
+        else
+                printf("%-18s %s, window %u, average %s (filter bits %u), min %s, max %s\n", "chunker:",
+                       chunking_algorithm_name(p->algorithm), p->window_size,
+                       format_size(p->filter_bits < 31 ? 1ull << (p->filter_bits + 1) : 0, a, sizeof(a)),
+                       p->filter_bits, format_size(p->min_chunk_size, b, sizeof(b)),
+                       format_size(p->max_chunk_size, c, sizeof(c)));
+        printf("%-18s %zu bytes\n", "chunk hash length:", r->hash_len);
+        printf("%-18s %zu in the image, %zu unique\n", "chunks:", r->n_order, r->n_chunks);
+}
+
+static void print_metadata(const struct archive *a)
+{
+        for (size_t i = 0; i < a->n_metadata; i++) {
+                const struct archive_metadata *m = &a->metadata[i];
+                bool printable = true;
+                for (size_t j = 0; j < m->value_len; j++)
+                        if (!isprint(m->value[j]) && m->value[j] != '\n' && m->value[j] != '\t')
+                                printable = false;
+                if (printable) {
+                        printf("%-18s %s = %.*s\n", "metadata:", m->key, (int)m->value_len, (const char *)m->value);
+                } else {
+                        printf("%-18s %s = (%zu bytes) ", "metadata:", m->key, m->value_len);
+                        for (size_t j = 0; j < m->value_len; j++)
+                                printf("%02x", m->value[j]);
+                        printf("\n");
+                }
+        }
+}
+
+static int info_archive(const char *spec)
+{
+        struct http_options http = { .retry_count = HTTP_DEFAULT_RETRY_COUNT,
+                                     .retry_delay_s = HTTP_DEFAULT_RETRY_DELAY_S,
+                                     .timeout_s = HTTP_DEFAULT_TIMEOUT_S };
+        struct archive_source *src = NULL;
+        struct source_conn conn = {};
+        _cleanup_archive_ struct archive *a = NULL;
+        char s1[32], s2[32];
+        int err;
+
+        err = archive_source_open(spec, &http, &src);
+        if (err < 0)
+                return err;
+        err = source_conn_open(src, &conn);
+        if (err == 0)
+                err = archive_source_read_header(src, &conn, &a);
+        if (err == 0) {
+                printf("%-18s %s\n", "archive:", spec);
+                printf("%-18s bita %s\n", "created by:", a->release->app_version);
+                printf("%-18s %s (%llu bytes)\n", "archive size:", format_size(src->size, s1, sizeof(s1)),
+                       (unsigned long long)src->size);
+                printf("%-18s %llu bytes, chunk data at offset %llu\n", "header:",
+                       (unsigned long long)a->header_size, (unsigned long long)a->chunk_data_offset);
+                print_hex_line("header checksum:", a->header_checksum, HASH_MAX_LEN);
+                print_release(a->release);
+                printf("%-18s %s, level %u\n", "compression:", codec_name(a->codec), a->compression_level);
+                printf("%-18s %s compressed of %s\n", "chunk data:", format_size(a->compressed_size, s1, sizeof(s1)),
+                       format_size(a->release->source_total_size, s2, sizeof(s2)));
+                print_metadata(a);
+        }
+        source_conn_close(&conn);
+        archive_source_close(src);
+        return err;
+}
+
+static int info_release(const char *arg)
+{
+        _cleanup_free_ char *store_path = NULL, *name = NULL;
+        _cleanup_store_ struct store *s = NULL;
+        struct release *r = NULL;
+        int err;
+
+        err = store_split_release_path(arg, &store_path, &name);
+        if (err < 0)
+                return err;
+        err = store_open(store_path, false, &s);
+        if (err < 0)
+                return err;
+        err = release_file_read(s, name, &r);
+        if (err < 0)
+                return err;
+        printf("%-18s %s\n", "release:", arg);
+        printf("%-18s %s\n", "written by:", r->app_version);
+        print_release(r);
+        release_free(r);
+        return 0;
+}
+
+int cmd_info(int argc, char **argv)
+{
+        static const struct option options[] = { { "help", no_argument, NULL, 'h' }, {} };
+        uint8_t magic[6] = {};
+        int c;
+
+        while ((c = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+                if (c == 'h') {
+                        info_usage(stdout);
+                        return 0;
+                }
+                info_usage(stderr);
+                return 2;
+        }
+        if (argc - optind != 1) {
+                info_usage(stderr);
+                return 2;
+        }
+        const char *arg = argv[optind];
+        if (!http_is_url(arg)) {
+                _cleanup_close_ int fd = open(arg, O_RDONLY | O_CLOEXEC);
+                if (fd < 0) {
+                        log_errno(-errno, "cannot open %s", arg);
+                        return 1;
+                }
+                if (pread_full(fd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
+                    memcmp(magic, "IHOP1", 6) == 0)
+                        return info_release(arg) < 0 ? 1 : 0;
+        }
+        return info_archive(arg) < 0 ? 1 : 0;
+}

@@ -1,0 +1,25 @@
+/* Chunk decompression, streaming: compressed bytes go in as they arrive,
+ * plain bytes come out through a sink, so no chunk is ever held whole. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum codec { CODEC_NONE = 0, CODEC_LZMA = 1, CODEC_ZSTD = 2, CODEC_BROTLI = 3 };
+
+const char *codec_name(enum codec c);
+
+/* Receives decompressed output; a negative errno return stops decoding. */
+typedef int (*decoder_sink)(const uint8_t *data, size_t len, void *opaque);
+
+struct decoder;
+
+int decoder_new(enum codec c, struct decoder **out);
+void decoder_free(struct decoder *d);
+
+/* Starts a new chunk; raw chunks (stored uncompressed) pass straight through. */
+int decoder_begin(struct decoder *d, int raw);
+/* -EBADMSG on corrupt data or data past the end of the compressed stream. */
+int decoder_feed(struct decoder *d, const uint8_t *in, size_t len, decoder_sink sink, void *opaque);
+/* -EBADMSG when the compressed stream is incomplete. */
+int decoder_end(struct decoder *d, decoder_sink sink, void *opaque);

@@ -1,0 +1,6 @@
+/* The ihop subcommands: each parses its own arguments and calls the modules. */
+#pragma once
+
+int cmd_clone(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_info(int argc, char **argv);

@@ -1,0 +1,249 @@
+#include "http.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+struct http_conn {
+        CURL *curl;
+        const struct http_options *opts;
+        uint64_t bytes_received;
+};
+
+/* State of one attempt. */
+struct attempt {
+        struct http_conn *conn;
+        const char *url;
+        uint64_t start, len;      /* what this attempt asked for */
+        uint64_t delivered;       /* bytes handed to the sink in this attempt */
+        long status;              /* of the final response */
+        bool have_range;
+        uint64_t range_first, range_last, range_total;
+        unsigned retry_after_s;
+        bool checked;             /* status and range checked at the first body byte */
+        int sink_err;             /* the sink refused: never retried */
+        int fatal_err;            /* the server cannot serve us: never retried */
+        char reason[160];         /* why the attempt failed, for the retry message */
+        http_sink sink;
+        void *opaque;
+};
+
+int http_global_init(void)
+{
+        return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void http_global_cleanup(void) { curl_global_cleanup(); }
+
+bool http_is_url(const char *s)
+{
+        return strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0;
+}
+
+int http_conn_new(const struct http_options *opts, struct http_conn **out)
+{
+        struct http_conn *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return -ENOMEM;
+        c->curl = curl_easy_init();
+        if (!c->curl) {
+                free(c);
+                return -ENOMEM;
+        }
+        c->opts = opts;
+        *out = c;
+        return 0;
+}
+
+void http_conn_free(struct http_conn *c)
+{
+        if (!c)
+                return;
+        curl_easy_cleanup(c->curl);
+        free(c);
+}
+
+uint64_t http_conn_bytes_received(const struct http_conn *c) { return c->bytes_received; }
+
+static size_t on_header(char *buf, size_t size, size_t nmemb, void *opaque)
+{
+        struct attempt *a = opaque;
+        size_t n = size * nmemb;
+        char line[256];
+        unsigned long long first, last, total;
+        unsigned secs;
+
+        a->conn->bytes_received += n;
+        if (n >= sizeof(line))
+                return n;
+        memcpy(line, buf, n);
+        line[n] = '\0';
+        if (strncmp(line, "HTTP/", 5) == 0) {
+                /* A new response (after a redirect or a 100): forget the last one's headers. */
+                a->have_range = false;
+                a->retry_after_s = 0;
+        } else if (strncasecmp(line, "Content-Range:", 14) == 0) {
+                if (sscanf(line + 14, " bytes %llu-%llu/%llu", &first, &last, &total) == 3) {
+                        a->have_range = true;
+                        a->range_first = first;
+                        a->range_last = last;
+                        a->range_total = total;
+                } else {
+                        a->have_range = true;
+                        a->range_first = UINT64_MAX;
+                }
+        } else if (strncasecmp(line, "Retry-After:", 12) == 0 && sscanf(line + 12, " %u", &secs) == 1) {
+                a->retry_after_s = secs;
+        }
+        return n;
+}
+
+/* Checks the response before its first body byte is used. */
+static bool response_acceptable(struct attempt *a)
+{
+        curl_easy_getinfo(a->conn->curl, CURLINFO_RESPONSE_CODE, &a->status);
+        if (a->status == 200) {
+                snprintf(a->reason, sizeof(a->reason),
+                         "the server ignored the Range request (answered 200, not 206); ihop needs HTTP range support");
+                a->fatal_err = -ENOTSUP;
+                return false;
+        }
+        if (a->status != 206) {
+                snprintf(a->reason, sizeof(a->reason), "HTTP status %ld", a->status);
+                return false;
+        }
+        if (!a->have_range || a->range_first != a->start || a->range_last != a->start + a->len - 1 ||
+            a->range_last >= a->range_total) {
+                snprintf(a->reason, sizeof(a->reason),
+                         "the server sent a wrong Content-Range (asked for bytes %" PRIu64 "-%" PRIu64 ")",
+                         a->start, a->start + a->len - 1);
+                return false;
+        }
+        return true;
+}
+
+static size_t on_body(char *buf, size_t size, size_t nmemb, void *opaque)
+{
+        struct attempt *a = opaque;
+        size_t n = size * nmemb;
+
+        a->conn->bytes_received += n;
+        if (!a->checked) {
+                a->checked = true;
+                if (!response_acceptable(a))
+                        return CURL_WRITEFUNC_ERROR;
+        }
+        if (n > a->len - a->delivered) {
+                snprintf(a->reason, sizeof(a->reason), "the server sent more bytes than asked for");
+                return CURL_WRITEFUNC_ERROR;
+        }
+        a->sink_err = a->sink((const uint8_t *)buf, n, a->opaque);
+        if (a->sink_err < 0)
+                return CURL_WRITEFUNC_ERROR;
+        a->delivered += n;
+        return n;
+}
+
+static int run_attempt(struct attempt *a)
+{
+        CURL *curl = a->conn->curl;
+        const struct http_options *o = a->conn->opts;
+        char range[64];
+        CURLcode res;
+
+        snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, a->start, a->start + a->len - 1);
+        curl_easy_reset(curl);
+        curl_easy_setopt(curl, CURLOPT_URL, a->url);
+        curl_easy_setopt(curl, CURLOPT_RANGE, range);
+        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 10L);
+        curl_easy_setopt(curl, CURLOPT_USERAGENT, "ihop/" IHOP_VERSION);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, o->headers);
+        curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(curl, CURLOPT_HEADERDATA, a);
+        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(curl, CURLOPT_WRITEDATA, a);
+        curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        if (o->timeout_s) {
+                curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)o->timeout_s);
+                curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+                curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)o->timeout_s);
+        }
+
+        res = curl_easy_perform(curl);
+        if (a->sink_err < 0)
+                return a->sink_err;
+        if (a->fatal_err < 0)
+                return a->fatal_err;
+        if (res == CURLE_OK) {
+                if (!a->checked) {
+                        a->checked = true;
+                        if (!response_acceptable(a))
+                                return -EIO;
+                }
+                if (a->delivered == a->len)
+                        return 0;
+                snprintf(a->reason, sizeof(a->reason), "the body ended after %" PRIu64 " of %" PRIu64 " bytes",
+                         a->delivered, a->len);
+                return -EIO;
+        }
+        if (!a->reason[0])
+                snprintf(a->reason, sizeof(a->reason), "%s", curl_easy_strerror(res));
+        /* Bad URLs and unsupported schemes do not get better by retrying. */
+        if (res == CURLE_URL_MALFORMAT || res == CURLE_UNSUPPORTED_PROTOCOL || res == CURLE_COULDNT_RESOLVE_HOST)
+                return -EINVAL;
+        return -EIO;
+}
+
+static bool status_is_permanent(long status)
+{
+        /* 408 Request Timeout and 429 Too Many Requests are worth another try. */
+        return status >= 400 && status < 500 && status != 408 && status != 429;
+}
+
+int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, http_sink sink,
+                   void *opaque, uint64_t *total_size)
+{
+        const struct http_options *o = c->opts;
+        uint64_t done = 0;
+        unsigned attempt_no = 0;
+
+        for (;;) {
+                struct attempt a = {
+                        .conn = c, .url = url, .start = start + done, .len = len - done,
+                        .sink = sink, .opaque = opaque,
+                };
+                int err = run_attempt(&a);
+                done += a.delivered;
+                if (err == 0) {
+                        if (total_size)
+                                *total_size = a.range_total;
+                        return 0;
+                }
+                if (err == a.sink_err)
+                        return err;
+                if (err == -ENOTSUP || err == -EINVAL || status_is_permanent(a.status) ||
+                    attempt_no >= o->retry_count) {
+                        log_error("%s: %s", url, a.reason);
+                        return err == -EINVAL || err == -ENOTSUP ? err : -EIO;
+                }
+                attempt_no++;
+                unsigned delay = o->retry_delay_s;
+                if (a.retry_after_s > delay)
+                        delay = a.retry_after_s < HTTP_MAX_RETRY_AFTER_S ? a.retry_after_s : HTTP_MAX_RETRY_AFTER_S;
+                log_warn("%s: %s; retrying from byte %" PRIu64 " (%u of %u) in %u s", url, a.reason,
+                         start + done, attempt_no, o->retry_count, delay);
+                struct timespec ts = { .tv_sec = delay };
+                while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                        ;
+        }
+}

@@ -1,0 +1,41 @@
+/* HTTP range requests (libcurl), one connection per http_conn, kept alive
+ * between requests. A transfer that fails part way is retried from the
+ * first byte not yet delivered, so the sink sees every byte exactly once. */
+#pragma once
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct http_options {
+        unsigned retry_count;
+        unsigned retry_delay_s;
+        unsigned timeout_s; /* no data for this long fails the attempt */
+        struct curl_slist *headers;
+};
+
+#define HTTP_DEFAULT_RETRY_COUNT 3
+#define HTTP_DEFAULT_RETRY_DELAY_S 1
+#define HTTP_DEFAULT_TIMEOUT_S 30
+/* The longest a 503's Retry-After is honoured, so a server cannot park us. */
+#define HTTP_MAX_RETRY_AFTER_S 60
+
+/* Receives body bytes in order; a negative errno aborts without retry. */
+typedef int (*http_sink)(const uint8_t *data, size_t len, void *opaque);
+
+struct http_conn;
+
+int http_global_init(void);
+void http_global_cleanup(void);
+bool http_is_url(const char *s);
+
+int http_conn_new(const struct http_options *opts, struct http_conn **out);
+void http_conn_free(struct http_conn *c);
+
+/* Fetches bytes [start, start+len) of url. total_size, when not NULL, gets
+ * the resource size from Content-Range. Logs failures with the URL. */
+int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, http_sink sink,
+                   void *opaque, uint64_t *total_size);
+
+/* Bytes received from the network by this connection (headers and bodies). */
+uint64_t http_conn_bytes_received(const struct http_conn *c);

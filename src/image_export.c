@@ -1,0 +1,65 @@
+#include "image_export.h"
+
+#include "cleanup.h"
+#include "fsutil.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COPY_BLOCK (1u << 20)
+
+static void log_chunk(struct store *s, const struct chunk *c, size_t hash_len, size_t pos, const char *what)
+{
+        char rel[STORE_CHUNK_PATH_MAX];
+
+        store_chunk_relpath(c->hash, hash_len, rel);
+        log_error("%s/%s/%s (image chunk %zu) %s", s->path, STORE_CHUNKS_DIR, rel, pos, what);
+}
+
+int image_export(struct store *s, const struct release *r, int out_fd, const char *out_name)
+{
+        _cleanup_free_ uint8_t *buf = malloc(COPY_BLOCK);
+        uint8_t digest[HASH_MAX_LEN];
+        hash_state image_hash;
+        int err;
+
+        if (!buf)
+                return -ENOMEM;
+        hash_init(&image_hash);
+        for (size_t pos = 0; pos < r->n_order; pos++) {
+                const struct chunk *c = &r->chunks[r->order[pos]];
+                _cleanup_close_ int fd = store_chunk_open(s, c, r->hash_len);
+                uint64_t off = 0;
+
+                if (fd == -ENOENT) {
+                        log_chunk(s, c, r->hash_len, pos, "is missing");
+                        return -ENOENT;
+                }
+                if (fd < 0) {
+                        log_chunk(s, c, r->hash_len, pos, "cannot be opened");
+                        return fd;
+                }
+                while (off < c->source_size) {
+                        size_t want = c->source_size - off < COPY_BLOCK ? c->source_size - off : COPY_BLOCK;
+                        ssize_t n = pread_full(fd, buf, want, off);
+                        if (n < 0)
+                                return log_errno((int)n, "cannot read chunk %zu of the image", pos);
+                        if ((size_t)n < want) {
+                                log_chunk(s, c, r->hash_len, pos, "is shorter than its size");
+                                return -EBADMSG;
+                        }
+                        hash_update(&image_hash, buf, want);
+                        if (out_fd >= 0 && (err = write_full(out_fd, buf, want)) < 0)
+                                return log_errno(err, "cannot write %s", out_name);
+                        off += want;
+                }
+        }
+        hash_final(&image_hash, digest);
+        if (memcmp(digest, r->source_checksum, r->source_checksum_len) != 0) {
+                log_error("the image does not match its checksum: a chunk in %s is corrupt", s->path);
+                return -EBADMSG;
+        }
+        return 0;
+}

@@ -1,0 +1,90 @@
+#include "log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static enum log_level current_level = LOG_INFO;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool progress_shown;
+
+void log_set_level(enum log_level level) { current_level = level; }
+enum log_level log_get_level(void) { return current_level; }
+
+static void clear_progress_locked(void)
+{
+        if (progress_shown) {
+                fputs("\r\033[K", stderr);
+                progress_shown = false;
+        }
+}
+
+static void vlog(enum log_level level, const char *fmt, va_list ap, const char *suffix)
+{
+        static const char *const prefix[] = { "error: ", "warning: ", "", "" };
+
+        if (level > current_level)
+                return;
+        pthread_mutex_lock(&log_lock);
+        clear_progress_locked();
+        fputs("ihop: ", stderr);
+        fputs(prefix[level], stderr);
+        vfprintf(stderr, fmt, ap);
+        if (suffix)
+                fprintf(stderr, ": %s", suffix);
+        fputc('\n', stderr);
+        pthread_mutex_unlock(&log_lock);
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vlog(level, fmt, ap, NULL);
+        va_end(ap);
+}
+
+int log_errno(int err, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vlog(LOG_ERROR, fmt, ap, strerror(err < 0 ? -err : err));
+        va_end(ap);
+        return err < 0 ? err : -err;
+}
+
+bool log_progress_enabled(void)
+{
+        static int tty = -1;
+
+        if (tty < 0)
+                tty = isatty(STDERR_FILENO);
+        return tty && current_level >= LOG_INFO;
+}
+
+void log_progress(const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!log_progress_enabled())
+                return;
+        pthread_mutex_lock(&log_lock);
+        fputs("\r\033[K", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fflush(stderr);
+        progress_shown = true;
+        pthread_mutex_unlock(&log_lock);
+}
+
+void log_progress_end(void)
+{
+        pthread_mutex_lock(&log_lock);
+        clear_progress_locked();
+        pthread_mutex_unlock(&log_lock);
+}

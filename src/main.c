@@ -1,0 +1,66 @@
+#include "commands.h"
+#include "hash.h"
+#include "http.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+        const char *summary;
+} commands[] = {
+        { "clone", cmd_clone, "fetch a release from a bita archive into a chunk store" },
+        { "cat", cmd_cat, "write a stored release's image out, checked against its checksum" },
+        { "info", cmd_info, "describe a bita archive or a stored release" },
+};
+
+static void usage(FILE *f)
+{
+        fprintf(f, "Usage: ihop [-v|-q] COMMAND [ARGS]\n\nCommands:\n");
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "\nRun 'ihop COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+        int i = 1;
+
+        for (; i < argc && argv[i][0] == '-'; i++) {
+                if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0)
+                        log_set_level(LOG_DEBUG);
+                else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0)
+                        log_set_level(LOG_WARN);
+                else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+                        usage(stdout);
+                        return 0;
+                } else if (strcmp(argv[i], "--version") == 0) {
+                        printf("ihop %s\n", IHOP_VERSION);
+                        return 0;
+                } else {
+                        fprintf(stderr, "ihop: unknown option %s\n", argv[i]);
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (i >= argc) {
+                usage(stderr);
+                return 2;
+        }
+        if (hash_init_library() < 0 || http_global_init() < 0) {
+                log_error("cannot initialise libsodium or libcurl");
+                return 1;
+        }
+        for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
+                if (strcmp(argv[i], commands[c].name) == 0) {
+                        int r = commands[c].run(argc - i, argv + i);
+                        http_global_cleanup();
+                        return r;
+                }
+        }
+        fprintf(stderr, "ihop: unknown command '%s'\n", argv[i]);
+        usage(stderr);
+        return 2;
+}

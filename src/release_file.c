@@ -1,0 +1,186 @@
+#include "release_file.h"
+
+#include "chunk_dictionary.pb-c.h"
+#include "cleanup.h"
+#include "fsutil.h"
+#include "log.h"
+#include "pb_budget.h"
+#include "store_dictionary.pb-c.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+static const uint8_t magic[6] = { 'I', 'H', 'O', 'P', '1', 0 };
+#define PRE_SIZE 14u
+
+int release_file_write(struct store *s, const char *name, const struct release *r)
+{
+        StoreDictionary__StoreDictionary d = STORE_DICTIONARY__STORE_DICTIONARY__INIT;
+        ChunkDictionary__ChunkerParameters cp = CHUNK_DICTIONARY__CHUNKER_PARAMETERS__INIT;
+        _cleanup_free_ StoreDictionary__ChunkDescriptor *descs = NULL;
+        _cleanup_free_ StoreDictionary__ChunkDescriptor **ptrs = NULL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        char path[PATH_MAX];
+        size_t n, total;
+        uint64_t le;
+        int err;
+
+        descs = calloc(r->n_chunks ? r->n_chunks : 1, sizeof(*descs));
+        ptrs = calloc(r->n_chunks ? r->n_chunks : 1, sizeof(*ptrs));
+        if (!descs || !ptrs)
+                return -ENOMEM;
+        for (size_t i = 0; i < r->n_chunks; i++) {
+                store_dictionary__chunk_descriptor__init(&descs[i]);
+                descs[i].checksum.data = (uint8_t *)r->chunks[i].hash;
+                descs[i].checksum.len = r->hash_len;
+                descs[i].source_size = r->chunks[i].source_size;
+                ptrs[i] = &descs[i];
+        }
+        cp.chunking_algorithm = (ChunkDictionary__ChunkerParameters__ChunkingAlgorithm)r->chunker.algorithm;
+        cp.chunk_filter_bits = r->chunker.filter_bits;
+        cp.min_chunk_size = r->chunker.min_chunk_size;
+        cp.max_chunk_size = r->chunker.max_chunk_size;
+        cp.rolling_hash_window_size = r->chunker.window_size;
+        cp.chunk_hash_length = (uint32_t)r->hash_len;
+
+        d.application_version = (char *)"ihop " IHOP_VERSION;
+        d.source_checksum.data = (uint8_t *)r->source_checksum;
+        d.source_checksum.len = r->source_checksum_len;
+        d.source_total_size = r->source_total_size;
+        d.n_source_order = r->n_order;
+        d.source_order = r->order;
+        d.n_chunk_descriptors = r->n_chunks;
+        d.chunk_descriptors = ptrs;
+        d.chunker_params = &cp;
+
+        n = store_dictionary__store_dictionary__get_packed_size(&d);
+        total = PRE_SIZE + n + HASH_MAX_LEN;
+        buf = malloc(total);
+        if (!buf)
+                return -ENOMEM;
+        memcpy(buf, magic, sizeof(magic));
+        le = htole64(n);
+        memcpy(buf + 6, &le, sizeof(le));
+        store_dictionary__store_dictionary__pack(&d, buf + PRE_SIZE);
+        hash_buffer(buf, PRE_SIZE + n, buf + PRE_SIZE + n);
+
+        snprintf(path, sizeof(path), "%s/%s", s->path, name);
+        err = write_file_atomic(path, buf, total, 0644);
+        if (err < 0)
+                return log_errno(err, "cannot write release description %s", path);
+        return 0;
+}
+
+static int release_from_dictionary(const StoreDictionary__StoreDictionary *d, const char *where,
+                                   struct release **out)
+{
+        struct release *r = calloc(1, sizeof(*r));
+        int err = -EBADMSG;
+
+        if (!r)
+                return -ENOMEM;
+        if (!d->chunker_params) {
+                log_error("%s: the release description has no chunker parameters", where);
+                goto out;
+        }
+        r->hash_len = d->chunker_params->chunk_hash_length;
+        if (r->hash_len < HASH_MIN_LEN || r->hash_len > HASH_MAX_LEN || d->source_checksum.len > HASH_MAX_LEN) {
+                log_error("%s: impossible hash length in the release description", where);
+                goto out;
+        }
+        r->chunker.algorithm = (enum chunking_algorithm)d->chunker_params->chunking_algorithm;
+        r->chunker.filter_bits = d->chunker_params->chunk_filter_bits;
+        r->chunker.min_chunk_size = d->chunker_params->min_chunk_size;
+        r->chunker.max_chunk_size = d->chunker_params->max_chunk_size;
+        r->chunker.window_size = d->chunker_params->rolling_hash_window_size;
+        r->chunker.hash_length = d->chunker_params->chunk_hash_length;
+        memcpy(r->source_checksum, d->source_checksum.data, d->source_checksum.len);
+        r->source_checksum_len = d->source_checksum.len;
+        r->source_total_size = d->source_total_size;
+        r->app_version = strdup(d->application_version ? d->application_version : "");
+        r->chunks = calloc(d->n_chunk_descriptors ? d->n_chunk_descriptors : 1, sizeof(*r->chunks));
+        r->order = calloc(d->n_source_order ? d->n_source_order : 1, sizeof(*r->order));
+        if (!r->app_version || !r->chunks || !r->order) {
+                err = -ENOMEM;
+                goto out;
+        }
+        r->n_chunks = d->n_chunk_descriptors;
+        r->n_order = d->n_source_order;
+        memcpy(r->order, d->source_order, r->n_order * sizeof(*r->order));
+        for (size_t i = 0; i < r->n_chunks; i++) {
+                if (d->chunk_descriptors[i]->checksum.len != r->hash_len) {
+                        log_error("%s: chunk %zu has a %zu-byte hash, the release says %zu", where, i,
+                                  d->chunk_descriptors[i]->checksum.len, r->hash_len);
+                        goto out;
+                }
+                memcpy(r->chunks[i].hash, d->chunk_descriptors[i]->checksum.data, r->hash_len);
+                r->chunks[i].source_size = d->chunk_descriptors[i]->source_size;
+        }
+        err = release_validate(r, where);
+out:
+        if (err < 0) {
+                release_free(r);
+                return err;
+        }
+        *out = r;
+        return 0;
+}
+
+int release_file_parse(const uint8_t *buf, size_t len, const char *where, struct release **out)
+{
+        StoreDictionary__StoreDictionary *d;
+        struct pb_budget budget;
+        uint8_t digest[HASH_MAX_LEN];
+        uint64_t n;
+        int err;
+
+        if (len < PRE_SIZE + HASH_MAX_LEN || memcmp(buf, magic, sizeof(magic)) != 0) {
+                log_error("%s: not an ihop release description (no IHOP1 magic)", where);
+                return -EBADMSG;
+        }
+        memcpy(&n, buf + 6, sizeof(n));
+        n = le64toh(n);
+        if (n != len - PRE_SIZE - HASH_MAX_LEN) {
+                log_error("%s: the release description is truncated or has trailing bytes", where);
+                return -EBADMSG;
+        }
+        hash_buffer(buf, PRE_SIZE + n, digest);
+        if (memcmp(digest, buf + PRE_SIZE + n, HASH_MAX_LEN) != 0) {
+                log_error("%s: the release description checksum does not match: corrupt", where);
+                return -EBADMSG;
+        }
+        pb_budget_init(&budget, 4 * n + (1u << 20));
+        d = store_dictionary__store_dictionary__unpack(&budget.allocator, n, buf + PRE_SIZE);
+        if (!d) {
+                log_error("%s: the release description cannot be decoded", where);
+                return -EBADMSG;
+        }
+        err = release_from_dictionary(d, where, out);
+        store_dictionary__store_dictionary__free_unpacked(d, &budget.allocator);
+        return err;
+}
+
+int release_file_read(struct store *s, const char *name, struct release **out)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        char path[PATH_MAX];
+        size_t len;
+        int err;
+
+        snprintf(path, sizeof(path), "%s/%s", s->path, name);
+        err = read_file_bounded(path, RELEASE_FILE_MAX_SIZE, &buf, &len);
+        if (err == -ENOENT) {
+                log_error("release %s does not exist", path);
+                return err;
+        }
+        if (err == -EFBIG || err == -EINVAL) {
+                log_error("%s is not a release description", path);
+                return -EBADMSG;
+        }
+        if (err < 0)
+                return log_errno(err, "cannot read release %s", path);
+        return release_file_parse(buf, len, path, out);
+}

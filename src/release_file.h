@@ -1,0 +1,17 @@
+/* The release description in a store (STORE/NAME):
+ *
+ *   "IHOP1\0" | u64-LE size n | protobuf StoreDictionary (n bytes) | BLAKE2b-512 of all before
+ *
+ * Written last in a clone, atomically, so a release exists only when complete. */
+#pragma once
+
+#include "release.h"
+#include "store.h"
+
+#define RELEASE_FILE_MAX_SIZE (64u << 20)
+
+int release_file_write(struct store *s, const char *name, const struct release *r);
+/* Reads and checks STORE/NAME; logs the reason on failure. */
+int release_file_read(struct store *s, const char *name, struct release **out);
+/* Parses a description held in memory; `where` names it in messages. */
+int release_file_parse(const uint8_t *buf, size_t len, const char *where, struct release **out);

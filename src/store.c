@@ -1,0 +1,303 @@
+#include "store.h"
+
+#include "cleanup.h"
+#include "fsutil.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define READ_BLOCK (128u << 10)
+
+int store_open(const char *path, bool create, struct store **out)
+{
+        _cleanup_free_ struct store *s = NULL;
+        int err;
+
+        if (create) {
+                err = mkdir_parents(path, 0755);
+                if (err < 0)
+                        return log_errno(err, "cannot create store %s", path);
+        }
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->dirfd = s->chunks_dirfd = -1;
+        s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s->dirfd < 0)
+                return log_errno(-errno, "cannot open store %s", path);
+        if (create && mkdirat(s->dirfd, STORE_CHUNKS_DIR, 0755) < 0 && errno != EEXIST) {
+                err = log_errno(-errno, "cannot create %s/%s", path, STORE_CHUNKS_DIR);
+                close(s->dirfd);
+                return err;
+        }
+        s->chunks_dirfd = openat(s->dirfd, STORE_CHUNKS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s->chunks_dirfd < 0) {
+                err = log_errno(-errno, "%s is not an ihop store (no %s/)", path, STORE_CHUNKS_DIR);
+                close(s->dirfd);
+                return err;
+        }
+        s->path = strdup(path);
+        if (!s->path) {
+                close(s->dirfd);
+                close(s->chunks_dirfd);
+                return -ENOMEM;
+        }
+        *out = TAKE_PTR(s);
+        return 0;
+}
+
+void store_close(struct store *s)
+{
+        if (!s)
+                return;
+        if (s->chunks_dirfd >= 0)
+                close(s->chunks_dirfd);
+        if (s->dirfd >= 0)
+                close(s->dirfd);
+        free(s->path);
+        free(s);
+}
+
+void store_chunk_relpath(const uint8_t *hash, size_t hash_len, char buf[STORE_CHUNK_PATH_MAX])
+{
+        char hex[2 * HASH_MAX_LEN + 1];
+
+        hash_to_hex(hash, hash_len, hex);
+        snprintf(buf, STORE_CHUNK_PATH_MAX, "%.4s/%s.chunk", hex, hex);
+}
+
+bool store_release_name_valid(const char *name)
+{
+        return name[0] && name[0] != '.' && !strchr(name, '/') && strcmp(name, STORE_CHUNKS_DIR) != 0 &&
+               strlen(name) < 200;
+}
+
+int store_split_release_path(const char *arg, char **store_path, char **name)
+{
+        _cleanup_free_ char *copy = strdup(arg);
+        char *slash;
+
+        if (!copy)
+                return -ENOMEM;
+        while (strlen(copy) > 1 && copy[strlen(copy) - 1] == '/')
+                copy[strlen(copy) - 1] = '\0';
+        slash = strrchr(copy, '/');
+        if (!slash) {
+                *store_path = strdup(".");
+                *name = strdup(copy);
+        } else {
+                *slash = '\0';
+                *store_path = strdup(slash == copy ? "/" : copy);
+                *name = strdup(slash + 1);
+        }
+        if (!*store_path || !*name)
+                return -ENOMEM;
+        if (!store_release_name_valid(*name)) {
+                log_error("'%s' is not a valid release name (want STORE/NAME, NAME a plain file name)", arg);
+                free(*store_path);
+                free(*name);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int store_chunk_open(struct store *s, const struct chunk *c, size_t hash_len)
+{
+        char rel[STORE_CHUNK_PATH_MAX];
+        int fd;
+
+        store_chunk_relpath(c->hash, hash_len, rel);
+        fd = openat(s->chunks_dirfd, rel, O_RDONLY | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+int store_chunk_state(struct store *s, const struct chunk *c, size_t hash_len, bool verify,
+                      enum chunk_state *state)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        uint8_t digest[HASH_MAX_LEN];
+        hash_state st;
+        struct stat sb;
+        uint64_t off = 0;
+        _cleanup_close_ int fd = store_chunk_open(s, c, hash_len);
+
+        if (fd == -ENOENT) {
+                *state = CHUNK_MISSING;
+                return 0;
+        }
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &sb) < 0)
+                return -errno;
+        if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->source_size) {
+                *state = CHUNK_CORRUPT;
+                return 0;
+        }
+        if (!verify) {
+                *state = CHUNK_PRESENT;
+                return 0;
+        }
+        buf = malloc(READ_BLOCK);
+        if (!buf)
+                return -ENOMEM;
+        hash_init(&st);
+        while (off < c->source_size) {
+                ssize_t n = pread_full(fd, buf, READ_BLOCK, off);
+                if (n < 0)
+                        return (int)n;
+                if (n == 0)
+                        break;
+                hash_update(&st, buf, (size_t)n);
+                off += (uint64_t)n;
+        }
+        hash_final(&st, digest);
+        *state = off == c->source_size && memcmp(digest, c->hash, hash_len) == 0 ? CHUNK_PRESENT : CHUNK_CORRUPT;
+        return 0;
+}
+
+int chunk_writer_begin(struct chunk_writer *w, struct store *s, const struct chunk *c, size_t hash_len)
+{
+        static atomic_uint counter;
+        char rel[STORE_CHUNK_PATH_MAX];
+
+        store_chunk_relpath(c->hash, hash_len, rel);
+        /* The two-byte fan-out directory is created on first use. */
+        rel[4] = '\0';
+        if (mkdirat(s->chunks_dirfd, rel, 0755) < 0 && errno != EEXIST)
+                return log_errno(-errno, "cannot create %s/%s/%s", s->path, STORE_CHUNKS_DIR, rel);
+        rel[4] = '/';
+        w->store = s;
+        w->chunk = c;
+        w->hash_len = hash_len;
+        w->written = 0;
+        if (snprintf(w->tmp, sizeof(w->tmp), "%s%s%d.%u", rel, STORE_TMP_MARK, (int)getpid(),
+                     atomic_fetch_add(&counter, 1)) >= (int)sizeof(w->tmp))
+                return -ENAMETOOLONG;
+        w->fd = openat(s->chunks_dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (w->fd < 0)
+                return log_errno(-errno, "cannot create %s/%s/%s", s->path, STORE_CHUNKS_DIR, w->tmp);
+        hash_init(&w->hash);
+        return 0;
+}
+
+int chunk_writer_write(struct chunk_writer *w, const uint8_t *data, size_t len)
+{
+        int err;
+
+        if (len > w->chunk->source_size - w->written)
+                return -EBADMSG;
+        hash_update(&w->hash, data, len);
+        err = write_full(w->fd, data, len);
+        if (err < 0)
+                return log_errno(err, "cannot write %s/%s/%s", w->store->path, STORE_CHUNKS_DIR, w->tmp);
+        w->written += len;
+        return 0;
+}
+
+int chunk_writer_finish(struct chunk_writer *w)
+{
+        uint8_t digest[HASH_MAX_LEN];
+        int err = 0;
+
+        hash_final(&w->hash, digest);
+        if (w->written != w->chunk->source_size || memcmp(digest, w->chunk->hash, w->hash_len) != 0)
+                err = -EBADMSG;
+        /* close() reports delayed write errors (NFS, quota) that write() did not. */
+        if (close(w->fd) < 0 && err == 0)
+                err = log_errno(-errno, "cannot write %s/%s/%s", w->store->path, STORE_CHUNKS_DIR, w->tmp);
+        w->fd = -1;
+        if (err < 0)
+                unlinkat(w->store->chunks_dirfd, w->tmp, 0);
+        return err;
+}
+
+void chunk_writer_abort(struct chunk_writer *w)
+{
+        if (w->fd >= 0) {
+                close(w->fd);
+                w->fd = -1;
+                unlinkat(w->store->chunks_dirfd, w->tmp, 0);
+        }
+}
+
+void store_batch_init(struct store_batch *b, struct store *s)
+{
+        memset(b, 0, sizeof(*b));
+        b->store = s;
+}
+
+int store_batch_add(struct store_batch *b, const struct chunk_writer *w)
+{
+        if (b->n == b->cap) {
+                size_t cap = b->cap ? 2 * b->cap : 64;
+                void *t = realloc(b->tmp, cap * sizeof(*b->tmp));
+                if (!t)
+                        return -ENOMEM;
+                b->tmp = t;
+                t = realloc(b->final, cap * sizeof(*b->final));
+                if (!t)
+                        return -ENOMEM;
+                b->final = t;
+                b->cap = cap;
+        }
+        memcpy(b->tmp[b->n], w->tmp, STORE_CHUNK_PATH_MAX);
+        store_chunk_relpath(w->chunk->hash, w->hash_len, b->final[b->n]);
+        b->n++;
+        b->bytes += w->written;
+        return 0;
+}
+
+int store_sync(struct store *s)
+{
+        if (syncfs(s->dirfd) < 0)
+                return log_errno(-errno, "cannot sync store %s", s->path);
+        return 0;
+}
+
+int store_batch_commit(struct store_batch *b)
+{
+        int err;
+
+        if (b->n == 0)
+                return 0;
+        /* Content must be durable before a chunk gets its final name: after a
+         * power cut a final name must never point at a hole or stale blocks.
+         * One syncfs per batch is far cheaper than an fsync per chunk. */
+        err = store_sync(b->store);
+        if (err < 0)
+                return err;
+        for (size_t i = 0; i < b->n; i++) {
+                if (renameat(b->store->chunks_dirfd, b->tmp[i], b->store->chunks_dirfd, b->final[i]) < 0) {
+                        err = log_errno(-errno, "cannot move chunk into place in %s", b->store->path);
+                        for (size_t j = i; j < b->n; j++)
+                                unlinkat(b->store->chunks_dirfd, b->tmp[j], 0);
+                        b->n = 0;
+                        return err;
+                }
+        }
+        b->n = 0;
+        b->bytes = 0;
+        return 0;
+}
+
+void store_batch_discard(struct store_batch *b)
+{
+        for (size_t i = 0; i < b->n; i++)
+                unlinkat(b->store->chunks_dirfd, b->tmp[i], 0);
+        b->n = 0;
+        b->bytes = 0;
+}
+
+void store_batch_free(struct store_batch *b)
+{
+        free(b->tmp);
+        free(b->final);
+        b->tmp = NULL;
+        b->final = NULL;
+        b->n = b->cap = 0;
+}

@@ -1,0 +1,89 @@
+/* The chunk store, on disk as the original ihop kept it:
+ *
+ *   STORE/chunks/<first 2 hash bytes, hex>/<full hash, hex>.chunk   uncompressed chunk data
+ *   STORE/NAME                                                      a release description
+ *
+ * A chunk appears under its final name only once its content is verified
+ * and durable (store_batch_commit), so a crash leaves at worst a temp file. */
+#pragma once
+
+#include "hash.h"
+#include "release.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_CHUNKS_DIR "chunks"
+#define STORE_TMP_MARK ".tmp-"
+/* "chunks/" + 4 + "/" + 128 + ".chunk" + temp suffix + NUL */
+#define STORE_CHUNK_PATH_MAX 192
+
+struct store {
+        char *path;
+        int dirfd;
+        int chunks_dirfd;
+};
+
+/* Opens STORE (creating it when create is set). */
+int store_open(const char *path, bool create, struct store **out);
+void store_close(struct store *s);
+static inline void store_closep(struct store **s) { store_close(*s); }
+#define _cleanup_store_ __attribute__((cleanup(store_closep)))
+
+/* Path of a chunk relative to the store's chunks/ directory: "abcd/abcd…ef.chunk". */
+void store_chunk_relpath(const uint8_t *hash, size_t hash_len, char buf[STORE_CHUNK_PATH_MAX]);
+
+/* Release names are plain file names: no '/', not "chunks", not hidden. */
+bool store_release_name_valid(const char *name);
+
+/* Splits "STORE/NAME" into its parts (newly allocated). */
+int store_split_release_path(const char *arg, char **store_path, char **name);
+
+enum chunk_state { CHUNK_MISSING = 0, CHUNK_PRESENT = 1, CHUNK_CORRUPT = 2 };
+
+/* Is the chunk in the store? With verify, its content is hashed; without,
+ * presence and size are trusted. Negative errno when the store cannot be read. */
+int store_chunk_state(struct store *s, const struct chunk *c, size_t hash_len, bool verify,
+                      enum chunk_state *state);
+
+/* Opens a stored chunk for reading. */
+int store_chunk_open(struct store *s, const struct chunk *c, size_t hash_len);
+
+/* Writing one chunk: streamed into a temp file beside its final name, hashed on the way. */
+struct chunk_writer {
+        struct store *store;
+        const struct chunk *chunk;
+        size_t hash_len;
+        int fd;
+        uint64_t written;
+        hash_state hash;
+        char tmp[STORE_CHUNK_PATH_MAX];
+};
+
+int chunk_writer_begin(struct chunk_writer *w, struct store *s, const struct chunk *c, size_t hash_len);
+/* -EBADMSG when more data arrives than the chunk's size. */
+int chunk_writer_write(struct chunk_writer *w, const uint8_t *data, size_t len);
+/* Checks size and hash; on success the temp file waits for a batch commit. */
+int chunk_writer_finish(struct chunk_writer *w);
+void chunk_writer_abort(struct chunk_writer *w);
+
+/* Verified chunks waiting to be made durable and renamed into place. */
+struct store_batch {
+        struct store *store;
+        char (*tmp)[STORE_CHUNK_PATH_MAX];
+        char (*final)[STORE_CHUNK_PATH_MAX];
+        size_t n, cap;
+        uint64_t bytes;
+};
+
+void store_batch_init(struct store_batch *b, struct store *s);
+int store_batch_add(struct store_batch *b, const struct chunk_writer *w);
+/* syncfs, then rename every temp file to its final name. */
+int store_batch_commit(struct store_batch *b);
+/* Unlinks the temp files of an uncommitted batch. */
+void store_batch_discard(struct store_batch *b);
+void store_batch_free(struct store_batch *b);
+
+/* Makes every rename so far durable (before a release description names them). */
+int store_sync(struct store *s);

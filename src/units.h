@@ -1,0 +1,14 @@
+/* Human-readable sizes for messages, and size arguments with suffixes. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* "1.5 MiB"; buf must hold at least 32 bytes. */
+const char *format_size(uint64_t bytes, char *buf, size_t len);
+
+/* Parses "123", "64KiB", "16MiB", "1GiB" (also K/M/G, KB/MB/GB as powers of 1024). */
+int parse_size(const char *s, uint64_t *out);
+
+/* Parses a non-negative decimal integer no larger than max. */
+int parse_uint(const char *s, uint64_t max, uint64_t *out);
