@@ -1,0 +1,15 @@
+#!/bin/sh
+# Installs what ihop needs to build, test and run its demo on Debian 12.
+set -eu
+PACKAGES="build-essential meson ninja-build pkg-config protobuf-c-compiler libprotobuf-c-dev
+  libcurl4-openssl-dev libbrotli-dev libzstd-dev liblzma-dev libsodium-dev libcmocka-dev
+  python3 python3-pytest nginx-light e2fsprogs coreutils"
+missing=""
+for p in $PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+        echo "installing:$missing"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

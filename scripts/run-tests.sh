@@ -1,0 +1,54 @@
+#!/bin/bash
+# The whole test suite: unit tests (cmocka) and end-to-end tests (pytest,
+# real nginx), on a normal build and on an ASan+UBSan build. Installs what
+# it needs first. Ends with one line: "N passed, N failed".
+set -uo pipefail
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+cd "$(dirname "$0")/.."
+sh scripts/install-deps.sh || exit 1
+sh scripts/build.sh asan || exit 1
+
+passed=0 failed=0 skipped=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# meson prints "Ok: N", "Fail: N", "Skipped: N", ... at the end of a run.
+count_meson() {
+        local n
+        for key in Ok Expected\ Fail; do
+                n=$(sed -n "s/^${key}: *\([0-9]*\)$/\1/p" "$log" | tail -n1)
+                passed=$((passed + ${n:-0}))
+        done
+        for key in Fail Unexpected\ Pass Timeout; do
+                n=$(sed -n "s/^${key}: *\([0-9]*\)$/\1/p" "$log" | tail -n1)
+                failed=$((failed + ${n:-0}))
+        done
+        n=$(sed -n "s/^Skipped: *\([0-9]*\)$/\1/p" "$log" | tail -n1)
+        skipped=$((skipped + ${n:-0}))
+        grep -q "^Ok:" "$log" || failed=$((failed + 1))
+}
+
+# pytest's last line: "== 40 passed, 1 failed, 2 skipped in 12.3s =="
+count_pytest() {
+        local last n
+        last=$(grep -E "[0-9]+ (passed|failed|error)" "$log" | tail -n1)
+        [ -n "$last" ] || { failed=$((failed + 1)); return; }
+        n=$(grep -oE "[0-9]+ passed" <<<"$last" | grep -oE "[0-9]+"); passed=$((passed + ${n:-0}))
+        n=$(grep -oE "[0-9]+ failed" <<<"$last" | grep -oE "[0-9]+"); failed=$((failed + ${n:-0}))
+        n=$(grep -oE "[0-9]+ errors?" <<<"$last" | grep -oE "[0-9]+"); failed=$((failed + ${n:-0}))
+        n=$(grep -oE "[0-9]+ skipped" <<<"$last" | grep -oE "[0-9]+"); skipped=$((skipped + ${n:-0}))
+}
+
+for b in build build-asan; do
+        echo "=== unit tests ($b)"
+        meson test -C "$b" --print-errorlogs 2>&1 | tee "$log"
+        count_meson
+        echo "=== end-to-end tests ($b)"
+        IHOP="$PWD/$b/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q tests/e2e 2>&1 | tee "$log"
+        count_pytest
+done
+
+echo
+echo "${skipped} skipped"
+echo "${passed} passed, ${failed} failed"
+[ "$failed" -eq 0 ]
