@@ -1,0 +1,118 @@
+#define FUSE_USE_VERSION 35
+
+#include "fuse_file.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct image_map *map_of(void)
+{
+        return fuse_get_context()->private_data;
+}
+
+static int file_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+        (void)fi;
+        if (strcmp(path, "/") != 0)
+                return -ENOENT;
+        memset(st, 0, sizeof(*st));
+        st->st_mode = S_IFREG | 0444;
+        st->st_nlink = 1;
+        st->st_uid = getuid();
+        st->st_gid = getgid();
+        st->st_size = (off_t)map_of()->size;
+        st->st_blocks = (blkcnt_t)((map_of()->size + 511) / 512);
+        st->st_blksize = 4096;
+        return 0;
+}
+
+static int file_open(const char *path, struct fuse_file_info *fi)
+{
+        if (strcmp(path, "/") != 0)
+                return -ENOENT;
+        if ((fi->flags & O_ACCMODE) != O_RDONLY)
+                return -EROFS;
+        /* The content never changes while mounted: let the page cache keep it. */
+        fi->keep_cache = 1;
+        return 0;
+}
+
+static int file_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+        struct image_map *m = map_of();
+        (void)path;
+        (void)fi;
+
+        if (off < 0)
+                return -EINVAL;
+        if ((uint64_t)off >= m->size)
+                return 0;
+        if (size > m->size - (uint64_t)off)
+                size = (size_t)(m->size - (uint64_t)off);
+        int err = image_map_read(m, buf, size, (uint64_t)off);
+        return err < 0 ? -EIO : (int)size;
+}
+
+static void *file_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+        (void)conn;
+        cfg->kernel_cache = 1;
+        cfg->attr_timeout = 3600;
+        cfg->entry_timeout = 3600;
+        return fuse_get_context()->private_data;
+}
+
+static const struct fuse_operations file_ops = {
+        .init = file_init,
+        .getattr = file_getattr,
+        .open = file_open,
+        .read = file_read,
+};
+
+int fuse_file_serve(struct image_map *map, const char *release_name, const char *target)
+{
+        char opts[512];
+        struct stat st;
+        int err;
+
+        if (stat(target, &st) < 0)
+                return log_errno(-errno, "cannot mount on %s", target);
+        if (!S_ISREG(st.st_mode)) {
+                log_error("%s is not a regular file", target);
+                return -EINVAL;
+        }
+        snprintf(opts, sizeof(opts), "ro,default_permissions,fsname=ihop:%s,subtype=ihop%s", release_name,
+                 getuid() == 0 ? ",allow_other" : "");
+        char *argv[] = { (char *)"ihop", (char *)"-o", opts, NULL };
+        struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+        struct fuse *f = fuse_new(&args, &file_ops, sizeof(file_ops), map);
+        if (!f) {
+                log_error("cannot set up FUSE for %s", target);
+                return -EIO;
+        }
+        if (fuse_mount(f, target) != 0) {
+                log_error("cannot mount %s with FUSE (is /dev/fuse there, and fusermount3?)", target);
+                fuse_destroy(f);
+                return -EIO;
+        }
+        struct fuse_session *se = fuse_get_session(f);
+        if (fuse_set_signal_handlers(se) != 0) {
+                fuse_unmount(f);
+                fuse_destroy(f);
+                return -EIO;
+        }
+        log_info("release %s mounted on %s (%llu bytes); unmount with: umount %s", release_name, target,
+                 (unsigned long long)map->size, target);
+        struct fuse_loop_config cfg = { .clone_fd = 0, .max_idle_threads = 16 };
+        err = fuse_loop_mt(f, &cfg);
+        fuse_remove_signal_handlers(se);
+        fuse_unmount(f);
+        fuse_destroy(f);
+        return err < 0 ? -EIO : 0;
+}
