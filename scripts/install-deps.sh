@@ -3,7 +3,9 @@
 set -eu
 PACKAGES="build-essential meson ninja-build pkg-config protobuf-c-compiler libprotobuf-c-dev
   libcurl4-openssl-dev libbrotli-dev libzstd-dev liblzma-dev libsodium-dev libcmocka-dev
-  python3 python3-pytest nginx-light e2fsprogs coreutils"
+  libnl-genl-3-dev libfuse3-dev fuse3
+  python3 python3-pytest nginx-light e2fsprogs coreutils libnbd-bin
+  qemu-system-x86 busybox-static cpio"
 missing=""
 for p in $PACKAGES; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

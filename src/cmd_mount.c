@@ -4,8 +4,12 @@
 #include "log.h"
 #include "release_file.h"
 #include "store.h"
+#include "units.h"
 #ifdef HAVE_FUSE
 #include "fuse_file.h"
+#endif
+#ifdef HAVE_NBD
+#include "nbd_kernel.h"
 #endif
 
 #include <errno.h>
@@ -16,13 +20,17 @@
 
 static void mount_usage(FILE *f)
 {
-        fprintf(f, "Usage: ihop mount [--verify] STORE/NAME FILE\n"
+        fprintf(f, "Usage: ihop mount [OPTIONS] STORE/NAME /dev/nbdN|FILE\n"
                    "\n"
-                   "Expose release NAME read-only, put together from the chunk store on every read.\n"
-                   "FILE is a regular file: the release appears as that file through FUSE, so\n"
-                   "'mount -o loop,ro FILE /mnt' works. Runs until unmounted or interrupted.\n"
+                   "Expose release NAME read-only, put together from the chunk store on every read,\n"
+                   "for as long as ihop runs (until the device is disconnected, FILE unmounted, or\n"
+                   "SIGINT/SIGTERM). /dev/nbdN: a kernel NBD block device (needs CONFIG_BLK_DEV_NBD).\n"
+                   "FILE, a regular file: the release appears as that file through FUSE, so\n"
+                   "'mount -o loop,ro FILE /mnt' works on kernels without NBD.\n"
                    "\n"
-                   "  --verify   hash each chunk on its first read; a corrupt chunk reads as EIO\n");
+                   "  --verify            hash each chunk on its first read; a corrupt chunk reads as EIO\n"
+                   "  --block-size SIZE   NBD block size, 512..4096, a power of two (default 512)\n"
+                   "  --connections N     NBD connections, served in parallel (default 4)\n");
 }
 
 static int open_map(const char *arg, bool verify, struct image_map **map, char **name)
@@ -49,15 +57,18 @@ static int open_map(const char *arg, bool verify, struct image_map **map, char *
 
 int cmd_mount(int argc, char **argv)
 {
-        enum { OPT_VERIFY = 256 };
+        enum { OPT_VERIFY = 256, OPT_BLOCK_SIZE, OPT_CONNECTIONS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "verify", no_argument, NULL, OPT_VERIFY },
+                { "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
+                { "connections", required_argument, NULL, OPT_CONNECTIONS },
                 {}
         };
         _cleanup_free_ char *name = NULL;
         struct image_map *map = NULL;
         bool verify = false;
+        uint64_t block_size = 512, connections = 4;
         struct stat st;
         int c, err;
 
@@ -69,6 +80,19 @@ int cmd_mount(int argc, char **argv)
                 case OPT_VERIFY:
                         verify = true;
                         break;
+                case OPT_BLOCK_SIZE:
+                        if (parse_size(optarg, &block_size) < 0 || block_size < 512 || block_size > 4096 ||
+                            (block_size & (block_size - 1))) {
+                                log_error("--block-size wants 512, 1024, 2048 or 4096, not '%s'", optarg);
+                                return 2;
+                        }
+                        break;
+                case OPT_CONNECTIONS:
+                        if (parse_uint(optarg, 16, &connections) < 0 || connections == 0) {
+                                log_error("--connections wants a number from 1 to 16, not '%s'", optarg);
+                                return 2;
+                        }
+                        break;
                 default:
                         mount_usage(stderr);
                         return 2;
@@ -79,23 +103,25 @@ int cmd_mount(int argc, char **argv)
                 return 2;
         }
         const char *target = argv[optind + 1];
-        if (stat(target, &st) < 0) {
-                log_errno(-errno, "cannot mount on %s", target);
-                return 1;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                log_error("%s: mount target must be a regular file (FUSE)", target);
-                return 1;
-        }
+        bool is_file = stat(target, &st) == 0 && S_ISREG(st.st_mode);
         err = open_map(argv[optind], verify, &map, &name);
         if (err < 0)
                 return 1;
+        if (is_file) {
 #ifdef HAVE_FUSE
-        err = fuse_file_serve(map, name, target);
+                err = fuse_file_serve(map, name, target);
 #else
-        log_error("this ihop was built without FUSE support (libfuse3)");
-        err = -ENOTSUP;
+                log_error("this ihop was built without FUSE support (libfuse3): cannot mount on a file");
+                err = -ENOTSUP;
 #endif
+        } else {
+#ifdef HAVE_NBD
+                err = nbd_kernel_serve(map, target, (unsigned)block_size, (unsigned)connections);
+#else
+                log_error("this ihop was built without kernel NBD support (libnl-genl-3)");
+                err = -ENOTSUP;
+#endif
+        }
         image_map_free(map);
         return err < 0 ? 1 : 0;
 }

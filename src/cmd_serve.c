@@ -59,7 +59,7 @@ static void *client_thread(void *arg)
 
         if (err == 0) {
                 log_debug("client connected to export '%s'", e->name);
-                err = nbd_transmission(c->fd, e->map);
+                err = nbd_transmission(c->fd, e->map, e->map->size);
         }
         if (err < 0 && err != -ECONNABORTED && err != -ECONNRESET && err != -EPIPE)
                 log_warn("client dropped: %s", strerror(-err));

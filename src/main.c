@@ -14,7 +14,7 @@ static const struct {
         { "clone", cmd_clone, "fetch a release from a bita archive into a chunk store" },
         { "cat", cmd_cat, "write a stored release's image out, checked against its checksum" },
         { "info", cmd_info, "describe a bita archive or a stored release" },
-        { "mount", cmd_mount, "expose a stored release as a read-only file (FUSE)" },
+        { "mount", cmd_mount, "expose a stored release as a read-only block device (NBD) or file (FUSE)" },
         { "serve", cmd_serve, "serve stored releases read-only over the NBD protocol" },
 };
 

@@ -101,7 +101,23 @@ static uint32_t nbd_errno(int err)
         }
 }
 
-int nbd_transmission(int fd, struct image_map *map)
+static int read_padded(struct image_map *map, uint64_t device_size, uint8_t *buf, uint32_t len, uint64_t off)
+{
+        if (off > device_size || len > device_size - off)
+                return -EINVAL;
+        if (off >= map->size) {
+                memset(buf, 0, len);
+                return 0;
+        }
+        if (len > map->size - off) {
+                uint64_t in_image = map->size - off;
+                memset(buf + in_image, 0, len - in_image);
+                len = (uint32_t)in_image;
+        }
+        return image_map_read(map, buf, len, off);
+}
+
+int nbd_transmission(int fd, struct image_map *map, uint64_t device_size)
 {
         _cleanup_free_ uint8_t *buf = NULL;
         size_t buf_size = 0;
@@ -139,7 +155,7 @@ int nbd_transmission(int fd, struct image_map *map)
                                 buf = nb;
                                 buf_size = length;
                         }
-                        err = image_map_read(map, buf, length, offset);
+                        err = read_padded(map, device_size, buf, length, offset);
                         err = send_reply(fd, req.cookie, err < 0 ? nbd_errno(err) : 0, buf, length);
                         break;
                 case NBD_CMD_WRITE:

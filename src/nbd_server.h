@@ -13,8 +13,9 @@ struct nbd_export {
 };
 
 /* Answers requests on fd until the client disconnects; returns 0 on NBD_CMD_DISC
- * or EOF, negative errno when the connection broke. */
-int nbd_transmission(int fd, struct image_map *map);
+ * or EOF, negative errno when the connection broke. The device may be larger
+ * than the image (rounded up to the kernel's block size): the tail reads as zeros. */
+int nbd_transmission(int fd, struct image_map *map, uint64_t device_size);
 
 /* Negotiates on a fresh connection; on success *chosen is the export to serve.
  * Returns -ECONNABORTED when the client ends the negotiation. */

@@ -1,0 +1,269 @@
+#include "nbd_kernel.h"
+
+#include "log.h"
+#include "nbd_server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <linux/nbd-netlink.h>
+#include <linux/nbd.h>
+#include <netlink/genl/ctrl.h>
+#include <netlink/genl/genl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CONNECTIONS 16
+
+struct attach {
+        struct image_map *map;
+        uint64_t device_size;
+        unsigned index;
+        unsigned block_size;
+        const char *device;
+        int dev_fd; /* ioctl path only */
+        int ours[MAX_CONNECTIONS], theirs[MAX_CONNECTIONS];
+        unsigned n;
+        pthread_t threads[MAX_CONNECTIONS];
+        atomic_uint running;
+};
+
+struct conn_arg {
+        struct attach *a;
+        unsigned i;
+};
+static struct conn_arg conn_args[MAX_CONNECTIONS];
+
+static void *connection_thread(void *arg)
+{
+        struct conn_arg *c = arg;
+        int err = nbd_transmission(c->a->ours[c->i], c->a->map, c->a->device_size);
+
+        if (err < 0 && err != -ECONNRESET)
+                log_warn("%s: connection %u ended: %s", c->a->device, c->i, strerror(-err));
+        atomic_fetch_sub(&c->a->running, 1);
+        return NULL;
+}
+
+static uint64_t server_flags(void)
+{
+        return NBD_FLAG_HAS_FLAGS | NBD_FLAG_READ_ONLY | NBD_FLAG_SEND_FLUSH | NBD_FLAG_CAN_MULTI_CONN;
+}
+
+static struct nl_sock *netlink_open(int *family)
+{
+        struct nl_sock *nl = nl_socket_alloc();
+
+        if (!nl)
+                return NULL;
+        if (genl_connect(nl) < 0 || (*family = genl_ctrl_resolve(nl, "nbd")) < 0) {
+                nl_socket_free(nl);
+                return NULL;
+        }
+        return nl;
+}
+
+static int netlink_connect(struct attach *a, struct nl_sock *nl, int family)
+{
+        struct nl_msg *msg = nlmsg_alloc();
+        struct nlattr *socks, *item;
+        int err;
+
+        if (!msg)
+                return -ENOMEM;
+        if (!genlmsg_put(msg, NL_AUTO_PORT, NL_AUTO_SEQ, family, 0, 0, NBD_CMD_CONNECT, 0) ||
+            nla_put_u32(msg, NBD_ATTR_INDEX, a->index) < 0 ||
+            nla_put_u64(msg, NBD_ATTR_SIZE_BYTES, a->device_size) < 0 ||
+            nla_put_u64(msg, NBD_ATTR_BLOCK_SIZE_BYTES, a->block_size) < 0 ||
+            nla_put_u64(msg, NBD_ATTR_SERVER_FLAGS, server_flags()) < 0 ||
+            !(socks = nla_nest_start(msg, NBD_ATTR_SOCKETS))) {
+                nlmsg_free(msg);
+                return -ENOMEM;
+        }
+        for (unsigned i = 0; i < a->n; i++) {
+                if (!(item = nla_nest_start(msg, NBD_SOCK_ITEM)) || nla_put_u32(msg, NBD_SOCK_FD, (uint32_t)a->theirs[i]) < 0) {
+                        nlmsg_free(msg);
+                        return -ENOMEM;
+                }
+                nla_nest_end(msg, item);
+        }
+        nla_nest_end(msg, socks);
+        err = nl_send_sync(nl, msg);
+        if (err == -NLE_BUSY || err == -NLE_EXIST) {
+                log_error("%s is busy (already connected)", a->device);
+                return -EBUSY;
+        }
+        if (err < 0) {
+                log_error("cannot connect %s through netlink: %s", a->device, nl_geterror(err));
+                return -EIO;
+        }
+        return 0;
+}
+
+static void netlink_disconnect(struct attach *a, struct nl_sock *nl, int family)
+{
+        struct nl_msg *msg = nlmsg_alloc();
+
+        if (!msg)
+                return;
+        if (!genlmsg_put(msg, NL_AUTO_PORT, NL_AUTO_SEQ, family, 0, 0, NBD_CMD_DISCONNECT, 0) ||
+            nla_put_u32(msg, NBD_ATTR_INDEX, a->index) < 0) {
+                nlmsg_free(msg);
+                return;
+        }
+        nl_send_sync(nl, msg);
+}
+
+/* The ioctl interface: one connection, and NBD_DO_IT blocks for the device's life. */
+static void *ioctl_do_it(void *arg)
+{
+        struct attach *a = arg;
+
+        if (ioctl(a->dev_fd, NBD_DO_IT) < 0 && errno != EPIPE && errno != EBUSY)
+                log_warn("%s: NBD_DO_IT: %s", a->device, strerror(errno));
+        ioctl(a->dev_fd, NBD_CLEAR_QUE);
+        ioctl(a->dev_fd, NBD_CLEAR_SOCK);
+        return NULL;
+}
+
+static int ioctl_connect(struct attach *a, pthread_t *doit)
+{
+        a->dev_fd = open(a->device, O_RDWR | O_CLOEXEC);
+        if (a->dev_fd < 0)
+                return log_errno(-errno, "cannot open %s", a->device);
+        if (ioctl(a->dev_fd, NBD_SET_BLKSIZE, (unsigned long)a->block_size) < 0 ||
+            ioctl(a->dev_fd, NBD_SET_SIZE_BLOCKS, (unsigned long)(a->device_size / a->block_size)) < 0 ||
+            ioctl(a->dev_fd, NBD_SET_FLAGS, (unsigned long)server_flags()) < 0)
+                return log_errno(-errno, "cannot configure %s", a->device);
+        if (ioctl(a->dev_fd, NBD_SET_SOCK, (unsigned long)a->theirs[0]) < 0) {
+                if (errno == EBUSY) {
+                        log_error("%s is busy (already connected)", a->device);
+                        return -EBUSY;
+                }
+                return log_errno(-errno, "cannot attach %s", a->device);
+        }
+        if (pthread_create(doit, NULL, ioctl_do_it, a) != 0)
+                return log_errno(-EAGAIN, "cannot start a thread");
+        return 0;
+}
+
+static int device_index(const char *device, unsigned *index)
+{
+        struct stat st;
+        char copy[256];
+
+        if (stat(device, &st) < 0) {
+                if (errno == ENOENT && strncmp(device, "/dev/nbd", 8) == 0) {
+                        log_error("%s does not exist: this kernel has no NBD support loaded (try: modprobe nbd)", device);
+                        return -ENODEV;
+                }
+                return log_errno(-errno, "cannot use %s", device);
+        }
+        if (!S_ISBLK(st.st_mode)) {
+                log_error("%s is not a block device", device);
+                return -ENOTBLK;
+        }
+        snprintf(copy, sizeof(copy), "%s", device);
+        if (sscanf(basename(copy), "nbd%u", index) != 1) {
+                log_error("%s is not an NBD device (/dev/nbdN)", device);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* Waits for SIGINT/SIGTERM or for the kernel to drop every connection. */
+static bool wait_for_end(struct attach *a, const sigset_t *stop)
+{
+        struct timespec tick = { 0, 200 * 1000 * 1000 };
+
+        while (atomic_load(&a->running) > 0) {
+                int sig = sigtimedwait(stop, NULL, &tick);
+                if (sig == SIGINT || sig == SIGTERM)
+                        return true;
+        }
+        return false;
+}
+
+int nbd_kernel_serve(struct image_map *map, const char *device, unsigned block_size, unsigned connections)
+{
+        struct attach a = { .map = map, .device = device, .block_size = block_size, .dev_fd = -1 };
+        struct nl_sock *nl;
+        pthread_t doit;
+        bool used_ioctl = false;
+        sigset_t stop;
+        int family = -1, err;
+
+        err = device_index(device, &a.index);
+        if (err < 0)
+                return err;
+        a.device_size = (map->size + block_size - 1) / block_size * block_size;
+
+        /* Only the waiting thread takes the stop signals. */
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &stop, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        nl = netlink_open(&family);
+        a.n = nl ? (connections > MAX_CONNECTIONS ? MAX_CONNECTIONS : connections) : 1;
+        for (unsigned i = 0; i < a.n; i++) {
+                int sv[2];
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+                        a.n = i;
+                        err = log_errno(-errno, "socketpair");
+                        goto out;
+                }
+                a.ours[i] = sv[0];
+                a.theirs[i] = sv[1];
+        }
+        if (nl) {
+                err = netlink_connect(&a, nl, family);
+        } else {
+                log_debug("no netlink nbd family: using the ioctl interface");
+                err = ioctl_connect(&a, &doit);
+                used_ioctl = err == 0;
+        }
+        if (err < 0)
+                goto out;
+        for (unsigned i = 0; i < a.n; i++) {
+                conn_args[i] = (struct conn_arg){ &a, i };
+                atomic_fetch_add(&a.running, 1);
+                if (pthread_create(&a.threads[i], NULL, connection_thread, &conn_args[i]) != 0) {
+                        atomic_fetch_sub(&a.running, 1);
+                        a.threads[i] = 0;
+                }
+        }
+        log_info("release mounted on %s (%llu bytes, block size %u, %u connection%s)", device,
+                 (unsigned long long)a.device_size, block_size, a.n, a.n == 1 ? "" : "s");
+        if (wait_for_end(&a, &stop)) {
+                log_info("disconnecting %s", device);
+                if (nl)
+                        netlink_disconnect(&a, nl, family);
+                else
+                        ioctl(a.dev_fd, NBD_DISCONNECT);
+        }
+        for (unsigned i = 0; i < a.n; i++)
+                if (a.threads[i])
+                        pthread_join(a.threads[i], NULL);
+        if (used_ioctl)
+                pthread_join(doit, NULL);
+out:
+        for (unsigned i = 0; i < a.n; i++) {
+                close(a.ours[i]);
+                close(a.theirs[i]);
+        }
+        if (a.dev_fd >= 0)
+                close(a.dev_fd);
+        if (nl)
+                nl_socket_free(nl);
+        return err;
+}
