@@ -1,5 +1,6 @@
 #include "cleanup.h"
 #include "commands.h"
+#include "daemon.h"
 #include "image_map.h"
 #include "log.h"
 #include "release_file.h"
@@ -30,7 +31,11 @@ static void mount_usage(FILE *f)
                    "\n"
                    "  --verify            hash each chunk on its first read; a corrupt chunk reads as EIO\n"
                    "  --block-size SIZE   NBD block size, 512..4096, a power of two (default 512)\n"
-                   "  --connections N     NBD connections, served in parallel (default 4)\n");
+                   "  --connections N     NBD connections, served in parallel (default 4)\n"
+                   "  --detach            go to the background once the release is attached\n"
+                   "  --pid-file PATH     with --detach, write the daemon's pid to PATH\n"
+                   "  --root-storage      start argv[0] with '@' so that systemd does not kill ihop\n"
+                   "                      at shutdown (for a release backing the root filesystem)\n");
 }
 
 static int open_map(const char *arg, bool verify, struct image_map **map, char **name)
@@ -57,17 +62,21 @@ static int open_map(const char *arg, bool verify, struct image_map **map, char *
 
 int cmd_mount(int argc, char **argv)
 {
-        enum { OPT_VERIFY = 256, OPT_BLOCK_SIZE, OPT_CONNECTIONS };
+        enum { OPT_VERIFY = 256, OPT_BLOCK_SIZE, OPT_CONNECTIONS, OPT_DETACH, OPT_PID_FILE, OPT_ROOT_STORAGE };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "verify", no_argument, NULL, OPT_VERIFY },
                 { "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
                 { "connections", required_argument, NULL, OPT_CONNECTIONS },
+                { "detach", no_argument, NULL, OPT_DETACH },
+                { "pid-file", required_argument, NULL, OPT_PID_FILE },
+                { "root-storage", no_argument, NULL, OPT_ROOT_STORAGE },
                 {}
         };
         _cleanup_free_ char *name = NULL;
         struct image_map *map = NULL;
-        bool verify = false;
+        bool verify = false, detach = false, root_storage = false;
+        const char *pid_file = NULL;
         uint64_t block_size = 512, connections = 4;
         struct stat st;
         int c, err;
@@ -93,10 +102,23 @@ int cmd_mount(int argc, char **argv)
                                 return 2;
                         }
                         break;
+                case OPT_DETACH:
+                        detach = true;
+                        break;
+                case OPT_PID_FILE:
+                        pid_file = optarg;
+                        break;
+                case OPT_ROOT_STORAGE:
+                        root_storage = true;
+                        break;
                 default:
                         mount_usage(stderr);
                         return 2;
                 }
+        }
+        if (pid_file && !detach) {
+                log_error("--pid-file goes with --detach");
+                return 2;
         }
         if (argc - optind != 2) {
                 mount_usage(stderr);
@@ -107,6 +129,13 @@ int cmd_mount(int argc, char **argv)
         err = open_map(argv[optind], verify, &map, &name);
         if (err < 0)
                 return 1;
+        if (root_storage)
+                daemon_mark_storage(program_argv0);
+        /* Fork before any thread exists; the parent returns once attached. */
+        if (detach && daemon_detach(pid_file) < 0) {
+                image_map_free(map);
+                return 1;
+        }
         if (is_file) {
 #ifdef HAVE_FUSE
                 err = fuse_file_serve(map, name, target);
@@ -123,5 +152,6 @@ int cmd_mount(int argc, char **argv)
 #endif
         }
         image_map_free(map);
+        daemon_cleanup();
         return err < 0 ? 1 : 0;
 }

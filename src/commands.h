@@ -1,6 +1,9 @@
 /* The ihop subcommands: each parses its own arguments and calls the modules. */
 #pragma once
 
+/* argv[0] as the program got it, for daemons that rename themselves. */
+extern char *program_argv0;
+
 int cmd_clone(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_info(int argc, char **argv);

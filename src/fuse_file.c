@@ -2,6 +2,7 @@
 
 #include "fuse_file.h"
 
+#include "daemon.h"
 #include "log.h"
 
 #include <errno.h>
@@ -109,6 +110,7 @@ int fuse_file_serve(struct image_map *map, const char *release_name, const char 
         }
         log_info("release %s mounted on %s (%llu bytes); unmount with: umount %s", release_name, target,
                  (unsigned long long)map->size, target);
+        daemon_ready();
         struct fuse_loop_config cfg = { .clone_fd = 0, .max_idle_threads = 16 };
         err = fuse_loop_mt(f, &cfg);
         fuse_remove_signal_handlers(se);

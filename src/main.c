@@ -26,9 +26,13 @@ static void usage(FILE *f)
         fprintf(f, "\nRun 'ihop COMMAND --help' for a command's options.\n");
 }
 
+char *program_argv0;
+
 int main(int argc, char **argv)
 {
         int i = 1;
+
+        program_argv0 = argv[0];
 
         for (; i < argc && argv[i][0] == '-'; i++) {
                 if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0)

@@ -1,5 +1,6 @@
 #include "nbd_kernel.h"
 
+#include "daemon.h"
 #include "log.h"
 #include "nbd_server.h"
 
@@ -244,6 +245,7 @@ int nbd_kernel_serve(struct image_map *map, const char *device, unsigned block_s
         }
         log_info("release mounted on %s (%llu bytes, block size %u, %u connection%s)", device,
                  (unsigned long long)a.device_size, block_size, a.n, a.n == 1 ? "" : "s");
+        daemon_ready();
         if (wait_for_end(&a, &stop)) {
                 log_info("disconnecting %s", device);
                 if (nl)

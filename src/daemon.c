@@ -1,0 +1,79 @@
+#include "daemon.h"
+
+#include "fsutil.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int ready_fd = -1;
+static const char *pid_path;
+
+int daemon_detach(const char *pid_file)
+{
+        int p[2];
+        pid_t pid;
+        char c;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return log_errno(-errno, "pipe");
+        pid = fork();
+        if (pid < 0)
+                return log_errno(-errno, "fork");
+        if (pid > 0) {
+                close(p[1]);
+                ssize_t n;
+                while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+                        ;
+                /* EOF without a byte: the child failed and said why on stderr. */
+                if (n == 1)
+                        _exit(0);
+                waitpid(pid, NULL, WNOHANG);
+                _exit(1);
+        }
+        close(p[0]);
+        ready_fd = p[1];
+        pid_path = pid_file;
+        setsid();
+        return 0;
+}
+
+void daemon_ready(void)
+{
+        if (ready_fd < 0)
+                return;
+        if (pid_path) {
+                char buf[32];
+                int len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+                if (write_file_atomic(pid_path, buf, (size_t)len, 0644) < 0)
+                        log_warn("cannot write pid file %s", pid_path);
+        }
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0) {
+                dup2(null, STDIN_FILENO);
+                dup2(null, STDOUT_FILENO);
+                close(null);
+        }
+        if (write(ready_fd, "r", 1) < 0)
+                log_warn("cannot signal readiness to the parent: %s", strerror(errno));
+        close(ready_fd);
+        ready_fd = -1;
+        /* stderr stays: a supervisor (or the journal) may be reading it. */
+}
+
+void daemon_cleanup(void)
+{
+        if (pid_path)
+                unlink(pid_path);
+}
+
+void daemon_mark_storage(char *argv0)
+{
+        if (argv0 && argv0[0])
+                argv0[0] = '@';
+}
