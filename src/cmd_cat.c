@@ -66,7 +66,7 @@ int cmd_cat(int argc, char **argv)
         const char *out = NULL;
         int c, err;
 
-        while ((c = getopt_long(argc, argv, "+ho:", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
                 switch (c) {
                 case 'h':
                         cat_usage(stdout);

@@ -74,7 +74,7 @@ int cmd_clone(int argc, char **argv)
         uint64_t v;
         int c, r, ret = 2;
 
-        while ((c = getopt_long(argc, argv, "+hfj:", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "hfj:", options, NULL)) != -1) {
                 switch (c) {
                 case 'h':
                         clone_usage(stdout);

@@ -133,7 +133,7 @@ int cmd_info(int argc, char **argv)
         uint8_t magic[6] = {};
         int c;
 
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 if (c == 'h') {
                         info_usage(stdout);
                         return 0;

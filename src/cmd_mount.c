@@ -81,7 +81,7 @@ int cmd_mount(int argc, char **argv)
         struct stat st;
         int c, err;
 
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
                 case 'h':
                         mount_usage(stdout);

@@ -208,7 +208,7 @@ int cmd_serve(int argc, char **argv)
         size_t n = 0;
         int c, err = 0, listen_fd;
 
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
                 case 'h':
                         serve_usage(stdout);
