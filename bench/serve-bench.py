@@ -62,7 +62,8 @@ def fio(uri, rw, bs, depth, runtime):
          "--output-format=json"], capture_output=True, text=True, timeout=runtime + 60)
     if out.returncode != 0:
         raise SystemExit("fio failed on %s: %s" % (uri, out.stderr.strip()))
-    job = json.loads(out.stdout)["jobs"][0]["read"]
+    # the nbd engine prints a line of its own before the JSON
+    job = json.loads(out.stdout[out.stdout.index("{"):])["jobs"][0]["read"]
     return job["bw_bytes"] / 1e6, job["iops"]
 
 
