@@ -101,6 +101,8 @@ int store_split_release_path(const char *arg, char **store_path, char **name)
                 log_error("'%s' is not a valid release name (want STORE/NAME, NAME a plain file name)", arg);
                 free(*store_path);
                 free(*name);
+                /* The callers free these too (_cleanup_free_): no double free. */
+                *store_path = *name = NULL;
                 return -EINVAL;
         }
         return 0;

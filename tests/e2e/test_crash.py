@@ -1,0 +1,47 @@
+"""A clone killed outright (SIGKILL, as by a power cut of the process) leaves
+no release and no chunk under its final name that is not verified; the next
+clone completes."""
+
+import signal
+import subprocess
+import time
+
+from conftest import (FIXTURES, IHOP, TIMEOUT, FaultServer, cat_checksum, check_release_file, check_store, clone_ok,
+                      parse_summary, releases)
+
+NAME = "pair/v1.ext4.cba"
+
+
+def test_killed_clone_leaves_no_release_and_next_clone_completes(tmp_path, archives):
+    archive = archives[NAME]
+    store = tmp_path / "store"
+    with FaultServer(FIXTURES / NAME, mode="stall", cuts=1) as srv:
+        p = subprocess.Popen([IHOP, "clone", "-j", "1", "--http-timeout", "60", srv.url, str(store / "rel")],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while not srv.cut_at and time.monotonic() < deadline and p.poll() is None:
+                time.sleep(0.02)
+            assert srv.cut_at, "the clone never reached the stalled transfer"
+            time.sleep(0.3)  # let it write what it received
+            assert p.poll() is None, "the clone ended during the stall"
+        finally:
+            p.send_signal(signal.SIGKILL)
+            p.wait(TIMEOUT)
+    assert p.returncode == -signal.SIGKILL
+    killed_tmp = f".tmp-{p.pid}."
+
+    assert releases(store) == []
+    # Final names hold verified chunks only; the killed process may have left temp files.
+    present = check_store(store, allowed_temp=killed_tmp)
+    assert present < {c.hash.hex() for c in archive.chunks}
+
+    with FaultServer(FIXTURES / NAME) as srv:
+        r = clone_ok(srv.url, store / "rel")
+    s = parse_summary(r.stdout)
+    assert (s.reused, s.fetched) == (len(present), len(archive.chunks) - len(present))
+    check_store(store, allowed_temp=killed_tmp)  # the new clone left no temp file of its own
+    assert releases(store) == ["rel"]
+    check_release_file(store / "rel")
+    assert {c.hash.hex() for c in archive.chunks} <= check_store(store, allowed_temp=killed_tmp)
+    assert cat_checksum(store / "rel") == archive.source_checksum
