@@ -30,6 +30,8 @@ struct attempt {
         int sink_err;             /* the sink refused: never retried */
         int fatal_err;            /* the server cannot serve us: never retried */
         char reason[160];         /* why the attempt failed, for the retry message */
+        curl_off_t last_dlnow;    /* progress seen by the idle check */
+        struct timespec last_progress;
         http_sink sink;
         void *opaque;
 };
@@ -151,6 +153,36 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *opaque)
         return n;
 }
 
+static double seconds_since(const struct timespec *t)
+{
+        struct timespec now;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* The idle timeout: curl's low-speed check averages over a window and fires
+ * seconds late; this one fires when no byte has come for timeout_s seconds.
+ * curl calls it at least once a second. */
+static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+        struct attempt *a = opaque;
+        (void)dltotal;
+        (void)ultotal;
+        (void)ulnow;
+
+        if (dlnow != a->last_dlnow) {
+                a->last_dlnow = dlnow;
+                clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
+                return 0;
+        }
+        if (seconds_since(&a->last_progress) >= a->conn->opts->timeout_s) {
+                snprintf(a->reason, sizeof(a->reason), "no data for %u s", a->conn->opts->timeout_s);
+                return 1;
+        }
+        return 0;
+}
+
 static int run_attempt(struct attempt *a)
 {
         CURL *curl = a->conn->curl;
@@ -174,9 +206,11 @@ static int run_attempt(struct attempt *a)
         curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
         if (o->timeout_s) {
+                clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
                 curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)o->timeout_s);
-                curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-                curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)o->timeout_s);
+                curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+                curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+                curl_easy_setopt(curl, CURLOPT_XFERINFODATA, a);
         }
 
         res = curl_easy_perform(curl);

@@ -9,8 +9,10 @@
 static enum log_level current_level = LOG_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool progress_shown;
+static bool first_error_only, error_shown;
 
 void log_set_level(enum log_level level) { current_level = level; }
+void log_set_first_error_only(bool on) { first_error_only = on; }
 enum log_level log_get_level(void) { return current_level; }
 
 static void clear_progress_locked(void)
@@ -25,9 +27,15 @@ static void vlog(enum log_level level, const char *fmt, va_list ap, const char *
 {
         static const char *const prefix[] = { "error: ", "warning: ", "", "" };
 
-        if (level > current_level)
-                return;
         pthread_mutex_lock(&log_lock);
+        if (level == LOG_ERROR && first_error_only && error_shown)
+                level = LOG_DEBUG;
+        if (level > current_level) {
+                pthread_mutex_unlock(&log_lock);
+                return;
+        }
+        if (level == LOG_ERROR)
+                error_shown = true;
         clear_progress_locked();
         fputs("ihop: ", stderr);
         fputs(prefix[level], stderr);

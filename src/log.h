@@ -7,6 +7,10 @@
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 void log_set_level(enum log_level level);
+
+/* For commands that stop at the first failure: errors after the first are
+ * consequences of it (other threads giving up), shown only with -v. */
+void log_set_first_error_only(bool on);
 enum log_level log_get_level(void);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

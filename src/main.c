@@ -61,6 +61,8 @@ int main(int argc, char **argv)
         }
         for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
                 if (strcmp(argv[i], commands[c].name) == 0) {
+                        /* Long-running servers report each problem; the others stop at the first. */
+                        log_set_first_error_only(commands[c].run != cmd_serve && commands[c].run != cmd_mount);
                         int r = commands[c].run(argc - i, argv + i);
                         http_global_cleanup();
                         return r;
