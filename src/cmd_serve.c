@@ -160,7 +160,11 @@ static int accept_loop(int listen_fd, const struct nbd_export *exports, size_t n
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         for (;;) {
-                if (poll(pfd, 2, -1) < 0) {
+                /* At the limit, accept nobody (they wait in the listen queue):
+                 * watch for a stop only, and look again shortly. */
+                bool full = atomic_load(&n_clients) >= SERVE_MAX_CLIENTS;
+                pfd[0].events = full ? 0 : POLLIN;
+                if (poll(pfd, 2, full ? 50 : -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         return log_errno(-errno, "poll");
@@ -174,7 +178,7 @@ static int accept_loop(int listen_fd, const struct nbd_export *exports, size_t n
                         continue; /* the client went away before we got to it */
                 struct client *c = malloc(sizeof(*c));
                 pthread_t t;
-                if (!c || atomic_load(&n_clients) >= SERVE_MAX_CLIENTS) {
+                if (!c) {
                         free(c);
                         close(fd);
                         continue;

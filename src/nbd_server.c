@@ -42,16 +42,16 @@ static int write_iov(int fd, struct iovec *iov, int cnt)
                         continue;
                 if (n < 0)
                         return -errno;
-                while (n > 0 && msg.msg_iovlen > 0) {
-                        if ((size_t)n >= msg.msg_iov->iov_len) {
-                                n -= (ssize_t)msg.msg_iov->iov_len;
-                                msg.msg_iov++;
-                                msg.msg_iovlen--;
-                        } else {
-                                msg.msg_iov->iov_base = (uint8_t *)msg.msg_iov->iov_base + n;
-                                msg.msg_iov->iov_len -= (size_t)n;
-                                n = 0;
-                        }
+                /* Step over what was sent, empty entries included: an empty
+                 * entry left behind would be sent as 0 bytes, forever. */
+                while (msg.msg_iovlen > 0 && (size_t)n >= msg.msg_iov->iov_len) {
+                        n -= (ssize_t)msg.msg_iov->iov_len;
+                        msg.msg_iov++;
+                        msg.msg_iovlen--;
+                }
+                if (n > 0) {
+                        msg.msg_iov->iov_base = (uint8_t *)msg.msg_iov->iov_base + n;
+                        msg.msg_iov->iov_len -= (size_t)n;
                 }
         }
         return 0;
