@@ -38,6 +38,7 @@ struct clone_ctx {
         enum chunk_state *state;
         atomic_size_t next_check;
         atomic_size_t checked;
+        atomic_size_t recovered; /* complete chunks found in a killed clone's temp files */
 
         /* fetch phase */
         const struct chunk **missing;
@@ -73,6 +74,14 @@ static int check_work(void *opaque, unsigned index)
                 if (i >= ctx->n_unique || atomic_load(&ctx->failed))
                         return 0;
                 int err = store_chunk_state(ctx->store, ctx->unique[i], hash_len, !ctx->opts->naive, &ctx->state[i]);
+                if (err == 0 && ctx->state[i] != CHUNK_PRESENT) {
+                        bool recovered;
+                        err = store_chunk_recover(ctx->store, ctx->unique[i], hash_len, &recovered);
+                        if (err == 0 && recovered) {
+                                ctx->state[i] = CHUNK_PRESENT;
+                                atomic_fetch_add(&ctx->recovered, 1);
+                        }
+                }
                 if (err < 0) {
                         char rel[STORE_CHUNK_PATH_MAX];
                         store_chunk_relpath(ctx->unique[i]->hash, hash_len, rel);
@@ -324,6 +333,7 @@ static int clone_fetch(struct clone_ctx *ctx, struct clone_result *res)
         log_progress_end();
         if (err < 0)
                 return err;
+        res->chunks_recovered = atomic_load(&ctx->recovered);
 
         ctx->missing = calloc(ctx->n_unique ? ctx->n_unique : 1, sizeof(*ctx->missing));
         if (!ctx->missing)
@@ -371,6 +381,11 @@ int clone_run(const struct clone_options *o, struct clone_result *res)
         err = store_open(o->store_path, true, &ctx.store);
         if (err < 0)
                 return err;
+        err = store_lock(ctx.store, STORE_LOCK_SHARED);
+        if (err < 0) {
+                store_close(ctx.store);
+                return err;
+        }
         if (!o->force && release_exists(ctx.store, o->name)) {
                 log_error("release %s/%s already exists (use --force to replace it)", o->store_path, o->name);
                 store_close(ctx.store);

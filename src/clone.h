@@ -34,6 +34,7 @@ struct clone_result {
         uint64_t archive_size;
         uint64_t header_size;
         size_t chunks_corrupt_in_store;
+        size_t chunks_recovered; /* of chunks_reused: left complete by an interrupted clone */
 };
 
 int clone_run(const struct clone_options *o, struct clone_result *res);

@@ -39,6 +39,8 @@ static void print_summary(const char *name, const struct clone_result *r, bool h
         printf("reused %zu chunks (%s) from the store, fetched %zu chunks (%s)\n", r->chunks_reused,
                format_size(r->bytes_reused, a, sizeof(a)), r->chunks_fetched,
                format_size(r->bytes_fetched, b, sizeof(b)));
+        if (r->chunks_recovered)
+                printf("recovered %zu complete chunks left by an interrupted clone\n", r->chunks_recovered);
         if (http)
                 printf("downloaded %s (%llu bytes) of a %s archive (header %s)\n",
                        format_size(r->bytes_downloaded, c, sizeof(c)), (unsigned long long)r->bytes_downloaded,

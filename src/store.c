@@ -9,6 +9,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #define READ_BLOCK (128u << 10)
@@ -26,7 +29,7 @@ int store_open(const char *path, bool create, struct store **out)
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        s->dirfd = s->chunks_dirfd = -1;
+        s->dirfd = s->chunks_dirfd = s->lock_fd = -1;
         s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (s->dirfd < 0)
                 return log_errno(-errno, "cannot open store %s", path);
@@ -57,6 +60,8 @@ void store_close(struct store *s)
                 return;
         if (s->chunks_dirfd >= 0)
                 close(s->chunks_dirfd);
+        if (s->lock_fd >= 0)
+                close(s->lock_fd);
         if (s->dirfd >= 0)
                 close(s->dirfd);
         free(s->path);
@@ -302,4 +307,167 @@ void store_batch_free(struct store_batch *b)
         b->tmp = NULL;
         b->final = NULL;
         b->n = b->cap = 0;
+}
+
+int store_lock(struct store *s, enum store_lock_mode mode)
+{
+        int op = mode == STORE_LOCK_EXCLUSIVE ? LOCK_EX : LOCK_SH;
+
+        /* The lock is on the store directory itself: the layout gains no file. */
+        if (s->lock_fd < 0) {
+                s->lock_fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (s->lock_fd < 0)
+                        return log_errno(-errno, "cannot open the lock of store %s", s->path);
+        }
+        if (flock(s->lock_fd, op | LOCK_NB) == 0)
+                return 0;
+        if (errno != EWOULDBLOCK)
+                return log_errno(-errno, "cannot lock store %s", s->path);
+        log_info("waiting for store %s: %s", s->path,
+                 mode == STORE_LOCK_EXCLUSIVE ? "another ihop is using it" : "a garbage collection is running");
+        while (flock(s->lock_fd, op) < 0)
+                if (errno != EINTR)
+                        return log_errno(-errno, "cannot lock store %s", s->path);
+        return 0;
+}
+
+bool store_tmp_is_stale(const char *name)
+{
+        const char *mark = strstr(name, STORE_TMP_MARK);
+        char *end;
+        long pid;
+
+        if (!mark)
+                return false;
+        pid = strtol(mark + strlen(STORE_TMP_MARK), &end, 10);
+        if (pid <= 0 || *end != '.')
+                return true; /* not one of ours (release temp files): stale under an exclusive lock */
+        return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void store_free_names(char **names)
+{
+        if (!names)
+                return;
+        for (char **p = names; *p; p++)
+                free(*p);
+        free(names);
+}
+
+int store_list_releases(struct store *s, char ***names, size_t *n)
+{
+        int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d;
+        struct dirent *e;
+        char **list = NULL;
+        size_t count = 0, cap = 0;
+
+        if (fd < 0 || !(d = fdopendir(fd))) {
+                if (fd >= 0)
+                        close(fd);
+                return log_errno(-errno, "cannot read store %s", s->path);
+        }
+        while ((e = readdir(d))) {
+                uint8_t magic[6];
+                if (!store_release_name_valid(e->d_name) || strstr(e->d_name, STORE_TMP_MARK))
+                        continue;
+                _cleanup_close_ int rfd = openat(s->dirfd, e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                struct stat st;
+                if (rfd < 0 || fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                if (pread_full(rfd, magic, sizeof(magic), 0) != (ssize_t)sizeof(magic) || memcmp(magic, "IHOP1", 6) != 0)
+                        continue;
+                if (count + 2 > cap) {
+                        cap = cap ? 2 * cap : 16;
+                        char **t = realloc(list, cap * sizeof(*list));
+                        if (!t) {
+                                closedir(d);
+                                if (list) {
+                                        list[count] = NULL;
+                                        store_free_names(list);
+                                }
+                                return -ENOMEM;
+                        }
+                        list = t;
+                }
+                list[count++] = strdup(e->d_name);
+                list[count] = NULL;
+        }
+        closedir(d);
+        if (!list && !(list = calloc(1, sizeof(*list))))
+                return -ENOMEM;
+        qsort(list, count, sizeof(*list), compare_names);
+        *names = list;
+        *n = count;
+        return 0;
+}
+
+/* Is the file's content exactly the chunk? */
+static bool fd_holds_chunk(int fd, const struct chunk *c, size_t hash_len)
+{
+        _cleanup_free_ uint8_t *buf = malloc(READ_BLOCK);
+        uint8_t digest[HASH_MAX_LEN];
+        hash_state st;
+        struct stat sb;
+        uint64_t off = 0;
+
+        if (!buf || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->source_size)
+                return false;
+        hash_init(&st);
+        while (off < c->source_size) {
+                ssize_t n = pread_full(fd, buf, READ_BLOCK, off);
+                if (n <= 0)
+                        return false;
+                hash_update(&st, buf, (size_t)n);
+                off += (uint64_t)n;
+        }
+        hash_final(&st, digest);
+        return off == c->source_size && memcmp(digest, c->hash, hash_len) == 0;
+}
+
+int store_chunk_recover(struct store *s, const struct chunk *c, size_t hash_len, bool *recovered)
+{
+        char rel[STORE_CHUNK_PATH_MAX], dir[8];
+        const char *base;
+        size_t base_len;
+        struct dirent *e;
+        DIR *d;
+        int fd;
+
+        *recovered = false;
+        store_chunk_relpath(c->hash, hash_len, rel);
+        memcpy(dir, rel, 4);
+        dir[4] = '\0';
+        base = rel + 5;
+        base_len = strlen(base);
+        fd = openat(s->chunks_dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        while (!*recovered && (e = readdir(d))) {
+                char tmp[STORE_CHUNK_PATH_MAX];
+                if (strncmp(e->d_name, base, base_len) != 0 || !store_tmp_is_stale(e->d_name + base_len))
+                        continue;
+                if (snprintf(tmp, sizeof(tmp), "%s/%s", dir, e->d_name) >= (int)sizeof(tmp))
+                        continue;
+                _cleanup_close_ int tfd = openat(s->chunks_dirfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                /* A killed clone's verified chunk: durable first, then in place. */
+                if (tfd >= 0 && fd_holds_chunk(tfd, c, hash_len) && fsync(tfd) == 0 &&
+                    renameat(s->chunks_dirfd, tmp, s->chunks_dirfd, rel) == 0) {
+                        *recovered = true;
+                        break;
+                }
+                unlinkat(s->chunks_dirfd, tmp, 0);
+        }
+        closedir(d);
+        return 0;
 }

@@ -23,7 +23,18 @@ struct store {
         char *path;
         int dirfd;
         int chunks_dirfd;
+        int lock_fd; /* -1 until store_lock() */
 };
+
+enum store_lock_mode {
+        STORE_LOCK_SHARED,    /* clones: many at once */
+        STORE_LOCK_EXCLUSIVE, /* gc and rm: alone */
+};
+
+/* Takes the store lock (flock on the STORE directory), waiting for it if needed;
+ * held until store_close(). gc holds it exclusively, so it never removes a
+ * chunk that a running clone has stored or is about to name in a release. */
+int store_lock(struct store *s, enum store_lock_mode mode);
 
 /* Opens STORE (creating it when create is set). */
 int store_open(const char *path, bool create, struct store **out);
@@ -46,6 +57,10 @@ enum chunk_state { CHUNK_MISSING = 0, CHUNK_PRESENT = 1, CHUNK_CORRUPT = 2 };
  * presence and size are trusted. Negative errno when the store cannot be read. */
 int store_chunk_state(struct store *s, const struct chunk *c, size_t hash_len, bool verify,
                       enum chunk_state *state);
+
+/* A missing chunk may sit complete in a temp file of a killed clone: if one
+ * verifies, it is made durable and moved into place; stale ones are removed. */
+int store_chunk_recover(struct store *s, const struct chunk *c, size_t hash_len, bool *recovered);
 
 /* Opens a stored chunk for reading. */
 int store_chunk_open(struct store *s, const struct chunk *c, size_t hash_len);
@@ -87,3 +102,10 @@ void store_batch_free(struct store_batch *b);
 
 /* Makes every rename so far durable (before a release description names them). */
 int store_sync(struct store *s);
+
+/* Is name a temp file of a process that no longer runs (a killed clone)? */
+bool store_tmp_is_stale(const char *name);
+
+/* Names of the release descriptions in a store, sorted (NULL-terminated). */
+int store_list_releases(struct store *s, char ***names, size_t *n);
+void store_free_names(char **names);

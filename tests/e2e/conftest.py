@@ -117,6 +117,7 @@ class Summary:
     reused: int
     fetched: int
     downloaded: int = None  # bytes, over HTTP only
+    recovered: int = 0  # complete chunks taken over from a killed clone's temp files
 
 
 def parse_summary(stdout: str) -> Summary:
@@ -129,6 +130,8 @@ def parse_summary(stdout: str) -> Summary:
     m = re.search(r"^downloaded .* \((\d+) bytes\) of ", stdout, re.M)
     if m:
         s.downloaded = int(m[1])
+    m = re.search(r"^recovered (\d+) complete chunks left by an interrupted clone$", stdout, re.M)
+    s.recovered = int(m[1]) if m else 0
     return s
 
 
