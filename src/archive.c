@@ -110,7 +110,8 @@ static int copy_metadata(const ChunkDictionary__ChunkDictionary *d, struct archi
                 m->value = malloc(e->value.len ? e->value.len : 1);
                 if (!m->key || !m->value)
                         return -ENOMEM;
-                memcpy(m->value, e->value.data, e->value.len);
+                if (e->value.len) /* data is NULL when empty: no memcpy(…, NULL, 0) */
+                        memcpy(m->value, e->value.data, e->value.len);
                 m->value_len = e->value.len;
         }
         return 0;
@@ -141,7 +142,8 @@ static int archive_from_dictionary(const ChunkDictionary__ChunkDictionary *d, ui
                           d->source_checksum.len);
                 return -EBADMSG;
         }
-        memcpy(r->source_checksum, d->source_checksum.data, d->source_checksum.len);
+        if (d->source_checksum.len)
+                memcpy(r->source_checksum, d->source_checksum.data, d->source_checksum.len);
         r->source_checksum_len = d->source_checksum.len;
         r->source_total_size = d->source_total_size;
         r->hash_len = r->chunker.hash_length;
@@ -157,7 +159,8 @@ static int archive_from_dictionary(const ChunkDictionary__ChunkDictionary *d, ui
                 return -ENOMEM;
         r->n_chunks = d->n_chunk_descriptors;
         r->n_order = d->n_rebuild_order;
-        memcpy(r->order, d->rebuild_order, d->n_rebuild_order * sizeof(*r->order));
+        if (d->n_rebuild_order)
+                memcpy(r->order, d->rebuild_order, d->n_rebuild_order * sizeof(*r->order));
 
         a->chunk_data_end = chunk_data_offset;
         for (size_t i = 0; i < r->n_chunks; i++) {

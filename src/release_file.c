@@ -91,13 +91,18 @@ static int release_from_dictionary(const StoreDictionary__StoreDictionary *d, co
                 log_error("%s: impossible hash length in the release description", where);
                 goto out;
         }
+        if (d->chunker_params->chunking_algorithm > CHUNK_DICTIONARY__CHUNKER_PARAMETERS__CHUNKING_ALGORITHM__FIXED_SIZE) {
+                log_error("%s: unknown chunking algorithm %d", where, (int)d->chunker_params->chunking_algorithm);
+                goto out;
+        }
         r->chunker.algorithm = (enum chunking_algorithm)d->chunker_params->chunking_algorithm;
         r->chunker.filter_bits = d->chunker_params->chunk_filter_bits;
         r->chunker.min_chunk_size = d->chunker_params->min_chunk_size;
         r->chunker.max_chunk_size = d->chunker_params->max_chunk_size;
         r->chunker.window_size = d->chunker_params->rolling_hash_window_size;
         r->chunker.hash_length = d->chunker_params->chunk_hash_length;
-        memcpy(r->source_checksum, d->source_checksum.data, d->source_checksum.len);
+        if (d->source_checksum.len) /* data is NULL when empty: no memcpy(…, NULL, 0) */
+                memcpy(r->source_checksum, d->source_checksum.data, d->source_checksum.len);
         r->source_checksum_len = d->source_checksum.len;
         r->source_total_size = d->source_total_size;
         r->app_version = strdup(d->application_version ? d->application_version : "");
@@ -109,7 +114,8 @@ static int release_from_dictionary(const StoreDictionary__StoreDictionary *d, co
         }
         r->n_chunks = d->n_chunk_descriptors;
         r->n_order = d->n_source_order;
-        memcpy(r->order, d->source_order, r->n_order * sizeof(*r->order));
+        if (r->n_order)
+                memcpy(r->order, d->source_order, r->n_order * sizeof(*r->order));
         for (size_t i = 0; i < r->n_chunks; i++) {
                 if (d->chunk_descriptors[i]->checksum.len != r->hash_len) {
                         log_error("%s: chunk %zu has a %zu-byte hash, the release says %zu", where, i,

@@ -1,5 +1,6 @@
 #include "units.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,8 @@ int parse_uint(const char *s, uint64_t max, uint64_t *out)
         char *end;
         unsigned long long v;
 
-        if (!s || !*s || *s == '-' || *s == '+')
+        /* strtoull would skip leading space and take a sign: " -1" is 2^64-1. */
+        if (!s || !isdigit((unsigned char)*s))
                 return -EINVAL;
         errno = 0;
         v = strtoull(s, &end, 10);
@@ -49,7 +51,8 @@ int parse_size(const char *s, uint64_t *out)
         char *end;
         unsigned long long v;
 
-        if (!s || !*s || *s == '-' || *s == '+')
+        /* strtoull would skip leading space and take a sign: " -1" is 2^64-1. */
+        if (!s || !isdigit((unsigned char)*s))
                 return -EINVAL;
         errno = 0;
         v = strtoull(s, &end, 10);
