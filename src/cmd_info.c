@@ -87,7 +87,9 @@ static int info_archive(const char *spec)
                 err = archive_source_read_header(src, &conn, &a);
         if (err == 0) {
                 printf("%-18s %s\n", "archive:", spec);
-                printf("%-18s bita %s\n", "created by:", a->release->app_version);
+                /* bita writes its bare version; other writers (ihop compress) their name too. */
+                const char *v = a->release->app_version;
+                printf("%-18s %s%s\n", "created by:", v[0] == '\0' || isdigit((unsigned char)v[0]) ? "bita " : "", v);
                 printf("%-18s %s (%llu bytes)\n", "archive size:", format_size(src->size, s1, sizeof(s1)),
                        (unsigned long long)src->size);
                 printf("%-18s %llu bytes, chunk data at offset %llu\n", "header:",

@@ -5,6 +5,7 @@
 #include <lzma.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <zstd.h>
 
 #define DECODER_OUT_SIZE (64u << 10)
@@ -35,6 +36,19 @@ const char *codec_name(enum codec c)
                 return "brotli";
         }
         return "unknown";
+}
+
+int codec_from_name(const char *name, enum codec *out)
+{
+        static const enum codec all[] = { CODEC_NONE, CODEC_LZMA, CODEC_ZSTD, CODEC_BROTLI };
+
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+                if (strcmp(name, codec_name(all[i])) == 0) {
+                        *out = all[i];
+                        return 0;
+                }
+        }
+        return -EINVAL;
 }
 
 int decoder_new(enum codec c, struct decoder **out)

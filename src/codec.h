@@ -8,6 +8,8 @@
 enum codec { CODEC_NONE = 0, CODEC_LZMA = 1, CODEC_ZSTD = 2, CODEC_BROTLI = 3 };
 
 const char *codec_name(enum codec c);
+/* The codec named as codec_name names it; -EINVAL for an unknown name. */
+int codec_from_name(const char *name, enum codec *out);
 
 /* Receives decompressed output; a negative errno return stops decoding. */
 typedef int (*decoder_sink)(const uint8_t *data, size_t len, void *opaque);

@@ -12,8 +12,14 @@ static const struct {
         const char *summary;
 } commands[] = {
         { "clone", cmd_clone, "fetch a release from a bita archive into a chunk store" },
+        { "compress", cmd_compress, "make a bita archive of an image, as bita compress does" },
         { "cat", cmd_cat, "write a stored release's image out, checked against its checksum" },
         { "info", cmd_info, "describe a bita archive or a stored release" },
+        { "ls", cmd_ls, "list the releases in a store, with what each uses alone and shares" },
+        { "verify", cmd_verify, "re-hash a stored release's chunks and image; --repair fetches bad ones" },
+        { "rm", cmd_rm, "remove a release from its store (gc frees its chunks)" },
+        { "gc", cmd_gc, "remove chunks no release uses and leftovers of interrupted clones" },
+        { "diff", cmd_diff, "show what two images or archives share, in chunks" },
         { "mount", cmd_mount, "expose a stored release as a read-only block device (NBD) or file (FUSE)" },
         { "serve", cmd_serve, "serve stored releases read-only over the NBD protocol" },
 };

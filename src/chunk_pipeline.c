@@ -1,0 +1,385 @@
+#include "chunk_pipeline.h"
+
+#include "chunker.h"
+#include "cleanup.h"
+#include "log.h"
+#include "units.h"
+#include "worker_pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define READ_SIZE (1u << 20)
+#define JOBS_PER_WORKER 8
+#define MIN_JOBS 16
+/* The reader waits while this much chunk data is in flight, so that even
+ * 16 MiB chunks (bita's maximum by default) keep memory bounded. */
+#define MAX_BYTES_IN_FLIGHT (32u << 20)
+/* A job keeps a chunk buffer up to this size for its next chunk; larger
+ * ones go to a pool shared by all jobs, which keeps at most POOL_MAX bytes.
+ * Runs of large chunks (zeros, at bita's 16 MiB maximum) then reuse a few
+ * buffers instead of faulting fresh pages in for every chunk, and memory
+ * stays bounded whatever the chunk sizes. */
+#define SMALL_BUFFER (1u << 20)
+#define POOL_MAX (32u << 20)
+#define POOL_SLOTS 16
+
+enum job_state { JOB_FREE = 0, JOB_READY, JOB_WORKING, JOB_DONE };
+
+struct buffer {
+        uint8_t *data;
+        size_t cap;
+};
+
+struct pipeline {
+        const struct pipeline_options *o;
+        const struct pipeline_ops *ops;
+        void *ctx;
+        unsigned workers;
+        struct pipeline_job *jobs;
+        size_t n_jobs;
+        pthread_mutex_t lock;
+        pthread_cond_t cond_free, cond_ready, cond_done;
+        uint64_t next_fill, next_work, next_complete; /* sequence numbers */
+        bool eof;
+        int err;
+        size_t bytes_in_flight;
+        uint64_t bytes_read; /* read atomically by the progress tick */
+        struct buffer pool[POOL_SLOTS];
+        size_t pool_n, pool_bytes;
+};
+
+/* Under p->lock: keeps a buffer for later chunks if the pool has room. */
+static void pool_put(struct pipeline *p, uint8_t *data, size_t cap)
+{
+        if (!data)
+                return;
+        if (p->pool_n < POOL_SLOTS && p->pool_bytes + cap <= POOL_MAX) {
+                p->pool[p->pool_n++] = (struct buffer){ data, cap };
+                p->pool_bytes += cap;
+                return;
+        }
+        munmap(data, cap);
+}
+
+/* Under p->lock: the smallest pooled buffer of at least need bytes. */
+static bool pool_take(struct pipeline *p, size_t need, struct buffer *out)
+{
+        size_t best = SIZE_MAX;
+
+        for (size_t i = 0; i < p->pool_n; i++)
+                if (p->pool[i].cap >= need && (best == SIZE_MAX || p->pool[i].cap < p->pool[best].cap))
+                        best = i;
+        if (best == SIZE_MAX)
+                return false;
+        *out = p->pool[best];
+        p->pool[best] = p->pool[--p->pool_n];
+        p->pool_bytes -= out->cap;
+        return true;
+}
+
+static void pipeline_fail(struct pipeline *p, int err)
+{
+        pthread_mutex_lock(&p->lock);
+        if (p->err == 0)
+                p->err = err;
+        pthread_cond_broadcast(&p->cond_free);
+        pthread_cond_broadcast(&p->cond_ready);
+        pthread_cond_broadcast(&p->cond_done);
+        pthread_mutex_unlock(&p->lock);
+}
+
+static int acquire_job(struct pipeline *p, struct pipeline_job **out)
+{
+        struct pipeline_job *job;
+        int err;
+
+        pthread_mutex_lock(&p->lock);
+        for (;;) {
+                job = &p->jobs[p->next_fill % p->n_jobs];
+                if (p->err || (job->state == JOB_FREE && (p->bytes_in_flight < MAX_BYTES_IN_FLIGHT ||
+                                                          p->next_complete == p->next_fill)))
+                        break;
+                pthread_cond_wait(&p->cond_free, &p->lock);
+        }
+        err = p->err;
+        pthread_mutex_unlock(&p->lock);
+        if (err)
+                return err;
+        job->seq = p->next_fill;
+        job->len = 0;
+        *out = job;
+        return 0;
+}
+
+static void submit_job(struct pipeline *p, struct pipeline_job *job)
+{
+        pthread_mutex_lock(&p->lock);
+        job->state = JOB_READY;
+        p->bytes_in_flight += job->len;
+        p->next_fill++;
+        pthread_cond_broadcast(&p->cond_ready);
+        pthread_mutex_unlock(&p->lock);
+}
+
+/* Chunk buffers are anonymous mappings grown with mremap: a chunk growing
+ * to 16 MiB is never copied on the way, and only the pages written take
+ * memory. A pooled buffer large enough is taken instead when there is one. */
+static int job_reserve(struct pipeline *p, struct pipeline_job *job, size_t need)
+{
+        struct buffer b;
+        bool pooled;
+        void *data;
+        size_t cap;
+
+        if (need <= job->cap)
+                return 0;
+        pthread_mutex_lock(&p->lock);
+        pooled = pool_take(p, need, &b);
+        pthread_mutex_unlock(&p->lock);
+        if (pooled) {
+                if (job->len)
+                        memcpy(b.data, job->data, job->len);
+                pthread_mutex_lock(&p->lock);
+                pool_put(p, job->data, job->cap);
+                pthread_mutex_unlock(&p->lock);
+                job->data = b.data;
+                job->cap = b.cap;
+                return 0;
+        }
+        for (cap = job->cap ? job->cap : SMALL_BUFFER; cap < need; cap *= 2)
+                ;
+        if (job->data)
+                data = mremap(job->data, job->cap, cap, MREMAP_MAYMOVE);
+        else
+                data = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (data == MAP_FAILED)
+                return -ENOMEM;
+        job->data = data;
+        job->cap = cap;
+        return 0;
+}
+
+static int job_append(struct pipeline *p, struct pipeline_job *job, const uint8_t *d, size_t n)
+{
+        int err = job_reserve(p, job, job->len + n);
+
+        if (err < 0)
+                return err;
+        memcpy(job->data + job->len, d, n);
+        job->len += n;
+        return 0;
+}
+
+static int reader_run(struct pipeline *p)
+{
+        _cleanup_chunker_ struct chunker *chunker = NULL;
+        _cleanup_free_ uint8_t *buf = malloc(READ_SIZE);
+        struct pipeline_job *job = NULL;
+        uint64_t offset = 0;
+        int err;
+
+        if (!buf)
+                return log_errno(-ENOMEM, "reading %s", p->o->where);
+        err = chunker_new(p->o->chunker, &chunker);
+        if (err < 0)
+                return err;
+        for (;;) {
+                ssize_t n = read(p->o->fd, buf, READ_SIZE);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return log_errno(-errno, "cannot read %s", p->o->where);
+                }
+                if (n == 0)
+                        break;
+                __atomic_add_fetch(&p->bytes_read, (uint64_t)n, __ATOMIC_RELAXED);
+                const uint8_t *d = buf;
+                size_t left = (size_t)n;
+                while (left > 0) {
+                        bool boundary;
+                        if (!job) {
+                                err = acquire_job(p, &job);
+                                if (err < 0)
+                                        return err;
+                                job->offset = offset;
+                        }
+                        size_t k = chunker_scan(chunker, d, left, &boundary);
+                        if (job_append(p, job, d, k) < 0)
+                                return log_errno(-ENOMEM, "reading %s", p->o->where);
+                        d += k;
+                        left -= k;
+                        offset += k;
+                        if (boundary && job->len > 0) {
+                                submit_job(p, job);
+                                job = NULL;
+                        }
+                }
+        }
+        /* What is left at the end of the input is the last chunk. */
+        if (job && job->len > 0)
+                submit_job(p, job);
+        pthread_mutex_lock(&p->lock);
+        p->eof = true;
+        pthread_cond_broadcast(&p->cond_ready);
+        pthread_cond_broadcast(&p->cond_done);
+        pthread_mutex_unlock(&p->lock);
+        return 0;
+}
+
+static int worker_run(struct pipeline *p, unsigned worker)
+{
+        for (;;) {
+                struct pipeline_job *job = NULL;
+                int err;
+
+                pthread_mutex_lock(&p->lock);
+                while (!p->err) {
+                        if (p->next_work < p->next_fill) {
+                                job = &p->jobs[p->next_work++ % p->n_jobs];
+                                job->state = JOB_WORKING;
+                                break;
+                        }
+                        if (p->eof)
+                                break;
+                        pthread_cond_wait(&p->cond_ready, &p->lock);
+                }
+                pthread_mutex_unlock(&p->lock);
+                if (!job)
+                        return 0;
+
+                hash_buffer(job->data, job->len, job->hash);
+                err = p->ops->process ? p->ops->process(p->ctx, job, worker) : 0;
+
+                pthread_mutex_lock(&p->lock);
+                job->state = JOB_DONE;
+                pthread_cond_broadcast(&p->cond_done);
+                pthread_mutex_unlock(&p->lock);
+                if (err < 0)
+                        return err;
+        }
+}
+
+/* Under p->lock, once the job is complete. */
+static void release_job(struct pipeline *p, struct pipeline_job *job)
+{
+        if (job->cap > SMALL_BUFFER) {
+                pool_put(p, job->data, job->cap);
+                job->data = NULL;
+                job->cap = 0;
+        }
+        if (job->out_cap > SMALL_BUFFER) {
+                free(job->out);
+                job->out = NULL;
+                job->out_cap = 0;
+        }
+        job->entry = NULL;
+        job->out_len = 0;
+}
+
+static int completer_run(struct pipeline *p)
+{
+        for (;;) {
+                struct pipeline_job *job = NULL;
+                int err;
+
+                pthread_mutex_lock(&p->lock);
+                while (!p->err) {
+                        struct pipeline_job *next = &p->jobs[p->next_complete % p->n_jobs];
+                        if (p->next_complete < p->next_fill && next->state == JOB_DONE) {
+                                job = next;
+                                break;
+                        }
+                        if (p->eof && p->next_complete == p->next_fill)
+                                break;
+                        pthread_cond_wait(&p->cond_done, &p->lock);
+                }
+                pthread_mutex_unlock(&p->lock);
+                if (!job)
+                        return 0;
+
+                err = p->ops->complete ? p->ops->complete(p->ctx, job) : 0;
+                pthread_mutex_lock(&p->lock);
+                p->bytes_in_flight -= job->len;
+                release_job(p, job);
+                job->state = JOB_FREE;
+                p->next_complete++;
+                pthread_cond_broadcast(&p->cond_free);
+                pthread_mutex_unlock(&p->lock);
+                if (err < 0)
+                        return err;
+        }
+}
+
+static int pipeline_thread(void *ctx, unsigned index)
+{
+        struct pipeline *p = ctx;
+        int err;
+
+        if (index == 0)
+                err = reader_run(p);
+        else if (index == 1)
+                err = completer_run(p);
+        else
+                err = worker_run(p, index - 2);
+        if (err < 0)
+                pipeline_fail(p, err);
+        return err;
+}
+
+static void pipeline_tick(void *ctx)
+{
+        struct pipeline *p = ctx;
+        char a[32];
+
+        if (!p->o->progress)
+                return;
+        log_progress("%s: %s read", p->o->progress,
+                     format_size(__atomic_load_n(&p->bytes_read, __ATOMIC_RELAXED), a, sizeof(a)));
+}
+
+int pipeline_run(const struct pipeline_options *o, const struct pipeline_ops *ops, void *ctx,
+                 struct pipeline_stats *stats)
+{
+        struct pipeline p = {
+                .o = o,
+                .ops = ops,
+                .ctx = ctx,
+                .lock = PTHREAD_MUTEX_INITIALIZER,
+                .cond_free = PTHREAD_COND_INITIALIZER,
+                .cond_ready = PTHREAD_COND_INITIALIZER,
+                .cond_done = PTHREAD_COND_INITIALIZER,
+        };
+        int err;
+
+        p.workers = o->workers ? o->workers : pool_cpu_count();
+        p.n_jobs = (size_t)p.workers * JOBS_PER_WORKER;
+        if (p.n_jobs < MIN_JOBS)
+                p.n_jobs = MIN_JOBS;
+        p.jobs = calloc(p.n_jobs, sizeof(*p.jobs));
+        if (!p.jobs)
+                return log_errno(-ENOMEM, "reading %s", o->where);
+
+        err = pool_run(p.workers + 2, pipeline_thread, &p, pipeline_tick);
+        if (o->progress)
+                log_progress_end();
+        if (err == 0)
+                err = p.err;
+        for (size_t i = 0; i < p.n_jobs; i++) {
+                if (p.jobs[i].data)
+                        munmap(p.jobs[i].data, p.jobs[i].cap);
+                free(p.jobs[i].out);
+        }
+        for (size_t i = 0; i < p.pool_n; i++)
+                munmap(p.pool[i].data, p.pool[i].cap);
+        free(p.jobs);
+        if (stats) {
+                stats->bytes = p.bytes_read;
+                stats->chunks = p.next_complete;
+        }
+        return err;
+}

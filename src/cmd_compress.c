@@ -1,0 +1,239 @@
+#include "archive.h"
+#include "chunking_options.h"
+#include "cleanup.h"
+#include "commands.h"
+#include "compress.h"
+#include "fsutil.h"
+#include "log.h"
+#include "units.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void compress_usage(FILE *f)
+{
+        fprintf(f, "Usage: ihop compress [OPTIONS] [-i INPUT] OUTPUT.cba\n"
+                   "\n"
+                   "Cut an image (INPUT, or standard input) into chunks as bita does and write\n"
+                   "them, each stored once and compressed, as the bita archive OUTPUT.cba.\n"
+                   "OUTPUT appears only once complete.\n"
+                   "\n"
+                   "Options:\n"
+                   "  -i, --input FILE              the image (default: standard input)\n"
+                   "  -f, --force-create            replace OUTPUT if it exists\n"
+                   "  --metadata-value KEY VALUE    store a metadata string (repeatable)\n"
+                   "  --metadata-file KEY FILE      store a file's content as metadata (repeatable)\n"
+                   "  -j, --jobs N                  worker threads (default: one per CPU)\n");
+        chunking_options_usage(f);
+}
+
+struct metadata_arg {
+        const char *key;
+        const char *value; /* a string, or the path of a file */
+        bool is_file;
+        size_t seq;        /* order on the command line, for the sort */
+};
+
+struct metadata_args {
+        struct metadata_arg *v;
+        size_t n;
+};
+
+static int metadata_args_add(struct metadata_args *m, const char *key, const char *value, bool is_file)
+{
+        struct metadata_arg *v = realloc(m->v, (m->n + 1) * sizeof(*v));
+
+        if (!v)
+                return -ENOMEM;
+        m->v = v;
+        v[m->n] = (struct metadata_arg){ key, value, is_file, m->n };
+        m->n++;
+        return 0;
+}
+
+/* bita keeps metadata in a sorted map: strings go in first, then files, so a
+ * key given twice keeps its last file, else its last string. */
+static int metadata_cmp(const void *a, const void *b)
+{
+        const struct metadata_arg *x = a, *y = b;
+        int c = strcmp(x->key, y->key);
+
+        if (c)
+                return c;
+        if (x->is_file != y->is_file)
+                return x->is_file ? 1 : -1;
+        return x->seq < y->seq ? -1 : 1;
+}
+
+static void metadata_free(struct archive_metadata *m, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(m[i].value);
+        free(m);
+}
+
+/* The metadata entries to write, in key order, each key once. */
+static int metadata_build(struct metadata_args *args, struct archive_metadata **out, size_t *n_out)
+{
+        struct archive_metadata *m = calloc(args->n ? args->n : 1, sizeof(*m));
+        size_t n = 0;
+
+        if (!m)
+                return log_errno(-ENOMEM, "reading metadata");
+        if (args->n > 1)
+                qsort(args->v, args->n, sizeof(*args->v), metadata_cmp);
+        for (size_t i = 0; i < args->n; i++) {
+                const struct metadata_arg *a = &args->v[i];
+                if (i + 1 < args->n && strcmp(args->v[i + 1].key, a->key) == 0)
+                        continue; /* a later one wins */
+                m[n].key = (char *)a->key;
+                if (a->is_file) {
+                        int err = read_file_bounded(a->value, ARCHIVE_MAX_DICTIONARY_SIZE, &m[n].value,
+                                                    &m[n].value_len);
+                        if (err < 0) {
+                                metadata_free(m, n);
+                                return log_errno(err, "cannot read metadata file %s", a->value);
+                        }
+                } else {
+                        m[n].value_len = strlen(a->value);
+                        m[n].value = (uint8_t *)strdup(a->value);
+                        if (!m[n].value) {
+                                metadata_free(m, n);
+                                return log_errno(-ENOMEM, "reading metadata");
+                        }
+                }
+                n++;
+        }
+        *out = m;
+        *n_out = n;
+        return 0;
+}
+
+static void print_result(const char *input, const char *output, const struct compress_result *r)
+{
+        char a[32], b[32], c[32], hex[2 * HASH_MAX_LEN + 1];
+
+        printf("%-18s %s, %s (%llu bytes), %zu chunks (%zu unique, %zu stored uncompressed)\n", "image:", input,
+               format_size(r->image_size, a, sizeof(a)), (unsigned long long)r->image_size, r->chunks,
+               r->unique_chunks, r->raw_chunks);
+        printf("%-18s %s, %s (%llu bytes): header %s, chunk data %s\n", "archive:", output,
+               format_size(r->header_size + r->chunk_data_size, a, sizeof(a)),
+               (unsigned long long)(r->header_size + r->chunk_data_size), format_size(r->header_size, b, sizeof(b)),
+               format_size(r->chunk_data_size, c, sizeof(c)));
+        hash_to_hex(r->header_checksum, HASH_MAX_LEN, hex);
+        printf("%-18s %s\n", "header checksum:", hex);
+}
+
+int cmd_compress(int argc, char **argv)
+{
+        enum { OPT_METADATA_VALUE = 0x2000, OPT_METADATA_FILE };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "input", required_argument, NULL, 'i' },
+                { "force-create", no_argument, NULL, 'f' },
+                { "jobs", required_argument, NULL, 'j' },
+                { "metadata-value", required_argument, NULL, OPT_METADATA_VALUE },
+                { "metadata-file", required_argument, NULL, OPT_METADATA_FILE },
+                CHUNKING_LONG_OPTIONS,
+                {}
+        };
+        struct chunking_options co;
+        struct compress_options o = { .progress = true };
+        struct compress_result res;
+        struct metadata_args margs = {};
+        struct archive_metadata *metadata = NULL;
+        const char *input = NULL;
+        _cleanup_close_ int fd = -1;
+        uint64_t v;
+        int c, r, ret = 2;
+
+        chunking_options_init(&co);
+        while ((c = getopt_long(argc, argv, "hi:fj:", options, NULL)) != -1) {
+                switch (c) {
+                case 'h':
+                        compress_usage(stdout);
+                        ret = 0;
+                        goto out;
+                case 'i':
+                        input = optarg;
+                        break;
+                case 'f':
+                        o.force = true;
+                        break;
+                case 'j':
+                        if (parse_uint(optarg, 256, &v) < 0 || v == 0) {
+                                log_error("--jobs wants a number from 1 to 256, not '%s'", optarg);
+                                goto out;
+                        }
+                        o.jobs = (unsigned)v;
+                        break;
+                case OPT_METADATA_VALUE:
+                case OPT_METADATA_FILE:
+                        /* Two values, as bita takes them: KEY here, the other next. */
+                        if (optind >= argc) {
+                                log_error("%s wants KEY and %s", c == OPT_METADATA_VALUE ? "--metadata-value"
+                                                                                         : "--metadata-file",
+                                          c == OPT_METADATA_VALUE ? "VALUE" : "FILE");
+                                goto out;
+                        }
+                        if (metadata_args_add(&margs, optarg, argv[optind++], c == OPT_METADATA_FILE) < 0) {
+                                log_errno(-ENOMEM, "reading the command line");
+                                goto out;
+                        }
+                        break;
+                default:
+                        r = chunking_options_parse(&co, c, optarg);
+                        if (r < 0)
+                                goto out;
+                        if (r == 0) {
+                                compress_usage(stderr);
+                                goto out;
+                        }
+                }
+        }
+        if (argc - optind != 1) {
+                compress_usage(stderr);
+                goto out;
+        }
+        if (chunking_options_finish(&co) < 0)
+                goto out;
+        o.output = argv[optind];
+        o.chunker = co.chunker;
+        o.codec = co.codec;
+        o.level = co.level;
+
+        ret = 1;
+        if (metadata_build(&margs, &metadata, &o.n_metadata) < 0)
+                goto out;
+        o.metadata = metadata;
+
+        if (input) {
+                fd = open(input, O_RDONLY | O_CLOEXEC);
+                if (fd < 0) {
+                        log_errno(-errno, "cannot open %s", input);
+                        goto out;
+                }
+                o.input_fd = fd;
+                o.input_name = input;
+        } else {
+                if (isatty(STDIN_FILENO)) {
+                        log_error("no input: give -i FILE or pipe the image into standard input");
+                        goto out;
+                }
+                o.input_fd = STDIN_FILENO;
+                o.input_name = "standard input";
+        }
+        if (compress_run(&o, &res) < 0)
+                goto out;
+        print_result(o.input_name, o.output, &res);
+        ret = 0;
+out:
+        metadata_free(metadata, o.n_metadata);
+        free(margs.v);
+        return ret;
+}

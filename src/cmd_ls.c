@@ -1,0 +1,101 @@
+#include "cleanup.h"
+#include "commands.h"
+#include "log.h"
+#include "store.h"
+#include "store_usage.h"
+#include "units.h"
+
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+static void ls_usage(FILE *f)
+{
+        fprintf(f, "Usage: ihop ls [--json] STORE\n"
+                   "\n"
+                   "List the releases in a chunk store: image size, chunks, bytes only that release\n"
+                   "uses (what removing it would free) and bytes it shares with others; store totals.\n");
+}
+
+static void print_table(const struct store_usage *u, const char *store)
+{
+        char a[32], b[32], c[32];
+
+        printf("%-24s %12s %8s %12s %12s\n", "RELEASE", "SIZE", "CHUNKS", "UNIQUE", "SHARED");
+        for (size_t i = 0; i < u->n_releases; i++) {
+                const struct release_usage *r = &u->releases[i];
+                printf("%-24s %12s %8zu %12s %12s\n", r->name,
+                       format_size(r->release->source_total_size, a, sizeof(a)), r->release->n_order,
+                       format_size(r->unique_bytes, b, sizeof(b)), format_size(r->shared_bytes, c, sizeof(c)));
+        }
+        printf("store %s: %zu release%s, %zu chunks, %s of chunk data\n", store, u->n_releases,
+               u->n_releases == 1 ? "" : "s", u->n_chunks, format_size(u->referenced_bytes, a, sizeof(a)));
+}
+
+static int print_json(const struct store_usage *u, const char *store)
+{
+        json_object *root = json_object_new_object(), *list = json_object_new_array();
+
+        if (!root || !list)
+                return -1;
+        for (size_t i = 0; i < u->n_releases; i++) {
+                const struct release_usage *r = &u->releases[i];
+                json_object *o = json_object_new_object();
+                json_object_object_add(o, "name", json_object_new_string(r->name));
+                json_object_object_add(o, "size", json_object_new_uint64(r->release->source_total_size));
+                json_object_object_add(o, "chunks", json_object_new_uint64(r->release->n_order));
+                json_object_object_add(o, "unique_chunks", json_object_new_uint64(r->unique_chunks));
+                json_object_object_add(o, "unique_bytes", json_object_new_uint64(r->unique_bytes));
+                json_object_object_add(o, "shared_chunks", json_object_new_uint64(r->shared_chunks));
+                json_object_object_add(o, "shared_bytes", json_object_new_uint64(r->shared_bytes));
+                json_object_array_add(list, o);
+        }
+        json_object_object_add(root, "store", json_object_new_string(store));
+        json_object_object_add(root, "releases", list);
+        json_object_object_add(root, "chunks", json_object_new_uint64(u->n_chunks));
+        json_object_object_add(root, "chunk_bytes", json_object_new_uint64(u->referenced_bytes));
+        puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(root);
+        return 0;
+}
+
+int cmd_ls(int argc, char **argv)
+{
+        enum { OPT_JSON = 256 };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "json", no_argument, NULL, OPT_JSON },
+                {}
+        };
+        _cleanup_store_ struct store *s = NULL;
+        struct store_usage u;
+        bool json = false;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+                switch (c) {
+                case 'h':
+                        ls_usage(stdout);
+                        return 0;
+                case OPT_JSON:
+                        json = true;
+                        break;
+                default:
+                        ls_usage(stderr);
+                        return 2;
+                }
+        }
+        if (argc - optind != 1) {
+                ls_usage(stderr);
+                return 2;
+        }
+        if (store_open(argv[optind], false, &s) < 0 || store_usage_load(s, &u) < 0)
+                return 1;
+        if (json)
+                print_json(&u, argv[optind]);
+        else
+                print_table(&u, argv[optind]);
+        store_usage_free(&u);
+        return 0;
+}

@@ -1,0 +1,134 @@
+#include "encoder.h"
+
+#include <brotli/encode.h>
+#include <errno.h>
+#include <lzma.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+/* bita's brotli encoder (the Rust port) keeps brotli's default window. */
+#define BROTLI_WINDOW_BITS BROTLI_DEFAULT_WINDOW
+
+struct encoder {
+        enum codec codec;
+        uint32_t level;
+        ZSTD_CCtx *zstd;
+        lzma_options_lzma lzma_preset;
+};
+
+uint32_t encoder_max_level(enum codec c)
+{
+        switch (c) {
+        case CODEC_BROTLI:
+                return BROTLI_MAX_QUALITY; /* 11 */
+        case CODEC_ZSTD:
+                return (uint32_t)ZSTD_maxCLevel();
+        case CODEC_LZMA:
+                return 9;
+        case CODEC_NONE:
+                break;
+        }
+        return 0;
+}
+
+int encoder_new(enum codec c, uint32_t level, struct encoder **out)
+{
+        struct encoder *e;
+
+        if (c != CODEC_NONE && (level < 1 || level > encoder_max_level(c)))
+                return -EINVAL;
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        e->codec = c;
+        e->level = level;
+        if (c == CODEC_ZSTD && !(e->zstd = ZSTD_createCCtx())) {
+                free(e);
+                return -ENOMEM;
+        }
+        if (c == CODEC_LZMA && lzma_lzma_preset(&e->lzma_preset, level)) {
+                free(e);
+                return -EINVAL;
+        }
+        *out = e;
+        return 0;
+}
+
+void encoder_free(struct encoder *e)
+{
+        if (!e)
+                return;
+        ZSTD_freeCCtx(e->zstd);
+        free(e);
+}
+
+size_t encoder_bound(const struct encoder *e, size_t len)
+{
+        switch (e->codec) {
+        case CODEC_BROTLI:
+                return BrotliEncoderMaxCompressedSize(len);
+        case CODEC_ZSTD:
+                return ZSTD_compressBound(len);
+        case CODEC_LZMA:
+                return lzma_stream_buffer_bound(len);
+        case CODEC_NONE:
+                break;
+        }
+        return len;
+}
+
+static ssize_t compress_lzma(struct encoder *e, const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+        lzma_options_lzma opt = e->lzma_preset;
+        lzma_filter filters[] = {
+                { .id = LZMA_FILTER_LZMA2, .options = &opt },
+                { .id = LZMA_VLI_UNKNOWN, .options = NULL },
+        };
+        size_t out_pos = 0;
+        uint32_t dict = LZMA_DICT_SIZE_MIN;
+
+        /* The preset's dictionary (8 MiB at level 6, 64 MiB at 9) is sized
+         * for whole files; a dictionary larger than the chunk finds no more
+         * matches, yet its match finder tables are allocated and cleared for
+         * every chunk, and every reader must allocate it to decode. So: the
+         * preset's settings with the dictionary cut to the chunk size. */
+        while (dict < len && dict < opt.dict_size)
+                dict <<= 1;
+        if (dict < opt.dict_size)
+                opt.dict_size = dict;
+        switch (lzma_stream_buffer_encode(filters, LZMA_CHECK_CRC64, NULL, in, len, out, &out_pos, cap)) {
+        case LZMA_OK:
+                return (ssize_t)out_pos;
+        case LZMA_MEM_ERROR:
+                return -ENOMEM;
+        default:
+                return -EIO;
+        }
+}
+
+ssize_t encoder_compress(struct encoder *e, const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+        size_t n;
+
+        switch (e->codec) {
+        case CODEC_BROTLI:
+                n = cap;
+                if (!BrotliEncoderCompress((int)e->level, BROTLI_WINDOW_BITS, BROTLI_MODE_GENERIC, len, in, &n, out))
+                        return -EIO;
+                return (ssize_t)n;
+        case CODEC_ZSTD:
+                n = ZSTD_compressCCtx(e->zstd, out, cap, in, len, (int)e->level);
+                if (ZSTD_isError(n))
+                        return -EIO;
+                return (ssize_t)n;
+        case CODEC_LZMA:
+                return compress_lzma(e, in, len, out, cap);
+        case CODEC_NONE:
+                break;
+        }
+        if (cap < len)
+                return -ENOBUFS;
+        memcpy(out, in, len);
+        return (ssize_t)len;
+}

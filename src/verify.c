@@ -1,0 +1,110 @@
+#include "verify.h"
+
+#include "cleanup.h"
+#include "fsutil.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define VERIFY_BLOCK (1u << 20)
+
+enum { UNCHECKED = 0, GOOD, MISSING, CORRUPT };
+
+/* Reads one chunk, feeding the image hash (when not NULL) and checking the
+ * chunk's own hash the first time. */
+static int check_chunk(struct store *s, const struct release *r, uint32_t idx, uint8_t *buf, hash_state *image,
+                       unsigned char *state)
+{
+        const struct chunk *c = &r->chunks[idx];
+        uint8_t digest[HASH_MAX_LEN];
+        hash_state st;
+        struct stat sb;
+        uint64_t off = 0;
+        _cleanup_close_ int fd = store_chunk_open(s, c, r->hash_len);
+
+        if (fd == -ENOENT) {
+                *state = MISSING;
+                return 0;
+        }
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &sb) < 0)
+                return -errno;
+        if ((uint64_t)sb.st_size != c->source_size) {
+                *state = CORRUPT;
+                return 0;
+        }
+        hash_init(&st);
+        while (off < c->source_size) {
+                size_t want = c->source_size - off < VERIFY_BLOCK ? (size_t)(c->source_size - off) : VERIFY_BLOCK;
+                ssize_t n = pread_full(fd, buf, want, off);
+                if (n < 0)
+                        return (int)n;
+                if ((size_t)n != want) {
+                        *state = CORRUPT;
+                        return 0;
+                }
+                if (*state == UNCHECKED)
+                        hash_update(&st, buf, want);
+                if (image)
+                        hash_update(image, buf, want);
+                off += want;
+        }
+        if (*state == UNCHECKED) {
+                hash_final(&st, digest);
+                *state = memcmp(digest, c->hash, r->hash_len) == 0 ? GOOD : CORRUPT;
+        }
+        return 0;
+}
+
+int release_verify(struct store *s, const struct release *r, struct verify_result *res)
+{
+        _cleanup_free_ unsigned char *state = calloc(r->n_chunks ? r->n_chunks : 1, 1);
+        _cleanup_free_ uint8_t *buf = malloc(VERIFY_BLOCK);
+        uint8_t digest[HASH_MAX_LEN];
+        hash_state image;
+        bool image_possible = true;
+
+        memset(res, 0, sizeof(*res));
+        if (!state || !buf)
+                return -ENOMEM;
+        hash_init(&image);
+        for (size_t pos = 0; pos < r->n_order; pos++) {
+                uint32_t idx = r->order[pos];
+                if (state[idx] == MISSING || state[idx] == CORRUPT) {
+                        image_possible = false;
+                        continue;
+                }
+                int err = check_chunk(s, r, idx, buf, image_possible ? &image : NULL, &state[idx]);
+                if (err < 0) {
+                        char rel[STORE_CHUNK_PATH_MAX];
+                        store_chunk_relpath(r->chunks[idx].hash, r->hash_len, rel);
+                        return log_errno(err, "cannot read %s/%s/%s", s->path, STORE_CHUNKS_DIR, rel);
+                }
+                if (state[idx] != GOOD)
+                        image_possible = false;
+        }
+        for (size_t i = 0; i < r->n_chunks; i++) {
+                char rel[STORE_CHUNK_PATH_MAX];
+                if (state[i] == UNCHECKED)
+                        continue; /* listed but not part of the image */
+                res->chunks_checked++;
+                if (state[i] == GOOD)
+                        continue;
+                store_chunk_relpath(r->chunks[i].hash, r->hash_len, rel);
+                printf("%s %s/%s/%s\n", state[i] == MISSING ? "missing" : "corrupt", s->path, STORE_CHUNKS_DIR, rel);
+                if (state[i] == MISSING)
+                        res->missing++;
+                else
+                        res->corrupt++;
+        }
+        if (image_possible) {
+                hash_final(&image, digest);
+                res->image_ok = memcmp(digest, r->source_checksum, r->source_checksum_len) == 0;
+        }
+        return 0;
+}
