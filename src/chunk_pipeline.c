@@ -49,6 +49,7 @@ struct pipeline {
         int err;
         size_t bytes_in_flight;
         uint64_t bytes_read; /* read atomically by the progress tick */
+        int read_error;
         struct buffer pool[POOL_SLOTS];
         size_t pool_n, pool_bytes;
 };
@@ -193,7 +194,17 @@ static int reader_run(struct pipeline *p)
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return log_errno(-errno, "cannot read %s", p->o->where);
+                        if (!p->o->tolerate_read_errors)
+                                return log_errno(-errno, "cannot read %s", p->o->where);
+                        p->read_error = -errno;
+                        log_warn("cannot read %s after %llu bytes: %s; using what was read", p->o->where,
+                                 (unsigned long long)offset, strerror(errno));
+                        /* The chunk cut short by the error is not a real chunk:
+                         * its slot is simply never submitted. */
+                        if (job)
+                                job->len = 0;
+                        job = NULL;
+                        break;
                 }
                 if (n == 0)
                         break;
@@ -380,6 +391,7 @@ int pipeline_run(const struct pipeline_options *o, const struct pipeline_ops *op
         if (stats) {
                 stats->bytes = p.bytes_read;
                 stats->chunks = p.next_complete;
+                stats->read_error = p.read_error;
         }
         return err;
 }

@@ -47,11 +47,15 @@ struct pipeline_options {
         const struct chunker_params *chunker;
         unsigned workers;        /* 0: one per CPU */
         const char *progress;    /* label of the progress line, NULL for none */
+        /* A seed may be a failing disk: a read error then ends the input
+         * (with a warning) instead of failing the run. */
+        bool tolerate_read_errors;
 };
 
 struct pipeline_stats {
         uint64_t bytes;
         uint64_t chunks;
+        int read_error; /* with tolerate_read_errors: the error that ended the input */
 };
 
 /* Returns 0 or the first failure of any stage (logged where it happened;

@@ -6,6 +6,7 @@
 #include "fetch_plan.h"
 #include "log.h"
 #include "release_file.h"
+#include "seed.h"
 #include "store.h"
 #include "units.h"
 #include "worker_pool.h"
@@ -298,6 +299,35 @@ static void clone_ctx_free(struct clone_ctx *ctx)
         store_close(ctx->store);
 }
 
+/* Before anything is downloaded: every wanted chunk a seed holds is stored from there. */
+static int apply_seeds(struct clone_ctx *ctx, struct clone_result *res, atomic_uchar **seeded)
+{
+        const struct release *r = ctx->archive->release;
+        atomic_uchar *have = calloc(ctx->n_unique ? ctx->n_unique : 1, sizeof(*have));
+        struct seed_target t = {
+                .store = ctx->store, .chunker = &r->chunker, .hash_len = r->hash_len,
+                .wanted = ctx->unique, .n_wanted = ctx->n_unique, .have = have,
+        };
+
+        if (!have)
+                return -ENOMEM;
+        for (size_t i = 0; i < ctx->n_unique; i++)
+                atomic_init(&have[i], ctx->state[i] == CHUNK_PRESENT);
+        for (size_t i = 0; i < ctx->opts->n_seeds; i++) {
+                struct seed_stats st;
+                int err = seed_apply(ctx->opts->seeds[i], &t, &st);
+                if (err < 0) {
+                        free(have);
+                        return err;
+                }
+                log_debug("seed %s: %zu chunks taken", ctx->opts->seeds[i], st.chunks);
+                res->chunks_seeded += st.chunks;
+                res->bytes_seeded += st.bytes;
+        }
+        *seeded = have;
+        return 0;
+}
+
 static int clone_fetch(struct clone_ctx *ctx, struct clone_result *res)
 {
         const struct clone_options *o = ctx->opts;
@@ -335,10 +365,19 @@ static int clone_fetch(struct clone_ctx *ctx, struct clone_result *res)
                 return err;
         res->chunks_recovered = atomic_load(&ctx->recovered);
 
+        _cleanup_free_ atomic_uchar *seeded = NULL;
+        if (o->n_seeds) {
+                err = apply_seeds(ctx, res, &seeded);
+                if (err < 0)
+                        return err;
+        }
+
         ctx->missing = calloc(ctx->n_unique ? ctx->n_unique : 1, sizeof(*ctx->missing));
         if (!ctx->missing)
                 return -ENOMEM;
         for (size_t i = 0; i < ctx->n_unique; i++) {
+                if (seeded && ctx->state[i] != CHUNK_PRESENT && atomic_load(&seeded[i]))
+                        continue; /* counted in chunks_seeded */
                 if (ctx->state[i] == CHUNK_PRESENT) {
                         res->chunks_reused++;
                         res->bytes_reused += ctx->unique[i]->source_size;

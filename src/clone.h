@@ -18,6 +18,8 @@ struct clone_options {
         uint8_t header_checksum[HASH_MAX_LEN];
         size_t header_checksum_len; /* 0: not pinned */
         unsigned jobs;          /* parallel requests/threads; 0: automatic */
+        const char **seeds;     /* files or block devices ("-": stdin) to take chunks from first */
+        size_t n_seeds;
         struct http_options http;
 };
 
@@ -35,6 +37,8 @@ struct clone_result {
         uint64_t header_size;
         size_t chunks_corrupt_in_store;
         size_t chunks_recovered; /* of chunks_reused: left complete by an interrupted clone */
+        size_t chunks_seeded;    /* taken from seeds */
+        uint64_t bytes_seeded;
 };
 
 int clone_run(const struct clone_options *o, struct clone_result *res);

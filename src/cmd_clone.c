@@ -21,6 +21,9 @@ static void clone_usage(FILE *f)
                 "Options:\n"
                 "  --verify-header HASH     refuse the archive unless its header checksum is HASH\n"
                 "  --naive                  trust chunks already in the store without hashing them\n"
+                "  --seed FILE|DEVICE|-     take matching chunks from FILE (e.g. the current root\n"
+                "                           partition or the previous image) before downloading;\n"
+                "                           repeatable; '-' is standard input\n"
                 "  -f, --force              replace an existing release NAME\n"
                 "  -j, --jobs N             parallel requests (default: 4 over HTTP, one per CPU locally)\n"
                 "  --http-retry-count N     retries of a failed transfer (default %d)\n"
@@ -39,6 +42,8 @@ static void print_summary(const char *name, const struct clone_result *r, bool h
         printf("reused %zu chunks (%s) from the store, fetched %zu chunks (%s)\n", r->chunks_reused,
                format_size(r->bytes_reused, a, sizeof(a)), r->chunks_fetched,
                format_size(r->bytes_fetched, b, sizeof(b)));
+        if (r->chunks_seeded)
+                printf("took %zu chunks (%s) from seeds\n", r->chunks_seeded, format_size(r->bytes_seeded, c, sizeof(c)));
         if (r->chunks_recovered)
                 printf("recovered %zu complete chunks left by an interrupted clone\n", r->chunks_recovered);
         if (http)
@@ -53,13 +58,14 @@ static void print_summary(const char *name, const struct clone_result *r, bool h
 
 int cmd_clone(int argc, char **argv)
 {
-        enum { OPT_VERIFY_HEADER = 256, OPT_NAIVE, OPT_RETRY_COUNT, OPT_RETRY_DELAY, OPT_TIMEOUT, OPT_HEADER };
+        enum { OPT_VERIFY_HEADER = 256, OPT_NAIVE, OPT_SEED, OPT_RETRY_COUNT, OPT_RETRY_DELAY, OPT_TIMEOUT, OPT_HEADER };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "force", no_argument, NULL, 'f' },
                 { "jobs", required_argument, NULL, 'j' },
                 { "verify-header", required_argument, NULL, OPT_VERIFY_HEADER },
                 { "naive", no_argument, NULL, OPT_NAIVE },
+                { "seed", required_argument, NULL, OPT_SEED },
                 { "http-retry-count", required_argument, NULL, OPT_RETRY_COUNT },
                 { "http-retry-delay", required_argument, NULL, OPT_RETRY_DELAY },
                 { "http-timeout", required_argument, NULL, OPT_TIMEOUT },
@@ -103,6 +109,14 @@ int cmd_clone(int argc, char **argv)
                 case OPT_NAIVE:
                         o.naive = true;
                         break;
+                case OPT_SEED: {
+                        const char **t = realloc(o.seeds, (o.n_seeds + 1) * sizeof(*o.seeds));
+                        if (!t)
+                                goto out;
+                        o.seeds = t;
+                        o.seeds[o.n_seeds++] = optarg;
+                        break;
+                }
                 case OPT_RETRY_COUNT:
                 case OPT_RETRY_DELAY:
                 case OPT_TIMEOUT:
@@ -146,5 +160,6 @@ int cmd_clone(int argc, char **argv)
                 print_summary(name, &res, strstr(o.source, "://") != NULL);
 out:
         curl_slist_free_all(o.http.headers);
+        free(o.seeds);
         return ret;
 }
