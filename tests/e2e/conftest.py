@@ -16,6 +16,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -520,6 +521,7 @@ class FaultHandler(http.server.BaseHTTPRequestHandler):
         rng_header = self.headers.get("Range")
         with srv.lock:
             srv.requests.append((self.path, rng_header, dict(self.headers)))
+            srv.request_times.append((time.monotonic(), rng_header))
         if self.path != srv.path:
             body = b"not found\n"
             self._send(404, [("Content-Length", str(len(body)))], body)
@@ -534,12 +536,15 @@ class FaultHandler(http.server.BaseHTTPRequestHandler):
         start, end = rng
         length = end - start + 1
         targeted = start >= srv.fault_from
+        if targeted and srv.mode in FaultServer.NEW_MODES and srv.take_fault():
+            self._new_fault(srv.mode, data, start, end)
+            return
         with srv.lock:
             fault = None
             if targeted and srv.mode in ("cut", "stall") and srv.cuts_left > 0:
                 srv.cuts_left -= 1
                 fault = srv.mode
-            elif targeted and srv.mode in ("wrong-range", "wrong-data"):
+            elif targeted and srv.mode in ("wrong-range", "wrong-data") and srv.take_fault_locked():
                 fault = srv.mode
         if fault in ("cut", "stall"):
             # Promise the whole range, send half of it, then drop the
@@ -573,6 +578,54 @@ class FaultHandler(http.server.BaseHTTPRequestHandler):
         self._send(206, [("Content-Range", f"bytes {shown[0]}-{shown[1]}/{size}"),
                          ("Content-Length", str(len(body)))], body)
 
+    def _new_fault(self, mode, data, start, end):
+        """The faults of FaultServer.NEW_MODES, for one targeted request."""
+        srv = self.server
+        size = len(data)
+        length = end - start + 1
+        with srv.lock:
+            srv.faults_done.append((mode, start, end, time.monotonic()))
+        if mode == "status":
+            headers = [("Content-Length", "6")]
+            if srv.retry_after is not None:
+                headers.append(("Retry-After", str(srv.retry_after)))
+            self._send(srv.status, headers, b"error\n")
+        elif mode == "ignore-range":
+            # 200 with the whole file, as a server without range support answers
+            self._send(200, [("Content-Length", str(size))], data)
+        elif mode == "short":
+            # A well-formed response whose body is shorter than the range its
+            # Content-Range promises; the connection stays open.
+            body = data[start:start + length // 2]
+            self._send(206, [("Content-Range", f"bytes {start}-{end}/{size}"),
+                             ("Content-Length", str(len(body)))], body)
+        elif mode in ("long", "long-split"):
+            # The right Content-Range, then more bytes than it covers.
+            extra = bytes(range(256)) * 4
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.send_header("Content-Length", str(length + len(extra)))
+            self.end_headers()
+            try:
+                if mode == "long":
+                    self.wfile.write(data[start:end + 1] + extra)
+                else:
+                    # every asked-for byte first, the surplus a moment later
+                    self.wfile.write(data[start:end + 1])
+                    self.wfile.flush()
+                    time.sleep(0.2)
+                    self.wfile.write(extra)
+            except OSError:
+                self.close_connection = True
+        elif mode == "flip":
+            # The right headers; one byte in the middle of the range flipped.
+            body = bytearray(data[start:end + 1])
+            body[length // 2] ^= 0xFF
+            self._send(206, [("Content-Range", f"bytes {start}-{end}/{size}"),
+                             ("Content-Length", str(len(body)))], bytes(body))
+        else:
+            raise AssertionError(mode)
+
 
 class FaultServer(http.server.ThreadingHTTPServer):
     """Serves one file at /<name> from 127.0.0.1, with a chosen misbehaviour:
@@ -582,13 +635,29 @@ class FaultServer(http.server.ThreadingHTTPServer):
     half the body), "wrong-range" (targeted requests get a Content-Range and
     bytes shifted by one), "wrong-data" (targeted requests get the right
     Content-Range but bytes shifted by one). Targeted requests are those for
-    bytes at or after `fault_from`, by default the chunk data offset."""
+    bytes at or after `fault_from`, by default the chunk data offset.
+
+    More modes (NEW_MODES), each for the first `times` targeted requests (every
+    one when `times` is None): "status" (HTTP `status`, with a Retry-After of
+    `retry_after` seconds when given), "ignore-range" (200 with the whole file),
+    "short" (a complete 206 response whose body is half the range), "long"
+    (the range and 1 KiB more, in one write), "long-split" (the range, then
+    1 KiB more a moment later), "flip" (one byte of the range flipped, right
+    headers). `times` also limits "wrong-range" and "wrong-data" (default:
+    every targeted request). `faults_done` lists (mode, start, end, time) of
+    the new faults served."""
 
     daemon_threads = True
     allow_reuse_address = True
+    NEW_MODES = ("status", "ignore-range", "short", "long", "long-split", "flip")
 
-    def __init__(self, path: Path, mode="ok", cuts=0, fault_from=None):
+    def __init__(self, path: Path, mode="ok", cuts=0, fault_from=None, times=None, status=500, retry_after=None):
         super().__init__(("127.0.0.1", 0), FaultHandler)
+        self.times_left = times
+        self.status = status
+        self.retry_after = retry_after
+        self.faults_done = []
+        self.request_times = []  # (time.monotonic(), Range header) of every request
         self.data = Path(path).read_bytes()
         self.path = "/" + Path(path).name
         self.data_offset = parse_archive(path).chunk_data_offset
@@ -604,6 +673,24 @@ class FaultServer(http.server.ThreadingHTTPServer):
     @property
     def url(self):
         return f"http://127.0.0.1:{self.server_address[1]}{self.path}"
+
+    def handle_error(self, request, client_address):
+        # A client that went away (a failed or killed clone) is no error of the server's.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    def take_fault_locked(self) -> bool:
+        """Whether the next targeted request gets the fault (`times` left)."""
+        if self.times_left is None:
+            return True
+        if self.times_left > 0:
+            self.times_left -= 1
+            return True
+        return False
+
+    def take_fault(self) -> bool:
+        with self.lock:
+            return self.take_fault_locked()
 
     def __enter__(self):
         self.thread.start()
@@ -664,3 +751,235 @@ def archives():
     """Every fixture archive, parsed independently of ihop."""
     paths = GOOD_ARCHIVES + list(BAD_ARCHIVES) + ["pair/v1.ext4.cba", "pair/v2.ext4.cba"]
     return {p: parse_archive(FIXTURES / p) for p in paths}
+
+
+# --------------------------------------------------------------------------
+# A slow, counting server and a close look at a store (lifecycle and kill tests)
+
+
+@dataclass
+class Served:
+    """One request a SlowServer answered."""
+    tag: object  # SlowServer.tag when the request came in
+    path: str
+    start: int  # first byte of the body in the file
+    end: int  # last byte promised (inclusive)
+    status: int
+    sent: int = 0  # body bytes written to the socket
+    done: bool = False  # the whole body was written
+
+
+class SlowHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        srv = self.server
+        data = srv.files.get(self.path)
+        if data is None:
+            body = b"not found\n"
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        size = len(data)
+        rng = parse_range(self.headers.get("Range"), size)
+        if rng is None or rng[0] >= size or rng[1] < rng[0]:
+            status, start, end = 200, 0, size - 1
+        else:
+            status, (start, end) = 206, rng
+        entry = Served(srv.tag, self.path, start, end, status)
+        with srv.lock:
+            srv.served.append(entry)
+        self.send_response(status)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        try:
+            pos = start
+            while pos <= end:
+                n = min(srv.block, end + 1 - pos)
+                if not srv.throttle(n):
+                    break
+                self.wfile.write(data[pos:pos + n])
+                entry.sent += n
+                pos += n
+            entry.done = pos > end
+        except OSError:  # the client went away (killed)
+            pass
+        if not entry.done:
+            self.close_connection = True
+
+
+class SlowServer(http.server.ThreadingHTTPServer):
+    """Serves files (their names: /<name>) from 127.0.0.1 with Range support,
+    at most `rate` body bytes a second over all connections together (None:
+    full speed; may be changed at any time), in blocks of `block` bytes.
+    Every request is logged in `served` with the `tag` set when it came in."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, *paths, rate=None, block=16 << 10):
+        super().__init__(("127.0.0.1", 0), SlowHandler)
+        self.files = {"/" + Path(p).name: Path(p).read_bytes() for p in paths}
+        self.rate = rate
+        self.block = block
+        self.tag = None
+        self.served = []
+        self.lock = threading.Lock()
+        self.next_slot = 0.0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    def throttle(self, n) -> bool:
+        """Waits for the time slot of the next n bytes; False when stopping."""
+        rate = self.rate
+        if not rate:
+            return not self.stopping.is_set()
+        with self.lock:
+            now = time.monotonic()
+            slot = max(now, self.next_slot)
+            self.next_slot = slot + n / rate
+        return not self.stopping.wait(max(0.0, slot - now))
+
+    def url(self, path) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{Path(path).name}"
+
+    def entries(self, tag=None, path=None) -> list:
+        with self.lock:
+            out = list(self.served)
+        return [e for e in out if (tag is None or e.tag == tag) and (path is None or e.path == "/" + Path(path).name)]
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+def chunks_served(archive: Archive, entries) -> dict:
+    """{hex hash: body bytes of that chunk the entries sent} for every chunk
+    of the archive the entries' bodies overlap."""
+    out = {}
+    for e in entries:
+        lo, hi = e.start, e.start + e.sent  # [lo, hi) went out
+        if hi <= lo:
+            continue
+        for c in archive.chunks:
+            a, b = c.archive_offset, c.archive_offset + c.archive_size
+            n = min(b, hi) - max(a, lo)
+            if n > 0:
+                out[c.hash.hex()] = out.get(c.hash.hex(), 0) + n
+    return out
+
+
+def chunks_asked(archive: Archive, entries) -> set:
+    """Hex hashes of the chunks whose bytes the entries' requests asked for."""
+    out = set()
+    for e in entries:
+        for c in archive.chunks:
+            if c.archive_offset <= e.end and c.archive_offset + c.archive_size > e.start:
+                out.add(c.hash.hex())
+    return out
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class StoreScan:
+    final: set  # hex hashes of chunk files under their final names whose content matches
+    corrupt: list  # paths of chunk files under a final name whose content does not match its name
+    temps: list  # paths of every temp file (".tmp-" in the name), chunks/ and top
+    complete_temps: dict  # hex hash -> temp paths under chunks/ holding exactly that chunk
+
+
+def scan_store(store) -> StoreScan:
+    """Hashes every file under STORE/chunks, asserting nothing; see StoreScan."""
+    store = Path(store)
+    s = StoreScan(set(), [], [], {})
+    if not store.exists():
+        return s
+    s.temps = [p for p in store.iterdir() if ".tmp-" in p.name]
+    for p in chunk_files(store):
+        if ".tmp-" in p.name:
+            s.temps.append(p)
+            name = p.name.split(".chunk.tmp-")[0]
+            if re.fullmatch(r"[0-9a-f]+", name) and blake2b_file(p)[:len(name) // 2].hex() == name:
+                s.complete_temps.setdefault(name, []).append(p)
+            continue
+        name = p.name[:-len(".chunk")] if p.name.endswith(".chunk") else ""
+        if name and re.fullmatch(r"[0-9a-f]+", name) and blake2b_file(p)[:len(name) // 2].hex() == name:
+            s.final.add(name)
+        else:
+            s.corrupt.append(p)
+    return s
+
+
+def temp_pid(path) -> int:
+    """The process id in a chunk temp file's name (<hex>.chunk.tmp-<pid>.<n>), or -1."""
+    m = re.search(r"\.tmp-(\d+)\.\d+$", Path(path).name)
+    return int(m[1]) if m else -1
+
+
+def chunk_path(store, hexhash) -> Path:
+    return Path(store) / "chunks" / hexhash[:4] / f"{hexhash}.chunk"
+
+
+def unique_chunks(archive: Archive) -> dict:
+    """{hex hash: Chunk}, one entry per distinct chunk."""
+    return {c.hash.hex(): c for c in archive.chunks}
+
+
+class LineReader:
+    """Collects a pipe's lines in a thread (so a test can wait for one)."""
+
+    def __init__(self, stream):
+        self.lines = []
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream):
+        for line in iter(stream.readline, ""):
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_for(self, needle, timeout) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not any(needle in l for l in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.thread.is_alive():
+                    return any(needle in l for l in self.lines)
+                self.cond.wait(min(left, 0.1))
+            return True
+
+    def text(self, join_timeout=10) -> str:
+        self.thread.join(join_timeout)
+        with self.cond:
+            return "\n".join(self.lines) + ("\n" if self.lines else "")
