@@ -27,6 +27,7 @@
 
 struct clone_ctx {
         const struct clone_options *opts;
+        struct http_options http; /* the caller's, plus cancellation on failure */
         struct store *store;
         struct archive_source *src;
         struct archive *archive;
@@ -430,7 +431,9 @@ int clone_run(const struct clone_options *o, struct clone_result *res)
                 store_close(ctx.store);
                 return -EEXIST;
         }
-        err = archive_source_open(o->source, &o->http, &ctx.src);
+        ctx.http = o->http;
+        ctx.http.cancel = &ctx.failed;
+        err = archive_source_open(o->source, &ctx.http, &ctx.src);
         if (err == 0)
                 err = clone_fetch(&ctx, res);
         clone_ctx_free(&ctx);

@@ -143,7 +143,16 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *opaque)
                         return CURL_WRITEFUNC_ERROR;
         }
         if (n > a->len - a->delivered) {
+                /* Keep what was asked for; the surplus ends the transfer, and a
+                 * complete range is a success however it ended. */
+                size_t want = (size_t)(a->len - a->delivered);
                 snprintf(a->reason, sizeof(a->reason), "the server sent more bytes than asked for");
+                if (want > 0) {
+                        a->sink_err = a->sink((const uint8_t *)buf, want, a->opaque);
+                        if (a->sink_err < 0)
+                                return CURL_WRITEFUNC_ERROR;
+                        a->delivered += want;
+                }
                 return CURL_WRITEFUNC_ERROR;
         }
         a->sink_err = a->sink((const uint8_t *)buf, n, a->opaque);
@@ -170,6 +179,13 @@ static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_
         (void)dltotal;
         (void)ultotal;
         (void)ulnow;
+
+        if (a->conn->opts->cancel && atomic_load(a->conn->opts->cancel)) {
+                snprintf(a->reason, sizeof(a->reason), "cancelled");
+                return 1;
+        }
+        if (!a->conn->opts->timeout_s)
+                return 0;
 
         if (dlnow != a->last_dlnow) {
                 a->last_dlnow = dlnow;
@@ -205,9 +221,10 @@ static int run_attempt(struct attempt *a)
         curl_easy_setopt(curl, CURLOPT_WRITEDATA, a);
         curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-        if (o->timeout_s) {
-                clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
+        if (o->timeout_s)
                 curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)o->timeout_s);
+        if (o->timeout_s || o->cancel) {
+                clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
                 curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
                 curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
                 curl_easy_setopt(curl, CURLOPT_XFERINFODATA, a);
@@ -258,6 +275,8 @@ int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_
                 };
                 int err = run_attempt(&a);
                 done += a.delivered;
+                if (err < 0 && done == len && err != a.sink_err)
+                        err = 0; /* every byte asked for arrived; what went wrong came after */
                 if (err == 0) {
                         if (total_size)
                                 *total_size = a.range_total;
@@ -265,6 +284,8 @@ int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_
                 }
                 if (err == a.sink_err)
                         return err;
+                if (o->cancel && atomic_load(o->cancel))
+                        return -ECANCELED; /* the job failed elsewhere and said why */
                 if (err == -ENOTSUP || err == -EINVAL || status_is_permanent(a.status) ||
                     attempt_no >= o->retry_count) {
                         log_error("%s: %s", url, a.reason);
@@ -276,8 +297,13 @@ int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_
                         delay = a.retry_after_s < HTTP_MAX_RETRY_AFTER_S ? a.retry_after_s : HTTP_MAX_RETRY_AFTER_S;
                 log_warn("%s: %s; retrying from byte %" PRIu64 " (%u of %u) in %u s", url, a.reason,
                          start + done, attempt_no, o->retry_count, delay);
-                struct timespec ts = { .tv_sec = delay };
-                while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                        ;
+                /* Wait in steps, so that a job failing elsewhere stops the wait. */
+                for (unsigned ms = 0; ms < delay * 1000u; ms += 100) {
+                        struct timespec ts = { 0, 100 * 1000 * 1000 };
+                        if (o->cancel && atomic_load(o->cancel))
+                                return -ECANCELED;
+                        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                                ;
+                }
         }
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <curl/curl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -12,6 +13,9 @@ struct http_options {
         unsigned retry_delay_s;
         unsigned timeout_s; /* no data for this long fails the attempt */
         struct curl_slist *headers;
+        /* Set by the caller when the whole job has failed elsewhere: a transfer
+         * in progress or waiting to retry gives up (optional). */
+        const atomic_bool *cancel;
 };
 
 #define HTTP_DEFAULT_RETRY_COUNT 3
