@@ -60,7 +60,6 @@ int cmd_cat(int argc, char **argv)
                 { "output", required_argument, NULL, 'o' },
                 {}
         };
-        _cleanup_free_ char *store_path = NULL, *name = NULL;
         _cleanup_store_ struct store *s = NULL;
         struct release *r = NULL;
         const char *out = NULL;
@@ -83,10 +82,9 @@ int cmd_cat(int argc, char **argv)
                 cat_usage(stderr);
                 return 2;
         }
-        if (store_split_release_path(argv[optind], &store_path, &name) < 0)
-                return 2;
-        if (store_open(store_path, false, &s) < 0 || release_file_read(s, name, &r) < 0)
-                return 1;
+        err = release_file_open(argv[optind], &s, NULL, &r);
+        if (err < 0)
+                return err == -EINVAL ? 2 : 1;
         if (out)
                 err = export_to_file(s, r, out);
         else

@@ -73,9 +73,7 @@ int cmd_clone(int argc, char **argv)
                 {}
         };
         struct clone_options o = {
-                .http = { .retry_count = HTTP_DEFAULT_RETRY_COUNT,
-                          .retry_delay_s = HTTP_DEFAULT_RETRY_DELAY_S,
-                          .timeout_s = HTTP_DEFAULT_TIMEOUT_S },
+                .http = HTTP_OPTIONS_DEFAULT,
         };
         struct clone_result res;
         _cleanup_free_ char *store_path = NULL, *name = NULL;

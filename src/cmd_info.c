@@ -70,9 +70,7 @@ static void print_metadata(const struct archive *a)
 
 static int info_archive(const char *spec)
 {
-        struct http_options http = { .retry_count = HTTP_DEFAULT_RETRY_COUNT,
-                                     .retry_delay_s = HTTP_DEFAULT_RETRY_DELAY_S,
-                                     .timeout_s = HTTP_DEFAULT_TIMEOUT_S };
+        struct http_options http = HTTP_OPTIONS_DEFAULT;
         struct archive_source *src = NULL;
         struct source_conn conn = {};
         _cleanup_archive_ struct archive *a = NULL;
@@ -108,18 +106,11 @@ static int info_archive(const char *spec)
 
 static int info_release(const char *arg)
 {
-        _cleanup_free_ char *store_path = NULL, *name = NULL;
         _cleanup_store_ struct store *s = NULL;
         struct release *r = NULL;
         int err;
 
-        err = store_split_release_path(arg, &store_path, &name);
-        if (err < 0)
-                return err;
-        err = store_open(store_path, false, &s);
-        if (err < 0)
-                return err;
-        err = release_file_read(s, name, &r);
+        err = release_file_open(arg, &s, NULL, &r);
         if (err < 0)
                 return err;
         printf("%-18s %s\n", "release:", arg);

@@ -38,28 +38,6 @@ static void mount_usage(FILE *f)
                    "                      at shutdown (for a release backing the root filesystem)\n");
 }
 
-static int open_map(const char *arg, bool verify, struct image_map **map, char **name)
-{
-        _cleanup_free_ char *store_path = NULL;
-        struct store *s = NULL;
-        struct release *r = NULL;
-        int err;
-
-        err = store_split_release_path(arg, &store_path, name);
-        if (err < 0)
-                return err;
-        err = store_open(store_path, false, &s);
-        if (err == 0)
-                err = release_file_read(s, *name, &r);
-        if (err == 0)
-                err = image_map_new(s, r, verify, map);
-        if (err < 0) {
-                release_free(r);
-                store_close(s);
-        }
-        return err;
-}
-
 int cmd_mount(int argc, char **argv)
 {
         enum { OPT_VERIFY = 256, OPT_BLOCK_SIZE, OPT_CONNECTIONS, OPT_DETACH, OPT_PID_FILE, OPT_ROOT_STORAGE };
@@ -126,7 +104,7 @@ int cmd_mount(int argc, char **argv)
         }
         const char *target = argv[optind + 1];
         bool is_file = stat(target, &st) == 0 && S_ISREG(st.st_mode);
-        err = open_map(argv[optind], verify, &map, &name);
+        err = image_map_open(argv[optind], verify, &map, &name);
         if (err < 0)
                 return 1;
         if (root_storage)

@@ -126,32 +126,6 @@ static int listen_tcp(const char *spec)
         return fd;
 }
 
-static int open_export(const char *arg, bool verify, struct nbd_export *e)
-{
-        _cleanup_free_ char *store_path = NULL;
-        char *name = NULL;
-        struct store *s = NULL;
-        struct release *r = NULL;
-        int err;
-
-        err = store_split_release_path(arg, &store_path, &name);
-        if (err < 0)
-                return err;
-        err = store_open(store_path, false, &s);
-        if (err == 0)
-                err = release_file_read(s, name, &r);
-        if (err == 0)
-                err = image_map_new(s, r, verify, &e->map);
-        if (err < 0) {
-                release_free(r);
-                store_close(s);
-                free(name);
-                return err;
-        }
-        e->name = name;
-        return 0;
-}
-
 static int accept_loop(int listen_fd, const struct nbd_export *exports, size_t n)
 {
         struct pollfd pfd[2] = { { listen_fd, POLLIN, 0 }, { stop_pipe[0], POLLIN, 0 } };
@@ -239,9 +213,10 @@ int cmd_serve(int argc, char **argv)
         if (!exports)
                 return 1;
         for (int i = optind; i < argc && err == 0; i++) {
-                err = open_export(argv[i], verify, &exports[n]);
+                char *name;
+                err = image_map_open(argv[i], verify, &exports[n].map, &name);
                 if (err == 0)
-                        n++;
+                        exports[n++].name = name;
         }
         if (err == 0 && pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
                 err = log_errno(-errno, "pipe");

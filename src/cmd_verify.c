@@ -25,16 +25,11 @@ static void verify_usage(FILE *f)
 
 static int verify_one(const char *arg, struct verify_result *res)
 {
-        _cleanup_free_ char *store_path = NULL, *name = NULL;
         _cleanup_store_ struct store *s = NULL;
         struct release *r = NULL;
         int err;
 
-        err = store_split_release_path(arg, &store_path, &name);
-        if (err == 0)
-                err = store_open(store_path, false, &s);
-        if (err == 0)
-                err = release_file_read(s, name, &r);
+        err = release_file_open(arg, &s, NULL, &r);
         if (err == 0)
                 err = release_verify(s, r, res);
         release_free(r);
@@ -44,10 +39,7 @@ static int verify_one(const char *arg, struct verify_result *res)
 /* The archive must describe the very image the release holds. */
 static int check_same_image(const char *source, const char *arg)
 {
-        struct http_options http = { .retry_count = HTTP_DEFAULT_RETRY_COUNT,
-                                     .retry_delay_s = HTTP_DEFAULT_RETRY_DELAY_S,
-                                     .timeout_s = HTTP_DEFAULT_TIMEOUT_S };
-        _cleanup_free_ char *store_path = NULL, *name = NULL;
+        struct http_options http = HTTP_OPTIONS_DEFAULT;
         _cleanup_store_ struct store *s = NULL;
         _cleanup_archive_ struct archive *a = NULL;
         struct archive_source *src = NULL;
@@ -55,11 +47,7 @@ static int check_same_image(const char *source, const char *arg)
         struct release *r = NULL;
         int err;
 
-        err = store_split_release_path(arg, &store_path, &name);
-        if (err == 0)
-                err = store_open(store_path, false, &s);
-        if (err == 0)
-                err = release_file_read(s, name, &r);
+        err = release_file_open(arg, &s, NULL, &r);
         if (err == 0)
                 err = archive_source_open(source, &http, &src);
         if (err == 0)
@@ -82,8 +70,7 @@ static int repair(const char *source, const char *arg)
         _cleanup_free_ char *store_path = NULL, *name = NULL;
         struct clone_options o = {
                 .source = source, .force = true,
-                .http = { .retry_count = HTTP_DEFAULT_RETRY_COUNT, .retry_delay_s = HTTP_DEFAULT_RETRY_DELAY_S,
-                          .timeout_s = HTTP_DEFAULT_TIMEOUT_S },
+                .http = HTTP_OPTIONS_DEFAULT,
         };
         struct clone_result res;
         int err;

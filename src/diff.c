@@ -42,9 +42,7 @@ static bool has_archive_magic(const char *path)
 
 static int read_archive(struct diff_input *in)
 {
-        struct http_options http = { .retry_count = HTTP_DEFAULT_RETRY_COUNT,
-                                     .retry_delay_s = HTTP_DEFAULT_RETRY_DELAY_S,
-                                     .timeout_s = HTTP_DEFAULT_TIMEOUT_S };
+        struct http_options http = HTTP_OPTIONS_DEFAULT;
         struct archive_source *src = NULL;
         struct source_conn conn = {};
         int err;

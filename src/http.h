@@ -21,6 +21,10 @@ struct http_options {
 #define HTTP_DEFAULT_RETRY_COUNT 3
 #define HTTP_DEFAULT_RETRY_DELAY_S 1
 #define HTTP_DEFAULT_TIMEOUT_S 30
+#define HTTP_OPTIONS_DEFAULT                                                                      \
+        { .retry_count = HTTP_DEFAULT_RETRY_COUNT, .retry_delay_s = HTTP_DEFAULT_RETRY_DELAY_S,         \
+          .timeout_s = HTTP_DEFAULT_TIMEOUT_S }
+
 /* The longest a 503's Retry-After is honoured, so a server cannot park us. */
 #define HTTP_MAX_RETRY_AFTER_S 60
 

@@ -3,13 +3,12 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "log.h"
+#include "release_file.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-
-#define VERIFY_BLOCK (128u << 10)
 
 enum { STATE_UNKNOWN = 0, STATE_GOOD = 1, STATE_BAD = 2 };
 
@@ -87,32 +86,6 @@ static void log_chunk_problem(struct image_map *m, uint32_t idx, const char *wha
         log_error("%s/%s/%s %s", m->store->path, STORE_CHUNKS_DIR, rel, what);
 }
 
-static bool chunk_content_good(struct image_map *m, uint32_t idx, int fd)
-{
-        const struct chunk *c = &m->release->chunks[idx];
-        _cleanup_free_ uint8_t *buf = malloc(VERIFY_BLOCK);
-        uint8_t digest[HASH_MAX_LEN];
-        hash_state st;
-        uint64_t off = 0;
-
-        if (!buf)
-                return false;
-        hash_init(&st);
-        while (off < c->source_size) {
-                size_t want = c->source_size - off < VERIFY_BLOCK ? (size_t)(c->source_size - off) : VERIFY_BLOCK;
-                ssize_t n = pread_full(fd, buf, want, off);
-                if (n != (ssize_t)want)
-                        return false;
-                hash_update(&st, buf, want);
-                off += want;
-        }
-        /* A longer file is as wrong as a shorter one. */
-        if (pread_full(fd, buf, 1, off) != 0)
-                return false;
-        hash_final(&st, digest);
-        return memcmp(digest, c->hash, m->release->hash_len) == 0;
-}
-
 /* The open descriptor of a chunk, opening (and with verify, checking) it on first use. */
 static int chunk_fd(struct image_map *m, uint32_t idx)
 {
@@ -137,7 +110,7 @@ static int chunk_fd(struct image_map *m, uint32_t idx)
                 if (s == STATE_BAD)
                         return -EIO;
                 if (s == STATE_UNKNOWN) {
-                        bool good = chunk_content_good(m, idx, fd);
+                        bool good = store_fd_holds_chunk(fd, &m->release->chunks[idx], m->release->hash_len);
                         unsigned char unknown = STATE_UNKNOWN;
                         if (atomic_compare_exchange_strong(&m->verified[idx], &unknown,
                                                            good ? STATE_GOOD : STATE_BAD) &&
@@ -179,5 +152,29 @@ int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset)
                 len -= take;
                 pos++;
         }
+        return 0;
+}
+
+int image_map_open(const char *arg, bool verify, struct image_map **out, char **name)
+{
+        struct store *s = NULL;
+        struct release *r = NULL;
+        char *n = NULL;
+        int err;
+
+        err = release_file_open(arg, &s, &n, &r);
+        if (err < 0)
+                return err;
+        err = image_map_new(s, r, verify, out);
+        if (err < 0) {
+                release_free(r);
+                store_close(s);
+                free(n);
+                return log_errno(err, "cannot map release %s", arg);
+        }
+        if (name)
+                *name = n;
+        else
+                free(n);
         return 0;
 }

@@ -21,6 +21,9 @@ struct image_map {
         bool verify;
 };
 
+/* Opens "STORE/NAME" for reading; *name (when not NULL) gets the release name. */
+int image_map_open(const char *arg, bool verify, struct image_map **out, char **name);
+
 /* Takes ownership of store and release. */
 int image_map_new(struct store *store, struct release *release, bool verify, struct image_map **out);
 void image_map_free(struct image_map *m);

@@ -173,7 +173,10 @@ static int device_index(const char *device, unsigned *index)
                 return -ENOTBLK;
         }
         snprintf(copy, sizeof(copy), "%s", device);
-        if (sscanf(basename(copy), "nbd%u", index) != 1) {
+        const char *name = basename(copy);
+        int end = 0;
+        /* The whole name: nbd0p1, a partition, is not device 0. */
+        if (sscanf(name, "nbd%u%n", index, &end) != 1 || end == 0 || name[end] != '\0') {
                 log_error("%s is not an NBD device (/dev/nbdN)", device);
                 return -EINVAL;
         }

@@ -190,3 +190,24 @@ int release_file_read(struct store *s, const char *name, struct release **out)
                 return log_errno(err, "cannot read release %s", path);
         return release_file_parse(buf, len, path, out);
 }
+
+int release_file_open(const char *arg, struct store **store, char **name, struct release **out)
+{
+        _cleanup_free_ char *store_path = NULL, *n = NULL;
+        struct store *s = NULL;
+        int err;
+
+        err = store_split_release_path(arg, &store_path, &n);
+        if (err == 0)
+                err = store_open(store_path, false, &s);
+        if (err == 0)
+                err = release_file_read(s, n, out);
+        if (err < 0) {
+                store_close(s);
+                return err;
+        }
+        *store = s;
+        if (name)
+                *name = TAKE_PTR(n);
+        return 0;
+}

@@ -15,3 +15,7 @@ int release_file_write(struct store *s, const char *name, const struct release *
 int release_file_read(struct store *s, const char *name, struct release **out);
 /* Parses a description held in memory; `where` names it in messages. */
 int release_file_parse(const uint8_t *buf, size_t len, const char *where, struct release **out);
+
+/* "STORE/NAME" → the opened store, the release name and its description,
+ * all checked; on failure (logged) nothing is left allocated. */
+int release_file_open(const char *arg, struct store **store, char **name, struct release **out);

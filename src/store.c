@@ -123,14 +123,32 @@ int store_chunk_open(struct store *s, const struct chunk *c, size_t hash_len)
         return fd < 0 ? -errno : fd;
 }
 
-int store_chunk_state(struct store *s, const struct chunk *c, size_t hash_len, bool verify,
-                      enum chunk_state *state)
+bool store_fd_holds_chunk(int fd, const struct chunk *c, size_t hash_len)
 {
-        _cleanup_free_ uint8_t *buf = NULL;
+        _cleanup_free_ uint8_t *buf = malloc(READ_BLOCK);
         uint8_t digest[HASH_MAX_LEN];
         hash_state st;
         struct stat sb;
         uint64_t off = 0;
+
+        if (!buf || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->source_size)
+                return false;
+        hash_init(&st);
+        while (off < c->source_size) {
+                ssize_t n = pread_full(fd, buf, READ_BLOCK, off);
+                if (n <= 0)
+                        return false;
+                hash_update(&st, buf, (size_t)n);
+                off += (uint64_t)n;
+        }
+        hash_final(&st, digest);
+        return off == c->source_size && memcmp(digest, c->hash, hash_len) == 0;
+}
+
+int store_chunk_state(struct store *s, const struct chunk *c, size_t hash_len, bool verify,
+                      enum chunk_state *state)
+{
+        struct stat sb;
         _cleanup_close_ int fd = store_chunk_open(s, c, hash_len);
 
         if (fd == -ENOENT) {
@@ -141,29 +159,12 @@ int store_chunk_state(struct store *s, const struct chunk *c, size_t hash_len, b
                 return fd;
         if (fstat(fd, &sb) < 0)
                 return -errno;
-        if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->source_size) {
+        if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->source_size)
                 *state = CHUNK_CORRUPT;
-                return 0;
-        }
-        if (!verify) {
+        else if (verify)
+                *state = store_fd_holds_chunk(fd, c, hash_len) ? CHUNK_PRESENT : CHUNK_CORRUPT;
+        else
                 *state = CHUNK_PRESENT;
-                return 0;
-        }
-        buf = malloc(READ_BLOCK);
-        if (!buf)
-                return -ENOMEM;
-        hash_init(&st);
-        while (off < c->source_size) {
-                ssize_t n = pread_full(fd, buf, READ_BLOCK, off);
-                if (n < 0)
-                        return (int)n;
-                if (n == 0)
-                        break;
-                hash_update(&st, buf, (size_t)n);
-                off += (uint64_t)n;
-        }
-        hash_final(&st, digest);
-        *state = off == c->source_size && memcmp(digest, c->hash, hash_len) == 0 ? CHUNK_PRESENT : CHUNK_CORRUPT;
         return 0;
 }
 
@@ -407,29 +408,6 @@ int store_list_releases(struct store *s, char ***names, size_t *n)
         return 0;
 }
 
-/* Is the file's content exactly the chunk? */
-static bool fd_holds_chunk(int fd, const struct chunk *c, size_t hash_len)
-{
-        _cleanup_free_ uint8_t *buf = malloc(READ_BLOCK);
-        uint8_t digest[HASH_MAX_LEN];
-        hash_state st;
-        struct stat sb;
-        uint64_t off = 0;
-
-        if (!buf || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->source_size)
-                return false;
-        hash_init(&st);
-        while (off < c->source_size) {
-                ssize_t n = pread_full(fd, buf, READ_BLOCK, off);
-                if (n <= 0)
-                        return false;
-                hash_update(&st, buf, (size_t)n);
-                off += (uint64_t)n;
-        }
-        hash_final(&st, digest);
-        return off == c->source_size && memcmp(digest, c->hash, hash_len) == 0;
-}
-
 int store_chunk_recover(struct store *s, const struct chunk *c, size_t hash_len, bool *recovered)
 {
         char rel[STORE_CHUNK_PATH_MAX], dir[8];
@@ -461,7 +439,7 @@ int store_chunk_recover(struct store *s, const struct chunk *c, size_t hash_len,
                         continue;
                 _cleanup_close_ int tfd = openat(s->chunks_dirfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
                 /* A killed clone's verified chunk: durable first, then in place. */
-                if (tfd >= 0 && fd_holds_chunk(tfd, c, hash_len) && fsync(tfd) == 0 &&
+                if (tfd >= 0 && store_fd_holds_chunk(tfd, c, hash_len) && fsync(tfd) == 0 &&
                     renameat(s->chunks_dirfd, tmp, s->chunks_dirfd, rel) == 0) {
                         *recovered = true;
                         break;

@@ -62,6 +62,9 @@ int store_chunk_state(struct store *s, const struct chunk *c, size_t hash_len, b
  * verifies, it is made durable and moved into place; stale ones are removed. */
 int store_chunk_recover(struct store *s, const struct chunk *c, size_t hash_len, bool *recovered);
 
+/* Is the file's content exactly the chunk (size and hash)? */
+bool store_fd_holds_chunk(int fd, const struct chunk *c, size_t hash_len);
+
 /* Opens a stored chunk for reading. */
 int store_chunk_open(struct store *s, const struct chunk *c, size_t hash_len);
 
