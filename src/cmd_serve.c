@@ -25,6 +25,42 @@
 static int stop_pipe[2] = { -1, -1 };
 static atomic_int n_clients;
 
+/* The connected clients' sockets, so that a stop can end their sessions
+ * (shutdown) and wait for them before the releases are closed. */
+static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
+static int client_fds[SERVE_MAX_CLIENTS];
+
+static int client_register(int fd)
+{
+        int slot = -1;
+
+        pthread_mutex_lock(&clients_lock);
+        for (int i = 0; i < SERVE_MAX_CLIENTS && slot < 0; i++)
+                if (client_fds[i] < 0)
+                        client_fds[slot = i] = fd;
+        pthread_mutex_unlock(&clients_lock);
+        return slot;
+}
+
+static void client_unregister(int slot)
+{
+        pthread_mutex_lock(&clients_lock);
+        client_fds[slot] = -1;
+        pthread_mutex_unlock(&clients_lock);
+}
+
+static void clients_stop(void)
+{
+        pthread_mutex_lock(&clients_lock);
+        for (int i = 0; i < SERVE_MAX_CLIENTS; i++)
+                if (client_fds[i] >= 0)
+                        shutdown(client_fds[i], SHUT_RDWR);
+        pthread_mutex_unlock(&clients_lock);
+        /* Sessions end at their next read or write; a few seconds at most. */
+        for (int waited = 0; atomic_load(&n_clients) > 0 && waited < 10000; waited += 10)
+                usleep(10000);
+}
+
 static void on_stop_signal(int sig)
 {
         (void)sig;
@@ -47,6 +83,7 @@ static void serve_usage(FILE *f)
 
 struct client {
         int fd;
+        int slot;
         const struct nbd_export *exports;
         size_t n;
 };
@@ -63,6 +100,7 @@ static void *client_thread(void *arg)
         }
         if (err < 0 && err != -ECONNABORTED && err != -ECONNRESET && err != -EPIPE)
                 log_warn("client dropped: %s", strerror(-err));
+        client_unregister(c->slot); /* before close: a stop must not shut down a reused fd */
         close(c->fd);
         free(c);
         atomic_fetch_sub(&n_clients, 1);
@@ -157,9 +195,11 @@ static int accept_loop(int listen_fd, const struct nbd_export *exports, size_t n
                         close(fd);
                         continue;
                 }
-                *c = (struct client){ fd, exports, n };
+                *c = (struct client){ fd, client_register(fd), exports, n };
                 atomic_fetch_add(&n_clients, 1);
-                if (pthread_create(&t, &attr, client_thread, c) != 0) {
+                if (c->slot < 0 || pthread_create(&t, &attr, client_thread, c) != 0) {
+                        if (c->slot >= 0)
+                                client_unregister(c->slot);
                         atomic_fetch_sub(&n_clients, 1);
                         close(fd);
                         free(c);
@@ -212,6 +252,8 @@ int cmd_serve(int argc, char **argv)
         exports = calloc((size_t)(argc - optind), sizeof(*exports));
         if (!exports)
                 return 1;
+        for (int i = 0; i < SERVE_MAX_CLIENTS; i++)
+                client_fds[i] = -1;
         for (int i = optind; i < argc && err == 0; i++) {
                 char *name;
                 err = image_map_open(argv[i], verify, &exports[n].map, &name);
@@ -233,8 +275,16 @@ int cmd_serve(int argc, char **argv)
                         close(listen_fd);
                         if (unix_path)
                                 unlink(unix_path);
+                        clients_stop();
                 }
         }
-        /* Client threads may still hold the maps: exit without freeing them. */
+        /* A client thread that did not end in time still holds the maps. */
+        if (atomic_load(&n_clients) == 0) {
+                for (size_t i = 0; i < n; i++) {
+                        image_map_free(exports[i].map);
+                        free((char *)exports[i].name);
+                }
+                free(exports);
+        }
         return err < 0 ? 1 : 0;
 }

@@ -93,6 +93,7 @@ int fuse_file_serve(struct image_map *map, const char *release_name, const char 
         char *argv[] = { (char *)"ihop", (char *)"-o", opts, NULL };
         struct fuse_args args = FUSE_ARGS_INIT(3, argv);
         struct fuse *f = fuse_new(&args, &file_ops, sizeof(file_ops), map);
+        fuse_opt_free_args(&args);
         if (!f) {
                 log_error("cannot set up FUSE for %s", target);
                 return -EIO;

@@ -1,0 +1,276 @@
+"""'ihop mount STORE/NAME /dev/nbdN' against a real kernel NBD driver.
+
+The host may have no NBD (and no KVM), so the test boots Debian's own kernel
+in qemu under TCG with an initramfs holding ihop, its libraries, busybox, the
+nbd and ext4 modules and a store cloned from tests/fixtures/pair/v1.ext4.cba
+(see tests/qemu/nbdvm.py and tests/qemu/init.sh). One boot runs every phase,
+one after the other on /dev/nbd0:
+
+  nomod  ihop mount before nbd.ko is loaded: a clear error; and on a
+         partition's node (nbd0p1), refused rather than taken for nbd0
+  a      defaults (block size 512, 4 connections, netlink); a second mount on
+         the busy device fails clearly and harms nothing; SIGTERM disconnects
+         and ihop exits 0
+  b      --block-size 4096 --connections 1 --verify; the device is disconnected
+         from outside (ioctl NBD_DISCONNECT): ihop notices and exits 0
+  c      --detach --pid-file --connections 16: the device is attached when the
+         command returns; SIGINT to the daemon disconnects
+
+The guest only reports (SHA-256 -- busybox has no b2sum -- of the whole
+device and of every file of the mounted ext4, sizes, exit codes, what the
+kernel logged); the expected values are computed here on the host
+independently: the image with 'ihop cat', the files with debugfs (e2fsprogs)
+'rdump' of that image. Any NBD error in the kernel log fails, except the
+kernel's own recv workqueue stall, recognised from the guest's diagnostics
+(see test_kernel_saw_no_nbd_errors).
+
+The boot takes about 20 s here (TCG, one vCPU), the test about 25 s; the
+kernel package is downloaded once into a cache (see nbdvm.py). The test is
+skipped only when no VM can be booted here at all (no qemu, no kernel to be
+had); set IHOP_REQUIRE_KERNEL_TEST=1 to make that a failure instead.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "qemu"))
+import nbdvm  # noqa: E402
+
+IHOP = os.environ.get("IHOP", str(ROOT / "build" / "src" / "ihop"))
+FIXTURE = ROOT / "tests" / "fixtures" / "pair" / "v1.ext4.cba"
+VM_TIMEOUT = 120  # seconds for the whole boot
+TIMEOUT = 120  # seconds for every host command
+
+# What the kernel logs when a server breaks the protocol or fails a request.
+PROTOCOL_ERRORS = re.compile(r"Wrong magic|Double reply|Suspicious reply|Unexpected reply|Unexpected request|"
+                             r"Receive data failed|Receive control failed|Other side returned error|"
+                             r"Send control failed|Send data failed|I/O error|Connection timed out")
+
+# phase -> (NBD block size, connections, whether the guest mounts the ext4)
+PHASES = {"a": (512, 4, True), "b": (4096, 1, True), "c": (512, 16, False)}
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], capture_output=True, timeout=TIMEOUT,
+                          stdin=subprocess.DEVNULL, **kw)
+
+
+def not_runnable(why: str):
+    """No VM can be booted here: skip, loudly, or fail if CI demands the test."""
+    msg = (f"KERNEL NBD TEST NOT RUN -- ihop mount on /dev/nbdN IS UNTESTED HERE: {why}")
+    if os.environ.get("IHOP_REQUIRE_KERNEL_TEST") == "1":
+        pytest.fail(msg + " (IHOP_REQUIRE_KERNEL_TEST=1)")
+    pytest.skip(msg)
+
+
+class Expected:
+    """What the guest must see, computed on the host without ihop's NBD code."""
+
+    def __init__(self, image: Path, rdump: Path):
+        self.image_size = image.stat().st_size
+        self.image = image
+        self.files = {}
+        for d, _, files in os.walk(rdump):
+            for f in files:
+                p = Path(d) / f
+                if p.is_file() and not p.is_symlink():
+                    self.files["./" + str(p.relative_to(rdump))] = sha256_file(p)
+        self._device = {}
+
+    def device_size(self, block_size) -> int:
+        return -(-self.image_size // block_size) * block_size
+
+    def device_sha256(self, block_size) -> str:
+        """The device: the image, then zeros up to a whole block."""
+        if block_size not in self._device:
+            h = hashlib.sha256()
+            with open(self.image, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            h.update(bytes(self.device_size(block_size) - self.image_size))
+            self._device[block_size] = h.hexdigest()
+        return self._device[block_size]
+
+
+class Vm:
+    def __init__(self, run: nbdvm.VmRun, expected: Expected, info: dict, kernel: nbdvm.Kernel):
+        self.run, self.expected, self.info, self.kernel = run, expected, info, kernel
+
+    def get(self, key) -> str:
+        """One result of the guest; its absence fails with the console's tail."""
+        if key not in self.run.results:
+            state = "timed out" if self.run.timed_out else f"exited {self.run.returncode}"
+            pytest.fail(f"the guest reported no {key!r} (qemu {state} after {self.run.seconds:.1f} s); "
+                        f"console:\n{self.run.console_tail()}")
+        return self.run.results[key]
+
+    def log(self, phase) -> str:
+        """ihop's own messages in that phase, from the console."""
+        return "\n".join(l for l in self.run.console.splitlines() if l.startswith(f"[{phase}] "))
+
+
+@pytest.fixture(scope="module")
+def vm(tmp_path_factory):
+    try:
+        nbdvm.find_qemu()
+        nbdvm.find_busybox()
+        kernel = nbdvm.ensure_kernel()
+    except nbdvm.Unavailable as e:
+        not_runnable(str(e))
+    assert os.access(IHOP, os.X_OK), f"no ihop binary at {IHOP} (env IHOP)"
+    assert shutil.which("debugfs"), "debugfs (e2fsprogs) is needed to read the image's files"
+
+    work = tmp_path_factory.mktemp("kernel-nbd")
+    store = work / "store"
+    r = run(IHOP, "clone", FIXTURE, store / "v1")
+    assert r.returncode == 0, f"ihop clone failed: {r.stderr.decode(errors='replace')}"
+    image = work / "v1.img"
+    with open(image, "wb") as f:
+        r = subprocess.run([IHOP, "cat", str(store / "v1")], stdout=f, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, timeout=TIMEOUT)
+    assert r.returncode == 0, f"ihop cat failed: {r.stderr.decode(errors='replace')}"
+    rdump = work / "rdump"
+    rdump.mkdir()
+    r = run("debugfs", "-R", f"rdump / {rdump}", image)
+    assert r.returncode == 0, f"debugfs rdump failed: {r.stderr.decode(errors='replace')}"
+    expected = Expected(image, rdump)
+    assert len(expected.files) > 100, "debugfs found too few files in the image"
+
+    initrd = work / "initramfs.cpio"
+    info = nbdvm.build_initramfs(initrd, IHOP, store, kernel, work)
+    vm_run = nbdvm.run_vm(kernel, initrd, work, timeout=VM_TIMEOUT)
+    (work / "console.txt").write_text(vm_run.console)
+    print(f"\nkernel NBD VM: kernel {kernel.release}, {vm_run.seconds:.1f} s, "
+          f"initramfs {info['bytes'] >> 20} MiB, console in {work / 'console.txt'}")
+    return Vm(vm_run, expected, info, kernel)
+
+
+def test_vm_ran_to_the_end(vm):
+    assert not vm.run.timed_out, f"qemu ran past {VM_TIMEOUT} s; console:\n{vm.run.console_tail()}"
+    assert vm.get("boot") == "1"
+    assert vm.get("kernel") == vm.kernel.release
+    assert vm.get("done") == "1"
+    assert vm.run.returncode == 0, vm.run.console_tail()
+
+
+def test_modules_load(vm):
+    for m in vm.info["modules"]:
+        assert vm.get(f"insmod.{m}") == "0", f"insmod {m} failed"
+
+
+def test_without_nbd_module_a_clear_error(vm):
+    assert vm.get("nomod.rc") == "1"
+    msg = vm.get("nomod.msg")
+    assert msg.startswith("ihop: error: /dev/nbd0 does not exist"), msg
+    assert "no NBD support" in msg, msg
+
+
+def test_partition_node_is_not_the_whole_device(vm):
+    assert vm.get("part.rc") == "1"
+    assert vm.get("part.msg") == "ihop: error: /tmp/nbd0p1 is not an NBD device (/dev/nbdN)"
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_device_attached_read_only_with_its_size(vm, phase):
+    block_size, connections, _ = PHASES[phase]
+    if phase != "c":
+        assert vm.get(f"{phase}.alive") == "1", f"ihop died:\n{vm.log(phase)}"
+    size = vm.expected.device_size(block_size)
+    assert int(vm.get(f"{phase}.size")) == size // 512, "size in 512-byte sectors"
+    if phase != "c":
+        assert vm.get(f"{phase}.ro") == "1"
+        assert vm.get(f"{phase}.lbs") == str(block_size)
+        assert vm.get(f"{phase}.mounted") == (
+            f"ihop: release mounted on /dev/nbd0 ({size} bytes, block size {block_size}, "
+            f"{connections} connection{'s' if connections > 1 else ''})"), vm.log(phase)
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_device_reads_as_the_image(vm, phase):
+    block_size = PHASES[phase][0]
+    assert vm.get(f"{phase}.dev") == vm.expected.device_sha256(block_size), \
+        f"/dev/nbd0 differs from 'ihop cat' (block size {block_size})"
+
+
+@pytest.mark.parametrize("phase", [p for p, (_, _, mounts) in PHASES.items() if mounts])
+def test_ext4_mounts_and_files_match_debugfs(vm, phase):
+    assert vm.get(f"{phase}.mount").split(" ", 1)[0] == "0", vm.get(f"{phase}.mount")
+    got = vm.run.files.get(phase, {})
+    assert int(vm.get(f"{phase}.files")) == len(got), "FILE lines went missing"
+    want = vm.expected.files
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    wrong = sorted(p for p in set(got) & set(want) if got[p] != want[p])
+    assert not (missing or extra or wrong), \
+        f"missing {missing[:10]}, unexpected {extra[:10]}, different content {wrong[:10]}"
+    assert vm.get(f"{phase}.umount") == "0"
+
+
+def test_second_mount_on_busy_device_fails_clearly(vm):
+    assert vm.get("a.busy.rc") == "1"
+    msg = vm.get("a.busy.msg")
+    assert msg == "ihop: error: /dev/nbd0 is busy (already connected)", msg
+    # The first attach went on serving: the device and files read right
+    # after the attempt (test_device_reads_as_the_image[a]).
+
+
+def test_sigterm_disconnects_and_exits_0(vm):
+    assert vm.get("a.exit") == "0", vm.log("a")
+    assert vm.get("a.size_after") == "0", "the device is still attached after ihop ended"
+    assert "disconnecting /dev/nbd0" in vm.log("a")
+
+
+def test_disconnect_from_outside_ends_ihop(vm):
+    if not vm.info["disconnect"]:
+        pytest.skip("no C compiler to build tests/qemu/nbd-disconnect.c; SIGTERM was used instead")
+    assert vm.get("b.disconnect") == "0"
+    assert vm.get("b.exit") == "0", vm.log("b")
+    assert vm.get("b.size_after") == "0"
+
+
+def test_detach_returns_once_attached_and_sigint_disconnects(vm):
+    assert vm.get("c.rc") == "0", vm.log("c")
+    assert vm.get("c.pid").isdigit()
+    assert vm.get("c.alive_after") == "0", "the daemon did not end on SIGINT"
+    assert vm.get("c.size_after") == "0"
+
+
+def test_kernel_saw_no_nbd_errors(vm):
+    vm.get("done")
+    bad = [l for l in vm.run.kmsgs if PROTOCOL_ERRORS.search(l)]
+    if not bad:
+        return
+    r = vm.run.results
+    phase = r.get("diag.what", "")[:1]
+    kernel_stall = (any("Connection timed out" in l for l in bad) and phase in PHASES and
+                    r.get("diag.ihop_busy") == "0" and int(r.get("diag.recv_works", "0")) < PHASES[phase][1])
+    if kernel_stall:
+        # Every ihop thread sat waiting for a request while the kernel ran
+        # fewer recv works than there are connections: its workqueue's rescuer
+        # took them all (a kernel bug, see tests/qemu/nbdvm.py), a reply
+        # waited unread until the 30 s timeout and came late ("Unexpected
+        # reply"). The reads themselves are checked by the other tests.
+        pytest.skip("KERNEL STALL, NOT AN IHOP FAULT: the nbd recv workqueue's rescuer ran only "
+                    f"{r['diag.recv_works']} recv work(s) during {r['diag.what']!r}; ihop was idle. "
+                    "Kernel said:\n" + "\n".join(bad))
+    pytest.fail("the kernel logged NBD errors:\n" + "\n".join(bad) + "\nconsole:\n" + vm.run.console_tail(120))
+
+
+def test_vm_is_quick(vm):
+    assert vm.run.seconds < 90, f"the VM took {vm.run.seconds:.1f} s"

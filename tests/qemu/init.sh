@@ -1,0 +1,250 @@
+#!/bin/sh
+# /init of the throwaway VM in which tests/e2e/test_kernel_nbd.py runs
+# 'ihop mount' against a real kernel NBD driver. Busybox ash; nbdvm.py puts
+# it into the initramfs together with ihop, the modules and a store at /store.
+#
+# Results go to the second serial port (ttyS1, which nothing else writes to)
+# as "RESULT key value..." and "FILE phase sha256 ./path" lines, and the
+# RESULT lines are echoed on the console (ttyS0) for people reading the log;
+# "KMSG line" lines carry what the kernel said about nbd, ext4 and I/O
+# errors. "RESULT done 1" is the last line. The host decides what is right;
+# this script only reports. Should reading the device stall (15 s), the state
+# of ihop's threads and of the driver goes to the console ("=== DIAG").
+#
+# The phases run one after the other on /dev/nbd0, so each one also shows
+# that the one before left the device free for the next attach:
+#   nomod  ihop mount before nbd.ko is loaded; and on a partition's node
+#   a      defaults (block size 512, 4 connections); a second ihop mount on
+#          the busy device; SIGTERM
+#   b      --block-size 4096 --connections 1 --verify; the device is then
+#          disconnected from outside (ioctl NBD_DISCONNECT) and ihop must end
+#   c      --detach --pid-file --connections 16: returns once attached; SIGINT
+
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+
+OUT=/dev/ttyS1
+DEV=/dev/nbd0
+SYS=/sys/block/nbd0
+STORE=/store/v1
+
+res() {
+        echo "RESULT $*" >"$OUT"
+        echo "RESULT $*"
+}
+
+# t PHASE: seconds since boot, to see where the time goes.
+t() { res "$1.t" "$(cut -d' ' -f1 /proc/uptime)"; }
+
+size() { cat $SYS/size 2>/dev/null || echo none; }
+
+# A process is alive while /proc has it and it is not a zombie.
+alive() {
+        st=$(sed 's/.*) //' /proc/"$1"/stat 2>/dev/null | cut -c1)
+        [ -n "$st" ] && [ "$st" != Z ]
+}
+
+# wait_size PID: until the device has a size, PID died, or 30 s went by.
+wait_size() {
+        i=0
+        while [ "$(size)" = 0 ] && [ $i -lt 300 ] && alive "$1"; do
+                sleep 0.1
+                i=$((i + 1))
+        done
+}
+
+# wait_zero: until the device is back to size 0, at most 10 s.
+wait_zero() {
+        i=0
+        while [ "$(size)" != 0 ] && [ $i -lt 100 ]; do
+                sleep 0.1
+                i=$((i + 1))
+        done
+}
+
+# wait_exit PID SECONDS: PID's exit status (a child of ours); killed with
+# SIGKILL (status 137) if it has not ended in time.
+wait_exit() {
+        i=0
+        while alive "$1" && [ $i -lt $(($2 * 10)) ]; do
+                sleep 0.1
+                i=$((i + 1))
+        done
+        alive "$1" && kill -KILL "$1"
+        wait "$1"
+}
+
+# diag WHAT: what ihop's threads and the NBD driver are doing, on the
+# console; and as results, how many ihop threads are neither waiting for a
+# request nor for a signal, and how many of the kernel's nbd recv works run.
+diag() {
+        echo "=== DIAG $1"
+        busy=0
+        works=0
+        for task in /proc/[0-9]*/task/[0-9]*; do
+                comm=$(cat "$task"/comm 2>/dev/null)
+                stack=$(cat "$task"/stack 2>/dev/null)
+                case "$comm" in
+                ihop | sha256sum | mount | *nbd*)
+                        echo "--- $task $comm $(sed 's/.*) //' "$task"/stat | cut -c1)"
+                        echo "$stack"
+                        ;;
+                esac
+                case "$comm/$stack" in
+                ihop/*unix_stream_read_generic* | ihop/*do_sigtimedwait*) ;;
+                ihop/*) busy=$((busy + 1)) ;;
+                esac
+                case "$stack" in
+                *recv_work*) works=$((works + 1)) ;;
+                esac
+        done
+        for f in /sys/kernel/debug/nbd/nbd0/tasks /sys/kernel/debug/block/nbd0/hctx*/busy; do
+                echo "--- $f"
+                cat "$f"
+        done
+        echo w >/proc/sysrq-trigger
+        dmesg | tail -n 40
+        echo "=== END DIAG"
+        res diag.what "$1"
+        res diag.ihop_busy $busy
+        res diag.recv_works $works
+}
+
+# stall_watch WHAT: in the background, diag once if WHAT still runs after 15 s
+# (a request the kernel waits on times out after 30 s); ended by stall_unwatch.
+W=0
+stall_watch() {
+        W=$((W + 1))
+        (
+                i=0
+                while [ ! -e /tmp/unwatch.$W ] && [ $i -lt 150 ]; do
+                        sleep 0.1
+                        i=$((i + 1))
+                done
+                [ -e /tmp/unwatch.$W ] || diag "$1"
+        ) &
+}
+stall_unwatch() { touch /tmp/unwatch.$W; }
+
+# checks PHASE: what every phase reports about the attached device.
+checks() {
+        p=$1
+        res "$p.size" "$(size)"
+        res "$p.ro" "$(cat $SYS/ro)"
+        res "$p.lbs" "$(cat $SYS/queue/logical_block_size)"
+        t "$p.dev"
+        stall_watch "$p: reading $DEV"
+        res "$p.dev" "$(sha256sum $DEV | cut -d' ' -f1)"
+        stall_unwatch
+        t "$p.mount"
+        mount -o ro -t ext4 $DEV /mnt 2>/tmp/"$p".mount
+        res "$p.mount" $? "$(head -n1 /tmp/"$p".mount)"
+        if grep -q ' /mnt ' /proc/mounts; then
+                stall_watch "$p: reading the files"
+                (cd /mnt && find . -type f -exec sha256sum {} +) |
+                        while read -r h f; do echo "FILE $p $h $f" >"$OUT"; done
+                stall_unwatch
+                res "$p.files" "$(find /mnt -type f | wc -l)"
+                t "$p.umount"
+                umount /mnt
+                res "$p.umount" $?
+        fi
+}
+
+# log PHASE: ihop's own messages, on the console and in one result line.
+log() {
+        sed "s/^/[$1] /" /tmp/"$1".log
+        res "$1.mounted" "$(grep -m1 'mounted on' /tmp/"$1".log)"
+}
+
+res boot 1
+res kernel "$(uname -r)"
+
+t nomod
+# --- nomod: no NBD in the kernel yet
+timeout -s KILL 20 ihop mount $STORE $DEV >/tmp/nomod.log 2>&1
+res nomod.rc $?
+res nomod.msg "$(head -n1 /tmp/nomod.log)"
+# a partition's node (nbd0p1: major 43, minor 1) is not device 0
+mknod /tmp/nbd0p1 b 43 1
+timeout -s KILL 20 ihop mount $STORE /tmp/nbd0p1 >/tmp/part.log 2>&1
+res part.rc $?
+res part.msg "$(head -n1 /tmp/part.log)"
+
+while read -r m; do
+        insmod /modules/"$m".ko
+        res "insmod.$m" $?
+done </modules/order
+
+t a
+# --- a: defaults, busy device, SIGTERM
+ihop mount $STORE $DEV >/tmp/a.log 2>&1 </dev/null &
+pid=$!
+wait_size $pid
+res a.alive "$(alive $pid && echo 1 || echo 0)"
+timeout -s KILL 20 ihop mount $STORE $DEV >/tmp/busy.log 2>&1 </dev/null
+res a.busy.rc $?
+res a.busy.msg "$(head -n1 /tmp/busy.log)"
+checks a
+kill -TERM $pid
+wait_exit $pid 20
+res a.exit $?
+wait_zero
+res a.size_after "$(size)"
+log a
+
+t b
+# --- b: 4096-byte blocks, one connection, --verify; disconnected from outside
+ihop mount --block-size 4096 --connections 1 --verify $STORE $DEV >/tmp/b.log 2>&1 </dev/null &
+pid=$!
+wait_size $pid
+res b.alive "$(alive $pid && echo 1 || echo 0)"
+checks b
+if [ -x /bin/nbd-disconnect ]; then
+        nbd-disconnect $DEV
+        res b.disconnect $?
+else
+        res b.disconnect none
+        kill -TERM $pid
+fi
+wait_exit $pid 20
+res b.exit $?
+wait_zero
+res b.size_after "$(size)"
+log b
+
+t c
+# --- c: --detach returns once the device is attached; SIGINT
+timeout -s KILL 30 ihop mount --detach --pid-file /tmp/c.pid --connections 16 $STORE $DEV \
+        >/tmp/c.log 2>&1 </dev/null
+res c.rc $?
+res c.size "$(size)"
+dpid=$(cat /tmp/c.pid 2>/dev/null)
+res c.pid "${dpid:-none}"
+stall_watch "c: reading $DEV"
+res c.dev "$(sha256sum $DEV | cut -d' ' -f1)"
+stall_unwatch
+if [ -n "$dpid" ]; then
+        kill -INT "$dpid"
+        i=0
+        while alive "$dpid" && [ $i -lt 200 ]; do
+                sleep 0.1
+                i=$((i + 1))
+        done
+        res c.alive_after "$(alive "$dpid" && echo 1 || echo 0)"
+fi
+wait_zero
+res c.size_after "$(size)"
+sed "s/^/[c] /" /tmp/c.log
+
+t end
+# What the kernel said about the device, for the host to judge.
+dmesg | grep -E 'nbd|EXT4|I/O error' | sed 's/^/[dmesg] /'
+dmesg | grep -E 'nbd|EXT4|I/O error' | while read -r l; do echo "KMSG $l" >"$OUT"; done
+res done 1
+sync
+poweroff -f
+echo o >/proc/sysrq-trigger
