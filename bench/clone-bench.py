@@ -12,9 +12,9 @@ What it does:
      bookworm`, release 2 is the same tree with a few packages added by
      `apt-get install` in a chroot. Both images are made with a fixed UUID,
      hash seed and time, so the same tree always gives the same image.
-  2. Makes a bita archive of each with bench/make_cba.py (fixed 64 KiB
-     chunks, BLAKE2b-512, brotli 6), as bita has no build here and ihop no
-     compressor yet.
+  2. Makes a bita archive of each with `ihop compress` and bita's defaults
+     (RollSum, 64 KiB average, brotli 6), or with --archiver make_cba with
+     bench/make_cba.py (fixed-size chunks).
   3. Measures, each clone into a fresh store (page cache not dropped):
      (a) full clone of release 1 from the local archive file;
      (b) full clone of release 1 over HTTP from an nginx on 127.0.0.1;
@@ -208,6 +208,18 @@ def build_image(rootfs, name):
 
 def build_archive(image, args):
     base = image.path[:-len(".ext4")]
+    if args.archiver == "ihop":
+        # bita's defaults: RollSum, 64 KiB average, brotli 6: what `bita compress` makes.
+        c = Cached("%s.ihop-q%d.cba" % (base, args.quality),
+                   image.params + "ihop compress rollsum defaults quality %d\n" % args.quality)
+        if c.fresh():
+            return c
+        log("%s: ihop compress (RollSum, 64 KiB average, brotli %d)" % (os.path.basename(c.path), args.quality))
+        t = time.monotonic()
+        run([args.ihop, "compress", "-f", "--compression-level", str(args.quality), "-i", image.path, c.path])
+        log("  made in %.1f s" % (time.monotonic() - t))
+        c.done()
+        return c
     c = Cached("%s.c%dq%d.cba" % (base, args.chunk_size, args.quality),
                image.params + "make_cba %s chunk %d quality %d\n" % (make_cba.APP_VERSION, args.chunk_size,
                                                                      args.quality))
@@ -407,7 +419,10 @@ def main():
     p.add_argument("--mirror", default="http://deb.debian.org/debian", help="Debian mirror for debootstrap")
     p.add_argument("--packages", default="less nano curl",
                    help="packages release 2 adds to release 1 (default: 'less nano curl')")
-    p.add_argument("--chunk-size", type=int, default=64 << 10, help="archive chunk size (default 65536)")
+    p.add_argument("--archiver", choices=("ihop", "make_cba"), default="ihop",
+                   help="make the archives with `ihop compress` (bita's defaults, content-defined chunks; "
+                        "default) or bench/make_cba.py (fixed-size chunks)")
+    p.add_argument("--chunk-size", type=int, default=64 << 10, help="make_cba chunk size (default 65536)")
     p.add_argument("--quality", type=int, default=6, help="brotli quality of the archives (default 6)")
     p.add_argument("--store-dir", help="make the stores under this directory (default: a run directory in "
                    "bench/work); e.g. /dev/shm to leave the disk out")
@@ -421,6 +436,7 @@ def main():
 
     ensure_packages()
     ihop = os.path.abspath(args.ihop) if args.ihop else build_ihop()
+    args.ihop = ihop
     os.makedirs(WORK, exist_ok=True)
 
     # 1-2: releases and archives (cached)
