@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,12 +37,27 @@ struct attempt {
         void *opaque;
 };
 
-int http_global_init(void)
+/* libcurl (and with it the TLS library, several MiB once initialised) is set
+ * up on first use only: a clone from a file or a mount never pays for it. */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static bool curl_ready;
+
+static void curl_setup(void)
 {
-        return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+        curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
 }
 
-void http_global_cleanup(void) { curl_global_cleanup(); }
+int http_global_init(void)
+{
+        pthread_once(&curl_once, curl_setup);
+        return curl_ready ? 0 : -EIO;
+}
+
+void http_global_cleanup(void)
+{
+        if (curl_ready)
+                curl_global_cleanup();
+}
 
 bool http_is_url(const char *s)
 {
@@ -50,8 +66,11 @@ bool http_is_url(const char *s)
 
 int http_conn_new(const struct http_options *opts, struct http_conn **out)
 {
-        struct http_conn *c = calloc(1, sizeof(*c));
+        struct http_conn *c;
 
+        if (http_global_init() < 0)
+                return -EIO;
+        c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
         c->curl = curl_easy_init();

@@ -61,8 +61,8 @@ int main(int argc, char **argv)
                 usage(stderr);
                 return 2;
         }
-        if (hash_init_library() < 0 || http_global_init() < 0) {
-                log_error("cannot initialise libsodium or libcurl");
+        if (hash_init_library() < 0) {
+                log_error("cannot initialise libsodium");
                 return 1;
         }
         for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
