@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -47,6 +48,10 @@ static void *connection_thread(void *arg)
 {
         struct conn_arg *c = arg;
         int err = nbd_transmission(c->a->ours[c->i], c->a->map, c->a->device_size);
+
+        /* The kernel's receiver reads until the socket ends: after a
+         * disconnect, NBD_DO_IT returns only once our end is shut. */
+        shutdown(c->a->ours[c->i], SHUT_RDWR);
 
         if (err < 0 && err != -ECONNRESET)
                 log_warn("%s: connection %u ended: %s", c->a->device, c->i, strerror(-err));
@@ -217,7 +222,10 @@ int nbd_kernel_serve(struct image_map *map, const char *device, unsigned block_s
         pthread_sigmask(SIG_BLOCK, &stop, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        nl = netlink_open(&family);
+        /* IHOP_NBD_INTERFACE=ioctl takes the older path even where netlink
+         * exists, so that the fallback is tested on kernels that have both. */
+        const char *iface = getenv("IHOP_NBD_INTERFACE");
+        nl = iface && strcmp(iface, "ioctl") == 0 ? NULL : netlink_open(&family);
         a.n = nl ? (connections > MAX_CONNECTIONS ? MAX_CONNECTIONS : connections) : 1;
         for (unsigned i = 0; i < a.n; i++) {
                 int sv[2];
@@ -246,8 +254,9 @@ int nbd_kernel_serve(struct image_map *map, const char *device, unsigned block_s
                         a.threads[i] = 0;
                 }
         }
-        log_info("release mounted on %s (%llu bytes, block size %u, %u connection%s)", device,
-                 (unsigned long long)a.device_size, block_size, a.n, a.n == 1 ? "" : "s");
+        log_info("release mounted on %s (%llu bytes, block size %u, %u connection%s, %s)", device,
+                 (unsigned long long)a.device_size, block_size, a.n, a.n == 1 ? "" : "s",
+                 nl ? "netlink" : "ioctl");
         daemon_ready();
         if (wait_for_end(&a, &stop)) {
                 log_info("disconnecting %s", device);

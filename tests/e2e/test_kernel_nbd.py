@@ -15,6 +15,9 @@ one after the other on /dev/nbd0:
          from outside (ioctl NBD_DISCONNECT): ihop notices and exits 0
   c      --detach --pid-file --connections 16: the device is attached when the
          command returns; SIGINT to the daemon disconnects
+  d      the ioctl interface (IHOP_NBD_INTERFACE=ioctl: NBD_SET_SOCK and
+         NBD_DO_IT), the fallback for kernels without the netlink family;
+         SIGTERM disconnects and ihop exits 0
 
 The guest only reports (SHA-256 -- busybox has no b2sum -- of the whole
 device and of every file of the mounted ext4, sizes, exit codes, what the
@@ -55,7 +58,7 @@ PROTOCOL_ERRORS = re.compile(r"Wrong magic|Double reply|Suspicious reply|Unexpec
                              r"Send control failed|Send data failed|I/O error|Connection timed out")
 
 # phase -> (NBD block size, connections, whether the guest mounts the ext4)
-PHASES = {"a": (512, 4, True), "b": (4096, 1, True), "c": (512, 16, False)}
+PHASES = {"a": (512, 4, True), "b": (4096, 1, True), "c": (512, 16, False), "d": (512, 1, True)}
 
 
 def sha256_file(path) -> str:
@@ -196,9 +199,10 @@ def test_device_attached_read_only_with_its_size(vm, phase):
     if phase != "c":
         assert vm.get(f"{phase}.ro") == "1"
         assert vm.get(f"{phase}.lbs") == str(block_size)
+        interface = "ioctl" if phase == "d" else "netlink"
         assert vm.get(f"{phase}.mounted") == (
             f"ihop: release mounted on /dev/nbd0 ({size} bytes, block size {block_size}, "
-            f"{connections} connection{'s' if connections > 1 else ''})"), vm.log(phase)
+            f"{connections} connection{'s' if connections > 1 else ''}, {interface})"), vm.log(phase)
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -249,6 +253,12 @@ def test_detach_returns_once_attached_and_sigint_disconnects(vm):
     assert vm.get("c.pid").isdigit()
     assert vm.get("c.alive_after") == "0", "the daemon did not end on SIGINT"
     assert vm.get("c.size_after") == "0"
+
+
+def test_ioctl_fallback_serves_and_disconnects(vm):
+    assert vm.get("d.exit") == "0", vm.log("d")
+    assert vm.get("d.size_after") == "0", "the device is still attached after ihop ended"
+    assert "disconnecting /dev/nbd0" in vm.log("d")
 
 
 def test_kernel_saw_no_nbd_errors(vm):

@@ -19,6 +19,8 @@
 #   b      --block-size 4096 --connections 1 --verify; the device is then
 #          disconnected from outside (ioctl NBD_DISCONNECT) and ihop must end
 #   c      --detach --pid-file --connections 16: returns once attached; SIGINT
+#   d      the ioctl interface (IHOP_NBD_INTERFACE=ioctl), as on kernels
+#          without the netlink family; SIGTERM
 
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -239,6 +241,20 @@ fi
 wait_zero
 res c.size_after "$(size)"
 sed "s/^/[c] /" /tmp/c.log
+
+t d
+# --- d: the ioctl fallback (NBD_SET_SOCK, NBD_DO_IT), one connection
+IHOP_NBD_INTERFACE=ioctl ihop mount $STORE $DEV >/tmp/d.log 2>&1 </dev/null &
+pid=$!
+wait_size $pid
+res d.alive "$(alive $pid && echo 1 || echo 0)"
+checks d
+kill -TERM $pid
+wait_exit $pid 20
+res d.exit $?
+wait_zero
+res d.size_after "$(size)"
+log d
 
 t end
 # What the kernel said about the device, for the host to judge.
