@@ -210,8 +210,11 @@ def build_archive(image, args):
     base = image.path[:-len(".ext4")]
     if args.archiver == "ihop":
         # bita's defaults: RollSum, 64 KiB average, brotli 6: what `bita compress` makes.
+        # The binary's own hash is part of the key: another encoder, another archive.
+        with open(args.ihop, "rb") as f:
+            binary = hashlib.sha256(f.read()).hexdigest()
         c = Cached("%s.ihop-q%d.cba" % (base, args.quality),
-                   image.params + "ihop compress rollsum defaults quality %d\n" % args.quality)
+                   image.params + "ihop compress rollsum defaults quality %d by %s\n" % (args.quality, binary))
         if c.fresh():
             return c
         log("%s: ihop compress (RollSum, 64 KiB average, brotli %d)" % (os.path.basename(c.path), args.quality))
