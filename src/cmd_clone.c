@@ -6,6 +6,7 @@
 #include "units.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -152,6 +153,10 @@ int cmd_clone(int argc, char **argv)
         o.store_path = store_path;
         o.name = name;
 
+        /* A device's budget: without these, each worker thread keeps an arena
+         * of its own and freed decoder windows in it, some MiB in all. */
+        mallopt(M_ARENA_MAX, 2);
+        mallopt(M_MMAP_THRESHOLD, 256 << 10);
         r = clone_run(&o, &res);
         ret = r < 0 ? 1 : 0;
         if (r == 0)
