@@ -91,11 +91,8 @@ int cmd_clone(int argc, char **argv)
                         o.force = true;
                         break;
                 case 'j':
-                        if (parse_uint(optarg, 256, &v) < 0 || v == 0) {
-                                log_error("--jobs wants a number from 1 to 256, not '%s'", optarg);
+                        if (parse_jobs(optarg, &o.jobs) < 0)
                                 goto out;
-                        }
-                        o.jobs = (unsigned)v;
                         break;
                 case OPT_VERIFY_HEADER:
                         r = hash_from_hex(optarg, o.header_checksum, sizeof(o.header_checksum));

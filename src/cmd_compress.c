@@ -149,7 +149,6 @@ int cmd_compress(int argc, char **argv)
         struct archive_metadata *metadata = NULL;
         const char *input = NULL;
         _cleanup_close_ int fd = -1;
-        uint64_t v;
         int c, r, ret = 2;
 
         chunking_options_init(&co);
@@ -166,11 +165,8 @@ int cmd_compress(int argc, char **argv)
                         o.force = true;
                         break;
                 case 'j':
-                        if (parse_uint(optarg, 256, &v) < 0 || v == 0) {
-                                log_error("--jobs wants a number from 1 to 256, not '%s'", optarg);
+                        if (parse_jobs(optarg, &o.jobs) < 0)
                                 goto out;
-                        }
-                        o.jobs = (unsigned)v;
                         break;
                 case OPT_METADATA_VALUE:
                 case OPT_METADATA_FILE:

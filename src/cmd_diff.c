@@ -74,7 +74,6 @@ int cmd_diff(int argc, char **argv)
         struct chunking_options co;
         struct diff_options o = {};
         struct diff_result res;
-        uint64_t v;
         int c, r;
 
         chunking_options_init(&co);
@@ -84,11 +83,8 @@ int cmd_diff(int argc, char **argv)
                         diff_usage(stdout);
                         return 0;
                 case 'j':
-                        if (parse_uint(optarg, 256, &v) < 0 || v == 0) {
-                                log_error("--jobs wants a number from 1 to 256, not '%s'", optarg);
+                        if (parse_jobs(optarg, &o.jobs) < 0)
                                 return 2;
-                        }
-                        o.jobs = (unsigned)v;
                         break;
                 default:
                         r = chunking_options_parse(&co, c, optarg);

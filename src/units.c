@@ -1,5 +1,7 @@
 #include "units.h"
 
+#include "log.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -67,4 +69,16 @@ int parse_size(const char *s, uint64_t *out)
                 return 0;
         }
         return -EINVAL;
+}
+
+int parse_jobs(const char *s, unsigned *out)
+{
+        uint64_t v;
+
+        if (parse_uint(s, 256, &v) < 0 || v == 0) {
+                log_error("--jobs wants a number from 1 to 256, not '%s'", s);
+                return -EINVAL;
+        }
+        *out = (unsigned)v;
+        return 0;
 }

@@ -12,3 +12,6 @@ int parse_size(const char *s, uint64_t *out);
 
 /* Parses a non-negative decimal integer no larger than max. */
 int parse_uint(const char *s, uint64_t max, uint64_t *out);
+
+/* --jobs N: 1..256 threads or requests; logs and returns -EINVAL otherwise. */
+int parse_jobs(const char *s, unsigned *out);
