@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "unit_helpers.h"
 
 #include "archive.h"
 #include "chunk_dictionary.pb-c.h"
@@ -863,33 +864,6 @@ static void test_hostile_unknown_enums(void **state)
                 s.cp.chunking_algorithm = (ChunkDictionary__ChunkerParameters__ChunkingAlgorithm)bad_algos[i];
                 expect_refused(&s);
         }
-}
-
-static long vm_hwm_kib(void)
-{
-        char line[256];
-        long v = -1;
-        FILE *f = fopen("/proc/self/status", "re");
-
-        if (!f)
-                return -1;
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "VmHWM: %ld kB", &v) == 1)
-                        break;
-        fclose(f);
-        return v;
-}
-
-static bool reset_hwm(void)
-{
-        int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-        bool ok;
-
-        if (fd < 0)
-                return false;
-        ok = write(fd, "5", 1) == 1;
-        close(fd);
-        return ok;
 }
 
 /* prefix followed by count empty ChunkDescriptors (field 7, length 0). */

@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "unit_helpers.h"
 
 #include "chunk_dictionary.pb-c.h"
 #include "hash.h"
@@ -30,11 +31,6 @@ struct ctx {
         struct store *store;
 };
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-        return remove(path);
-}
-
 static int setup(void **state)
 {
         struct ctx *c = calloc(1, sizeof(*c));
@@ -57,7 +53,7 @@ static int teardown(void **state)
         struct ctx *c = *state;
 
         store_close(c->store);
-        nftw(c->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        remove_tree(c->dir);
         free(c);
         return 0;
 }
@@ -430,34 +426,6 @@ static void test_read_errors(void **state)
                 assert_int_equal(release_file_read(c->store, "cba", &back), -EBADMSG);
                 assert_null(back);
         }
-}
-
-static long vm_hwm_kib(void)
-{
-        char line[256];
-        long v = -1;
-        FILE *f = fopen("/proc/self/status", "re");
-
-        if (!f)
-                return -1;
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "VmHWM: %ld kB", &v) == 1)
-                        break;
-        fclose(f);
-        return v;
-}
-
-/* Resets the peak RSS (VmHWM) to the current RSS. */
-static bool reset_hwm(void)
-{
-        int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-        bool ok;
-
-        if (fd < 0)
-                return false;
-        ok = write(fd, "5", 1) == 1;
-        close(fd);
-        return ok;
 }
 
 /* Well-formed files (right magic, size, checksum) whose content is wrong. */

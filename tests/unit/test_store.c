@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "unit_helpers.h"
 
 #include "hash.h"
 #include "store.h"
@@ -24,11 +25,6 @@ struct ctx {
         char store_path[128];
         struct store *store;
 };
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-        return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -52,7 +48,7 @@ static int teardown(void **state)
         struct ctx *c = *state;
 
         store_close(c->store);
-        nftw(c->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        remove_tree(c->dir);
         free(c);
         return 0;
 }
