@@ -5,6 +5,7 @@
 #include "log.h"
 #include "units.h"
 #include "worker_pool.h"
+#include "zero_run.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -27,6 +28,17 @@
 #define SMALL_BUFFER (1u << 20)
 #define POOL_MAX (32u << 20)
 #define POOL_SLOTS 16
+
+/* Chunks of zeros (an image's unused space, cut at the maximum chunk size)
+ * come again and again with the same few sizes: their hashes are kept by
+ * size. Smaller ones are not worth the lock. */
+#define ZERO_HASH_SLOTS 8
+#define ZERO_HASH_MIN_SIZE (64u << 10)
+
+struct zero_hash {
+        size_t len;
+        uint8_t hash[HASH_MAX_LEN];
+};
 
 enum job_state { JOB_FREE = 0, JOB_READY, JOB_WORKING, JOB_DONE };
 
@@ -52,6 +64,8 @@ struct pipeline {
         int read_error;
         struct buffer pool[POOL_SLOTS];
         size_t pool_n, pool_bytes;
+        struct zero_hash zero_hashes[ZERO_HASH_SLOTS];
+        size_t n_zero_hashes, next_zero_hash;
 };
 
 /* Under p->lock: keeps a buffer for later chunks if the pool has room. */
@@ -242,6 +256,43 @@ static int reader_run(struct pipeline *p)
         return 0;
 }
 
+static bool zero_hash_find(struct pipeline *p, size_t len, uint8_t out[HASH_MAX_LEN])
+{
+        bool found = false;
+
+        pthread_mutex_lock(&p->lock);
+        for (size_t i = 0; i < p->n_zero_hashes && !found; i++) {
+                if (p->zero_hashes[i].len == len) {
+                        memcpy(out, p->zero_hashes[i].hash, HASH_MAX_LEN);
+                        found = true;
+                }
+        }
+        pthread_mutex_unlock(&p->lock);
+        return found;
+}
+
+static void zero_hash_keep(struct pipeline *p, size_t len, const uint8_t hash[HASH_MAX_LEN])
+{
+        pthread_mutex_lock(&p->lock);
+        struct zero_hash *z = &p->zero_hashes[p->next_zero_hash++ % ZERO_HASH_SLOTS];
+        z->len = len;
+        memcpy(z->hash, hash, HASH_MAX_LEN);
+        if (p->n_zero_hashes < ZERO_HASH_SLOTS)
+                p->n_zero_hashes++;
+        pthread_mutex_unlock(&p->lock);
+}
+
+static void chunk_hash(struct pipeline *p, const struct pipeline_job *job, uint8_t out[HASH_MAX_LEN])
+{
+        bool zeros = job->len >= ZERO_HASH_MIN_SIZE && zero_run_all(job->data, job->len);
+
+        if (zeros && zero_hash_find(p, job->len, out))
+                return;
+        hash_buffer(job->data, job->len, out);
+        if (zeros)
+                zero_hash_keep(p, job->len, out);
+}
+
 static int worker_run(struct pipeline *p, unsigned worker)
 {
         for (;;) {
@@ -263,7 +314,7 @@ static int worker_run(struct pipeline *p, unsigned worker)
                 if (!job)
                         return 0;
 
-                hash_buffer(job->data, job->len, job->hash);
+                chunk_hash(p, job, job->hash);
                 err = p->ops->process ? p->ops->process(p->ctx, job, worker) : 0;
 
                 pthread_mutex_lock(&p->lock);

@@ -38,6 +38,16 @@ static inline uint32_t rollsum_sum(const struct rollsum *r)
         return (r->s1 << 16) | (r->s2 & 0xffff);
 }
 
+/* While the window holds only zeros, s1 is window * offset and a zero byte
+ * in changes neither sum: the state is fixed, whatever the ring's index. */
+static inline bool rollsum_window_is_zero(const struct rollsum *r)
+{
+        for (uint32_t i = 0; i < r->window; i++)
+                if (r->ring[i])
+                        return false;
+        return true;
+}
+
 /* Cyclic polynomial over a table of 256 random words. Unlike RollSum it has
  * an explicit warm-up over the first `window` bytes of the stream, and it
  * stops taking input while one byte value repeats: a window full of the same
@@ -98,4 +108,16 @@ static inline void buzhash_input(struct buzhash *b, uint8_t in)
 static inline uint32_t buzhash_sum(const struct buzhash *b)
 {
         return b->sum;
+}
+
+/* Once a window's worth of zeros came in a row, more zeros are ignored
+ * (above): only the repeat count moves. */
+static inline bool buzhash_window_is_zero(const struct buzhash *b)
+{
+        return b->last_input == 0 && b->repeated >= b->window;
+}
+
+static inline void buzhash_skip_zeros(struct buzhash *b, size_t n)
+{
+        b->repeated += n;
 }

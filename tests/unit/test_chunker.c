@@ -263,6 +263,69 @@ static void test_pieces_agree_on_generated_data(void **state)
         }
 }
 
+/* Runs of zeros, as in the unused space of a disk image, are skipped over
+ * when fed in large pieces and hashed byte by byte when fed one byte at a
+ * time: both must find the same boundaries, around runs of every length
+ * near the window, the interval the chunker checks for zeros, and min and
+ * max, and with windows too large for the skip. */
+static void test_zero_runs_cut_as_byte_by_byte(void **state)
+{
+        static const struct chunker_params params[] = {
+                { CHUNKING_ROLLSUM, 12, 2048, 256 << 10, 64, 64 },
+                { CHUNKING_ROLLSUM, 12, 0, 256 << 10, 4096, 64 },
+                { CHUNKING_ROLLSUM, 12, 8192, 256 << 10, 5000, 64 },
+                { CHUNKING_ROLLSUM, 15, 16 << 10, 1 << 20, 64, 64 },
+                { CHUNKING_BUZHASH, 12, 2048, 256 << 10, 16, 64 },
+                { CHUNKING_BUZHASH, 12, 0, 256 << 10, 64, 64 },
+        };
+        static const size_t zero_runs[] = { 1, 15, 16, 17, 63, 64, 65, 66, 4095, 4096, 4097, 8200, 20000,
+                                            300000, 1100000 };
+        const size_t len = 6 << 20;
+        uint8_t *data = calloc(1, len);
+        uint32_t rng = 99;
+        size_t off = 0, max_size_chunks = 0;
+        (void)state;
+
+        assert_non_null(data);
+        for (size_t r = 0; off < len; r++) {
+                rng = rng * 1103515245u + 12345u;
+                size_t n = 1 + (rng >> 8) % 40000;
+                for (size_t i = 0; i < n && off < len; i++) {
+                        rng = rng * 1103515245u + 12345u;
+                        data[off++] = (uint8_t)(rng >> 24);
+                }
+                off += zero_runs[r % (sizeof(zero_runs) / sizeof(zero_runs[0]))];
+        }
+        for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+                struct chunks whole, bytes, pieces;
+                chunk_buffer(&params[i], data, len, len, &whole);
+                chunk_buffer(&params[i], data, len, 1, &bytes);
+                chunk_buffer(&params[i], data, len, 0, &pieces);
+                assert_true(whole.n > 10);
+                assert_int_equal(whole.n, bytes.n);
+                assert_memory_equal(whole.sums, bytes.sums, whole.n * SUM_LEN);
+                assert_int_equal(whole.n, pieces.n);
+                assert_memory_equal(whole.sums, pieces.sums, whole.n * SUM_LEN);
+                free(whole.sums);
+                free(bytes.sums);
+                free(pieces.sums);
+        }
+        /* The long runs do give chunks cut at the maximum inside zeros. */
+        struct chunker *c = NULL;
+        assert_int_equal(chunker_new(&params[0], &c), 0);
+        for (size_t pos = 0, start = 0; pos < len;) {
+                bool boundary;
+                pos += chunker_scan(c, data + pos, len - pos, &boundary);
+                if (boundary) {
+                        max_size_chunks += pos - start == params[0].max_chunk_size;
+                        start = pos;
+                }
+        }
+        chunker_free(c);
+        assert_true(max_size_chunks > 0);
+        free(data);
+}
+
 static void test_bad_params_refused(void **state)
 {
         static const struct chunker_params bad[] = {
@@ -289,6 +352,7 @@ int main(void)
                 cmocka_unit_test(test_filter_bits_as_bita),
                 cmocka_unit_test(test_small_inputs),
                 cmocka_unit_test(test_pieces_agree_on_generated_data),
+                cmocka_unit_test(test_zero_runs_cut_as_byte_by_byte),
                 cmocka_unit_test(test_bad_params_refused),
         };
 
