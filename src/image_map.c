@@ -155,6 +155,44 @@ int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset)
         return 0;
 }
 
+/* A release missing chunks would serve EIO somewhere in the middle of a
+ * file system: it is refused at the start, with where to look. Presence and
+ * size only; contents are --verify's business, on first read. */
+static int check_complete(struct image_map *m, const char *arg)
+{
+        const struct release *r = m->release;
+        size_t missing = 0, damaged = 0, first = SIZE_MAX;
+        enum chunk_state first_state = CHUNK_PRESENT;
+
+        for (size_t i = 0; i < r->n_chunks; i++) {
+                enum chunk_state state;
+                int err = store_chunk_state(m->store, &r->chunks[i], r->hash_len, false, &state);
+                if (err < 0) {
+                        char rel[STORE_CHUNK_PATH_MAX];
+                        store_chunk_relpath(r->chunks[i].hash, r->hash_len, rel);
+                        return log_errno(err, "cannot open %s/%s/%s", m->store->path, STORE_CHUNKS_DIR, rel);
+                }
+                if (state == CHUNK_PRESENT)
+                        continue;
+                missing += state == CHUNK_MISSING;
+                damaged += state == CHUNK_CORRUPT;
+                if (first == SIZE_MAX) {
+                        first = i;
+                        first_state = state;
+                }
+        }
+        if (first == SIZE_MAX)
+                return 0;
+
+        char rel[STORE_CHUNK_PATH_MAX];
+        store_chunk_relpath(r->chunks[first].hash, r->hash_len, rel);
+        log_error("%s is incomplete: %zu of its %zu chunks missing, %zu of the wrong size (first: %s/%s/%s %s); "
+                  "`ihop verify` lists them, `ihop verify --repair ARCHIVE` fetches them again",
+                  arg, missing, r->n_chunks, damaged, m->store->path, STORE_CHUNKS_DIR, rel,
+                  first_state == CHUNK_MISSING ? "is missing" : "has the wrong size");
+        return -EIO;
+}
+
 int image_map_open(const char *arg, bool verify, struct image_map **out, char **name)
 {
         struct store *s = NULL;
@@ -171,6 +209,13 @@ int image_map_open(const char *arg, bool verify, struct image_map **out, char **
                 store_close(s);
                 free(n);
                 return log_errno(err, "cannot map release %s", arg);
+        }
+        err = check_complete(*out, arg);
+        if (err < 0) {
+                image_map_free(*out);
+                *out = NULL;
+                free(n);
+                return err;
         }
         if (name)
                 *name = n;

@@ -291,6 +291,20 @@ def test_mount_verify_corrupt_chunk_reads_eio(tmp_path, v1, v1_archive, fuse_mou
     assert m.unmount() == 0, m.stderr
 
 
+def test_mount_incomplete_release_fails(tmp_path, v1):
+    store, _, _ = v1
+    chunk = next((store / "chunks").rglob("*.chunk"))
+    chunk.unlink()
+    target = tmp_path / "target.file"
+    target.write_bytes(b"untouched")
+    r = run([IHOP, "mount", store / "v1", target], timeout=STEP)
+    assert r.returncode != 0
+    assert r.stderr.startswith("ihop: error: ") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "incomplete: 1 of its" in r.stderr and chunk.name in r.stderr, r.stderr
+    assert not mounted_at(target)
+    assert target.read_bytes() == b"untouched"
+
+
 def test_mount_missing_release_fails(tmp_path, v1):
     store, _, _ = v1
     target = tmp_path / "target.file"

@@ -756,10 +756,11 @@ def test_missing_chunk_reads_eio(serve, v1_store, parsed, verify):
     archive = parsed[PAIR_V1]
     image = image_of(v1_store / "v1")
     off, n, path, pos = pick_victim(archive, v1_store)
-    path.unlink()
     next_off, next_n, _ = chunk_layout(archive)[pos + 1]
 
+    # Lost while serving (a release missing it from the start is refused: below).
     srv = serve([v1_store / "v1"], *(["--verify"] if verify else []))
+    path.unlink()
     with srv.client() as c:
         c.go("v1")
         assert c.read(off, n)[0] == EIO
@@ -776,6 +777,26 @@ def test_missing_chunk_reads_eio(serve, v1_store, parsed, verify):
     assert srv.alive()
     assert "missing" in srv.stderr and path.name in srv.stderr, srv.stderr
     assert srv.stop() == 0
+
+
+def test_incomplete_release_is_refused_at_start(v1_store, parsed):
+    """Chunks gone or cut short before the start: refused in one line naming
+    the first, rather than served with holes that read as EIO."""
+    archive = parsed[PAIR_V1]
+    _, _, path, pos = pick_victim(archive, v1_store)
+    path.unlink()
+    r = serve_fails(v1_store / "v1")
+    assert r.stderr.startswith("ihop: error: ") and len(r.stderr.splitlines()) == 1, r.stderr
+    n_unique = len(archive.chunks)
+    assert f"incomplete: 1 of its {n_unique} chunks missing, 0 of the wrong size" in r.stderr, r.stderr
+    assert path.name in r.stderr and "is missing" in r.stderr
+
+    # A chunk of the wrong size counts as damaged, and the first one is named.
+    layout = chunk_layout(archive)
+    other = chunk_path(v1_store, layout[pos + 1][2])
+    other.write_bytes(other.read_bytes()[:-1])
+    r = serve_fails(v1_store / "v1")
+    assert "1 of its %d chunks missing, 1 of the wrong size" % n_unique in r.stderr, r.stderr
 
 
 # --------------------------------------------------------------------------
