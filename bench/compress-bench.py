@@ -64,7 +64,7 @@ def du(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--image", default=os.path.join(HERE, "work", "v1.ext4"))
-    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     ensure_packages()
     if not os.path.exists(args.image):
@@ -80,10 +80,12 @@ def main():
             "casync make (gzip)": lambda o: ["casync", "make", "--compression=gzip", "--store=" + o + ".castr",
                                             o + ".caibx", args.image],
         }
+        # Runs take turns (ihop, casync, ihop, ...), so that a slow spell of
+        # a shared machine does not fall on one tool's runs only.
         results = {}
-        for name, cmd in jobs.items():
-            best = None
-            for i in range(args.runs):
+        for i in range(args.runs):
+            for name, cmd in jobs.items():
+                best = results.get(name)
                 out = os.path.join(work, "%s-%d" % (re.sub(r"\W+", "_", name), i))
                 secs, rss, cpu = timed(cmd(out))
                 written = sum(du(out + ext) for ext in (".cba", ".castr", ".caibx") if os.path.exists(out + ext))
@@ -94,8 +96,7 @@ def main():
                     elif os.path.exists(p):
                         os.unlink(p)
                 if best is None or secs < best[0]:
-                    best = (secs, rss, cpu, written)
-            results[name] = best
+                    results[name] = (secs, rss, cpu, written)
         print("image: %s, %.1f MB; best of %d runs; %d CPUs" % (args.image, size / 1e6, args.runs, os.cpu_count()))
         print("%-26s %9s %9s %9s %12s %8s %10s" % ("", "wall s", "MB/s", "CPU s", "output MB", "% image", "peak RSS"))
         for name, (secs, rss, cpu, written) in results.items():
