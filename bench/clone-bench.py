@@ -20,7 +20,10 @@ What it does:
      (b) full clone of release 1 over HTTP from an nginx on 127.0.0.1;
      (c) the v1 -> v2 update over HTTP into a store holding release 1, whose
          download is compared with the ideal: the compressed size of every
-         v2 chunk release 1 lacks, plus the v2 header.
+         v2 chunk release 1 lacks, plus the v2 header;
+     (d) the same update into an empty store with release 1's image as
+         --seed, as on a device's first ihop update from its running root
+         partition: the same ideal download, and the seeding's memory.
      Wall time and peak RSS come from /usr/bin/time -v; bytes downloaded
      from nginx's access log and from ihop's own summary. The first clone of
      each kind is written back with `ihop cat` (which checks it) and compared
@@ -522,6 +525,20 @@ def main():
             if i == 0:
                 verify_release(ihop, store + "/v2", img2.path, a2["source_checksum"], rundir)
                 log("    ihop cat: release 2 is bit-perfect")
+
+        # (d) the same update into an empty store, seeded from release 1's image
+        seeded = []
+        for i in range(args.runs):
+            store = os.path.join(stores, "store-seeded-%d" % i)
+            mark = nginx.log_mark()
+            r = time_ihop(ihop, ["clone"] + jobs + ["--seed", img1.path, url2, store + "/v2"], "seeded update")
+            r.requests, r.body, r.sent = nginx.served_since(mark)
+            seeded.append(r)
+            log("(d) seeded update, run %d: %.2f s, peak RSS %.1f MiB, %d requests, nginx body %d bytes, "
+                "ihop says %s bytes" % (i + 1, r.wall, r.rss_kib / 1024, r.requests, r.body, r.ihop_downloaded))
+            if i == 0:
+                verify_release(ihop, store + "/v2", img2.path, a2["source_checksum"], rundir)
+                log("    ihop cat: release 2 is bit-perfect")
     finally:
         if nginx:
             nginx.stop()
@@ -577,6 +594,15 @@ def main():
     rows.append(("(c) update: time", "%.2f s, CPU %.2f s" % (u_wall, median([r.user + r.sys for r in upd])),
                  "", ""))
     rows.append(("(c) update: peak RSS", "%.1f MiB" % (u_rss / 1024), "< 16 MiB", ok(u_rss < TARGET_RSS_KIB)))
+    s_rss = max(r.rss_kib for r in seeded)
+    s_body = max(r.body for r in seeded)
+    rows.append(("(d) seeded update: nginx body bytes", "%d = ideal x %.4f" % (s_body, s_body / ideal["bytes"]),
+                 "<= %d (+2%%)" % limit, ok(s_body <= limit)))
+    rows.append(("(d) seeded update: time", "%.2f s, CPU %.2f s" % (median([r.wall for r in seeded]),
+                                                                    median([r.user + r.sys for r in seeded])),
+                 "", ""))
+    rows.append(("(d) seeded update: peak RSS", "%.1f MiB" % (s_rss / 1024), "< 16 MiB",
+                 ok(s_rss < TARGET_RSS_KIB)))
 
     log("")
     log("ihop clone benchmark: %s image (%.1f MB), %d runs each, fresh store per run, ihop %s" %

@@ -5,7 +5,7 @@
 #include "log.h"
 #include "units.h"
 #include "worker_pool.h"
-#include "zero_run.h"
+#include "byte_run.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -21,30 +21,41 @@
  * 16 MiB chunks (bita's maximum by default) keep memory bounded. */
 #define MAX_BYTES_IN_FLIGHT (32u << 20)
 /* A job keeps a chunk buffer up to this size for its next chunk; larger
- * ones go to a pool shared by all jobs, which keeps at most POOL_MAX bytes.
- * Runs of large chunks (zeros, at bita's 16 MiB maximum) then reuse a few
- * buffers instead of faulting fresh pages in for every chunk, and memory
- * stays bounded whatever the chunk sizes. */
+ * ones go to a pool shared by all jobs, which keeps at most POOL_MAX bytes
+ * (none with small_memory). Runs of large chunks (0xff of erased flash, at
+ * bita's 16 MiB maximum) then reuse a few buffers instead of faulting fresh
+ * pages in for every chunk, and memory stays bounded whatever the chunk
+ * sizes. Chunks of zeros need no pool: see struct buffer. */
 #define SMALL_BUFFER (1u << 20)
+/* With small_memory, what a job's buffer keeps between chunks: page aligned,
+ * twice bita's default average chunk. */
+#define KEPT_WRITTEN (128u << 10)
 #define POOL_MAX (32u << 20)
 #define POOL_SLOTS 16
 
-/* Chunks of zeros (an image's unused space, cut at the maximum chunk size)
- * come again and again with the same few sizes: their hashes are kept by
- * size. Smaller ones are not worth the lock. */
-#define ZERO_HASH_SLOTS 8
-#define ZERO_HASH_MIN_SIZE (64u << 10)
+/* Chunks of one repeated byte (an image's unused space, zeros or 0xff, cut
+ * at the maximum chunk size) come again and again with the same few sizes:
+ * their hashes are kept by byte and size. Smaller ones are not worth the
+ * lock. */
+#define RUN_HASH_SLOTS 8
+#define RUN_HASH_MIN_SIZE (64u << 10)
 
-struct zero_hash {
+struct run_hash {
         size_t len;
+        uint8_t byte;
         uint8_t hash[HASH_MAX_LEN];
 };
 
 enum job_state { JOB_FREE = 0, JOB_READY, JOB_WORKING, JOB_DONE };
 
+/* written: how far from the start the buffer may hold anything but zeros.
+ * Past it lie pages of the mapping never written, which the kernel fills
+ * with zeros: zeros appended there need no copy and take no memory, so a
+ * 16 MiB chunk of an image's unused space costs neither. */
 struct buffer {
         uint8_t *data;
         size_t cap;
+        size_t written;
 };
 
 struct pipeline {
@@ -64,21 +75,21 @@ struct pipeline {
         int read_error;
         struct buffer pool[POOL_SLOTS];
         size_t pool_n, pool_bytes;
-        struct zero_hash zero_hashes[ZERO_HASH_SLOTS];
-        size_t n_zero_hashes, next_zero_hash;
+        struct run_hash run_hashes[RUN_HASH_SLOTS];
+        size_t n_run_hashes, next_run_hash;
 };
 
 /* Under p->lock: keeps a buffer for later chunks if the pool has room. */
-static void pool_put(struct pipeline *p, uint8_t *data, size_t cap)
+static void pool_put(struct pipeline *p, struct buffer b)
 {
-        if (!data)
+        if (!b.data)
                 return;
-        if (p->pool_n < POOL_SLOTS && p->pool_bytes + cap <= POOL_MAX) {
-                p->pool[p->pool_n++] = (struct buffer){ data, cap };
-                p->pool_bytes += cap;
+        if (!p->o->small_memory && p->pool_n < POOL_SLOTS && p->pool_bytes + b.cap <= POOL_MAX) {
+                p->pool[p->pool_n++] = b;
+                p->pool_bytes += b.cap;
                 return;
         }
-        munmap(data, cap);
+        munmap(b.data, b.cap);
 }
 
 /* Under p->lock: the smallest pooled buffer of at least need bytes. */
@@ -153,17 +164,20 @@ static int job_reserve(struct pipeline *p, struct pipeline_job *job, size_t need
 
         if (need <= job->cap)
                 return 0;
+        /* A job holding zeros it never wrote grows its own mapping, which
+         * keeps them: a pooled buffer's bytes are not zeros. */
         pthread_mutex_lock(&p->lock);
-        pooled = pool_take(p, need, &b);
+        pooled = job->len <= job->written && pool_take(p, need, &b);
         pthread_mutex_unlock(&p->lock);
         if (pooled) {
                 if (job->len)
                         memcpy(b.data, job->data, job->len);
                 pthread_mutex_lock(&p->lock);
-                pool_put(p, job->data, job->cap);
+                pool_put(p, (struct buffer){ job->data, job->cap, job->written });
                 pthread_mutex_unlock(&p->lock);
                 job->data = b.data;
                 job->cap = b.cap;
+                job->written = b.written > job->len ? b.written : job->len;
                 return 0;
         }
         for (cap = job->cap ? job->cap : SMALL_BUFFER; cap < need; cap *= 2)
@@ -179,13 +193,35 @@ static int job_reserve(struct pipeline *p, struct pipeline_job *job, size_t need
         return 0;
 }
 
+/* Past the written mark the buffer holds zeros already: only the blocks of
+ * d that are not zeros are copied there, so a chunk that is mostly unused
+ * space takes memory for its data only. */
+#define SPARSE_BLOCK 4096u
+
 static int job_append(struct pipeline *p, struct pipeline_job *job, const uint8_t *d, size_t n)
 {
         int err = job_reserve(p, job, job->len + n);
+        uint8_t *dst;
+        size_t i = 0;
 
         if (err < 0)
                 return err;
-        memcpy(job->data + job->len, d, n);
+        dst = job->data + job->len; /* after the reserve, which may move it */
+        if (job->len < job->written) {
+                i = n < job->written - job->len ? n : job->written - job->len;
+                memcpy(dst, d, i);
+        }
+        while (i < n) {
+                size_t pos = job->len + i;
+                size_t block = SPARSE_BLOCK - pos % SPARSE_BLOCK;
+                if (block > n - i)
+                        block = n - i;
+                if (!byte_run_all(d + i, block, 0)) {
+                        memcpy(dst + i, d + i, block);
+                        job->written = pos + block;
+                }
+                i += block;
+        }
         job->len += n;
         return 0;
 }
@@ -256,14 +292,14 @@ static int reader_run(struct pipeline *p)
         return 0;
 }
 
-static bool zero_hash_find(struct pipeline *p, size_t len, uint8_t out[HASH_MAX_LEN])
+static bool run_hash_find(struct pipeline *p, uint8_t byte, size_t len, uint8_t out[HASH_MAX_LEN])
 {
         bool found = false;
 
         pthread_mutex_lock(&p->lock);
-        for (size_t i = 0; i < p->n_zero_hashes && !found; i++) {
-                if (p->zero_hashes[i].len == len) {
-                        memcpy(out, p->zero_hashes[i].hash, HASH_MAX_LEN);
+        for (size_t i = 0; i < p->n_run_hashes && !found; i++) {
+                if (p->run_hashes[i].len == len && p->run_hashes[i].byte == byte) {
+                        memcpy(out, p->run_hashes[i].hash, HASH_MAX_LEN);
                         found = true;
                 }
         }
@@ -271,26 +307,27 @@ static bool zero_hash_find(struct pipeline *p, size_t len, uint8_t out[HASH_MAX_
         return found;
 }
 
-static void zero_hash_keep(struct pipeline *p, size_t len, const uint8_t hash[HASH_MAX_LEN])
+static void run_hash_keep(struct pipeline *p, uint8_t byte, size_t len, const uint8_t hash[HASH_MAX_LEN])
 {
         pthread_mutex_lock(&p->lock);
-        struct zero_hash *z = &p->zero_hashes[p->next_zero_hash++ % ZERO_HASH_SLOTS];
-        z->len = len;
-        memcpy(z->hash, hash, HASH_MAX_LEN);
-        if (p->n_zero_hashes < ZERO_HASH_SLOTS)
-                p->n_zero_hashes++;
+        struct run_hash *r = &p->run_hashes[p->next_run_hash++ % RUN_HASH_SLOTS];
+        r->len = len;
+        r->byte = byte;
+        memcpy(r->hash, hash, HASH_MAX_LEN);
+        if (p->n_run_hashes < RUN_HASH_SLOTS)
+                p->n_run_hashes++;
         pthread_mutex_unlock(&p->lock);
 }
 
 static void chunk_hash(struct pipeline *p, const struct pipeline_job *job, uint8_t out[HASH_MAX_LEN])
 {
-        bool zeros = job->len >= ZERO_HASH_MIN_SIZE && zero_run_all(job->data, job->len);
+        bool run = job->len >= RUN_HASH_MIN_SIZE && byte_run_all(job->data, job->len, job->data[0]);
 
-        if (zeros && zero_hash_find(p, job->len, out))
+        if (run && run_hash_find(p, job->data[0], job->len, out))
                 return;
         hash_buffer(job->data, job->len, out);
-        if (zeros)
-                zero_hash_keep(p, job->len, out);
+        if (run)
+                run_hash_keep(p, job->data[0], job->len, out);
 }
 
 static int worker_run(struct pipeline *p, unsigned worker)
@@ -330,9 +367,15 @@ static int worker_run(struct pipeline *p, unsigned worker)
 static void release_job(struct pipeline *p, struct pipeline_job *job)
 {
         if (job->cap > SMALL_BUFFER) {
-                pool_put(p, job->data, job->cap);
+                pool_put(p, (struct buffer){ job->data, job->cap, job->written });
                 job->data = NULL;
                 job->cap = 0;
+                job->written = 0;
+        } else if (p->o->small_memory && job->written > KEPT_WRITTEN) {
+                /* Else each job would keep as much memory as the largest
+                 * chunk it ever held; the pages given back read as zeros. */
+                madvise(job->data + KEPT_WRITTEN, job->written - KEPT_WRITTEN, MADV_DONTNEED);
+                job->written = KEPT_WRITTEN;
         }
         if (job->out_cap > SMALL_BUFFER) {
                 free(job->out);

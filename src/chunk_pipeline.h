@@ -30,6 +30,7 @@ struct pipeline_job {
         struct chunk_entry *entry;
         /* internal */
         size_t cap;
+        size_t written;          /* bytes of data that may not be zero */
         int state;
 };
 
@@ -50,6 +51,9 @@ struct pipeline_options {
         /* A seed may be a failing disk: a read error then ends the input
          * (with a warning) instead of failing the run. */
         bool tolerate_read_errors;
+        /* On a device: large chunk buffers are unmapped after use rather
+         * than pooled for the next ones, for memory over speed. */
+        bool small_memory;
 };
 
 struct pipeline_stats {

@@ -2,7 +2,7 @@
 
 #include "log.h"
 #include "rolling_hash.h"
-#include "zero_run.h"
+#include "byte_run.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -149,24 +149,24 @@ static inline __attribute__((always_inline)) uint32_t hash_sum(const struct hash
         return buz ? buzhash_sum(&h->buzhash) : rollsum_sum(&h->rollsum);
 }
 
-/* Zeros skipped at once need a window of zeros behind them: checked at most
- * every ZERO_CHECK_INTERVAL bytes, and only for windows small enough that
- * looking at the whole window costs little next to that. */
-#define ZERO_CHECK_INTERVAL 4096u
-#define ZERO_CHECK_MAX_WINDOW 4096u
+/* A run of one byte skipped at once needs a window of that byte behind it:
+ * checked at most every RUN_CHECK_INTERVAL bytes, and only for windows small
+ * enough that looking at the whole window costs little next to that. */
+#define RUN_CHECK_INTERVAL 4096u
+#define RUN_CHECK_MAX_WINDOW 4096u
 
-static inline __attribute__((always_inline)) bool hashes_window_is_zero(const struct hashes *h, bool buz)
+static inline __attribute__((always_inline)) bool hashes_window_is_run(const struct hashes *h, bool buz, uint8_t b)
 {
         if (buz)
-                return buzhash_window_is_zero(&h->buzhash);
-        return h->rollsum.window <= ZERO_CHECK_MAX_WINDOW && rollsum_window_is_zero(&h->rollsum);
+                return buzhash_window_is_run(&h->buzhash, b);
+        return h->rollsum.window <= RUN_CHECK_MAX_WINDOW && rollsum_window_is_run(&h->rollsum, b);
 }
 
-static inline __attribute__((always_inline)) void hashes_skip_zeros(struct hashes *h, bool buz, size_t n)
+static inline __attribute__((always_inline)) void hashes_skip_run(struct hashes *h, bool buz, size_t n)
 {
         if (buz)
-                buzhash_skip_zeros(&h->buzhash, n);
-        /* RollSum: nothing changes, the ring holds zeros at every index. */
+                buzhash_skip_run(&h->buzhash, n);
+        /* RollSum: nothing changes, the ring holds the byte at every index. */
 }
 
 static inline __attribute__((always_inline)) void hashes_load(struct hashes *h, const struct chunker *c, bool buz)
@@ -220,7 +220,7 @@ static inline __attribute__((always_inline)) size_t scan_rolling(struct chunker 
         }
         k = min_size(c->max - c->pos, len - n);
         for (size_t i = 0; i < k;) {
-                size_t end = min_size(k, i + ZERO_CHECK_INTERVAL);
+                size_t end = min_size(k, i + RUN_CHECK_INTERVAL);
                 for (; i < end; i++) {
                         hash_input(&h, buz, data[n + i]);
                         uint32_t s = hash_sum(&h, buz);
@@ -231,13 +231,15 @@ static inline __attribute__((always_inline)) size_t scan_rolling(struct chunker 
                                 return n + i + 1;
                         }
                 }
-                /* Unused space in an image: with zeros in the window and
-                 * zeros ahead, the state and so the sum stay as they are,
-                 * and that sum has just been no boundary. */
-                if (i < k && data[n + i - 1] == 0 && hashes_window_is_zero(&h, buz)) {
-                        size_t z = zero_run_length(data + n + i, k - i);
-                        hashes_skip_zeros(&h, buz, z);
-                        i += z;
+                /* Unused space in an image (zeros, or 0xff of erased flash):
+                 * with the window full of one byte and more of it ahead, the
+                 * state and so the sum stay as they are, and that sum has
+                 * just been no boundary. */
+                uint8_t last = data[n + i - 1];
+                if (i < k && data[n + i] == last && hashes_window_is_run(&h, buz, last)) {
+                        size_t run = byte_run_length(data + n + i, k - i, last);
+                        hashes_skip_run(&h, buz, run);
+                        i += run;
                 }
         }
         hashes_store(c, &h, buz);

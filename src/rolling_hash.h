@@ -38,12 +38,13 @@ static inline uint32_t rollsum_sum(const struct rollsum *r)
         return (r->s1 << 16) | (r->s2 & 0xffff);
 }
 
-/* While the window holds only zeros, s1 is window * offset and a zero byte
- * in changes neither sum: the state is fixed, whatever the ring's index. */
-static inline bool rollsum_window_is_zero(const struct rollsum *r)
+/* While the window holds one byte value b only, s1 is window * (b + offset)
+ * and another b changes neither sum: the state is fixed, whatever the
+ * ring's index. */
+static inline bool rollsum_window_is_run(const struct rollsum *r, uint8_t b)
 {
         for (uint32_t i = 0; i < r->window; i++)
-                if (r->ring[i])
+                if (r->ring[i] != b)
                         return false;
         return true;
 }
@@ -110,14 +111,14 @@ static inline uint32_t buzhash_sum(const struct buzhash *b)
         return b->sum;
 }
 
-/* Once a window's worth of zeros came in a row, more zeros are ignored
+/* Once a window's worth of one byte came in a row, more of it is ignored
  * (above): only the repeat count moves. */
-static inline bool buzhash_window_is_zero(const struct buzhash *b)
+static inline bool buzhash_window_is_run(const struct buzhash *b, uint8_t byte)
 {
-        return b->last_input == 0 && b->repeated >= b->window;
+        return b->last_input == byte && b->repeated >= b->window;
 }
 
-static inline void buzhash_skip_zeros(struct buzhash *b, size_t n)
+static inline void buzhash_skip_run(struct buzhash *b, size_t n)
 {
         b->repeated += n;
 }

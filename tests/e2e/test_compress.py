@@ -190,6 +190,28 @@ def test_big_identical_chunks_are_stored_once(tmp_path):
     assert len(cba.data) < (1 << 20) + (256 << 10)  # the random MiB, and little else
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_erased_flash_and_zeros_round_trip(tmp_path, jobs):
+    """0xff (erased flash) and zeros, in chunks cut at the maximum and in
+    chunks of data that run on into zeros: chunk buffers that held 0xff are
+    used again for chunks whose zeros were never copied, and must not show
+    through."""
+    rnd = random.Random(7)
+    # Odd sizes, so that zeros start inside a 1 MiB read, and chunks grow
+    # past their first buffer after zeros were appended without a copy.
+    image = b"".join(b"\xff" * (8 << 20) + rnd.randbytes((3 << 20) - 333 * 1024) + bytes((4 << 20) + 77 * 1024)
+                     for _ in range(6))
+    src = tmp_path / "image"
+    src.write_bytes(image)
+    compress_ok("-i", src, tmp_path / "f.cba", "-j", jobs, "--max-chunk-size", "4MiB", "--compression", "zstd")
+    cba = read_cba(tmp_path / "f.cba")
+    check_cba(cba, image)
+    sizes = [cba.descriptors[i].source_size for i in cba.order]
+    assert sizes.count(4 << 20) >= 8, "the 0xff runs are cut at the maximum"
+    clone_ok(tmp_path / "f.cba", tmp_path / "store" / "f")
+    assert cat_checksum(tmp_path / "store" / "f") == blake2b(image)
+
+
 # --------------------------------------------------------------------------
 # Metadata
 

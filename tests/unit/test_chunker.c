@@ -263,12 +263,13 @@ static void test_pieces_agree_on_generated_data(void **state)
         }
 }
 
-/* Runs of zeros, as in the unused space of a disk image, are skipped over
- * when fed in large pieces and hashed byte by byte when fed one byte at a
- * time: both must find the same boundaries, around runs of every length
- * near the window, the interval the chunker checks for zeros, and min and
- * max, and with windows too large for the skip. */
-static void test_zero_runs_cut_as_byte_by_byte(void **state)
+/* Runs of one byte, as in the unused space of a disk image (zeros, 0xff of
+ * erased flash), are skipped over when fed in large pieces and hashed byte
+ * by byte when fed one byte at a time: both must find the same boundaries,
+ * around runs of every length near the window, the interval the chunker
+ * checks for runs, and min and max, and with windows too large for the
+ * skip. */
+static void test_byte_runs_cut_as_byte_by_byte(void **state)
 {
         static const struct chunker_params params[] = {
                 { CHUNKING_ROLLSUM, 12, 2048, 256 << 10, 64, 64 },
@@ -278,9 +279,10 @@ static void test_zero_runs_cut_as_byte_by_byte(void **state)
                 { CHUNKING_BUZHASH, 12, 2048, 256 << 10, 16, 64 },
                 { CHUNKING_BUZHASH, 12, 0, 256 << 10, 64, 64 },
         };
-        static const size_t zero_runs[] = { 1, 15, 16, 17, 63, 64, 65, 66, 4095, 4096, 4097, 8200, 20000,
-                                            300000, 1100000 };
-        const size_t len = 6 << 20;
+        static const size_t runs[] = { 1, 15, 16, 17, 63, 64, 65, 66, 4095, 4096, 4097, 8200, 20000,
+                                       300000, 1100000 };
+        static const uint8_t fill[] = { 0x00, 0xff, 0x00, 0x55 };
+        const size_t len = 8 << 20;
         uint8_t *data = calloc(1, len);
         uint32_t rng = 99;
         size_t off = 0, max_size_chunks = 0;
@@ -294,7 +296,11 @@ static void test_zero_runs_cut_as_byte_by_byte(void **state)
                         rng = rng * 1103515245u + 12345u;
                         data[off++] = (uint8_t)(rng >> 24);
                 }
-                off += zero_runs[r % (sizeof(zero_runs) / sizeof(zero_runs[0]))];
+                size_t run = runs[r % (sizeof(runs) / sizeof(runs[0]))];
+                if (run > len - off)
+                        run = len - off;
+                memset(data + off, fill[r % sizeof(fill)], run);
+                off += run;
         }
         for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
                 struct chunks whole, bytes, pieces;
@@ -310,7 +316,7 @@ static void test_zero_runs_cut_as_byte_by_byte(void **state)
                 free(bytes.sums);
                 free(pieces.sums);
         }
-        /* The long runs do give chunks cut at the maximum inside zeros. */
+        /* The long runs do give chunks cut at the maximum inside them. */
         struct chunker *c = NULL;
         assert_int_equal(chunker_new(&params[0], &c), 0);
         for (size_t pos = 0, start = 0; pos < len;) {
@@ -352,7 +358,7 @@ int main(void)
                 cmocka_unit_test(test_filter_bits_as_bita),
                 cmocka_unit_test(test_small_inputs),
                 cmocka_unit_test(test_pieces_agree_on_generated_data),
-                cmocka_unit_test(test_zero_runs_cut_as_byte_by_byte),
+                cmocka_unit_test(test_byte_runs_cut_as_byte_by_byte),
                 cmocka_unit_test(test_bad_params_refused),
         };
 
