@@ -17,6 +17,9 @@
 #define READ_SIZE (1u << 20)
 #define JOBS_PER_WORKER 8
 #define MIN_JOBS 16
+/* With small_memory: enough to keep the workers busy, and little more. */
+#define SMALL_MEMORY_READ_SIZE (256u << 10)
+#define SMALL_MEMORY_JOBS_PER_WORKER 3
 /* The reader waits while this much chunk data is in flight, so that even
  * 16 MiB chunks (bita's maximum by default) keep memory bounded. */
 #define MAX_BYTES_IN_FLIGHT (32u << 20)
@@ -229,7 +232,8 @@ static int job_append(struct pipeline *p, struct pipeline_job *job, const uint8_
 static int reader_run(struct pipeline *p)
 {
         _cleanup_chunker_ struct chunker *chunker = NULL;
-        _cleanup_free_ uint8_t *buf = malloc(READ_SIZE);
+        const size_t read_size = p->o->small_memory ? SMALL_MEMORY_READ_SIZE : READ_SIZE;
+        _cleanup_free_ uint8_t *buf = malloc(read_size);
         struct pipeline_job *job = NULL;
         uint64_t offset = 0;
         int err;
@@ -240,7 +244,7 @@ static int reader_run(struct pipeline *p)
         if (err < 0)
                 return err;
         for (;;) {
-                ssize_t n = read(p->o->fd, buf, READ_SIZE);
+                ssize_t n = read(p->o->fd, buf, read_size);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -462,9 +466,13 @@ int pipeline_run(const struct pipeline_options *o, const struct pipeline_ops *op
         int err;
 
         p.workers = o->workers ? o->workers : pool_cpu_count();
-        p.n_jobs = (size_t)p.workers * JOBS_PER_WORKER;
-        if (p.n_jobs < MIN_JOBS)
-                p.n_jobs = MIN_JOBS;
+        if (o->small_memory) {
+                p.n_jobs = (size_t)p.workers * SMALL_MEMORY_JOBS_PER_WORKER + 2;
+        } else {
+                p.n_jobs = (size_t)p.workers * JOBS_PER_WORKER;
+                if (p.n_jobs < MIN_JOBS)
+                        p.n_jobs = MIN_JOBS;
+        }
         p.jobs = calloc(p.n_jobs, sizeof(*p.jobs));
         if (!p.jobs)
                 return log_errno(-ENOMEM, "reading %s", o->where);
