@@ -1,11 +1,11 @@
 #include "chunk_pipeline.h"
 
+#include "byte_run.h"
 #include "chunker.h"
 #include "cleanup.h"
 #include "log.h"
 #include "units.h"
 #include "worker_pool.h"
-#include "byte_run.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -378,8 +378,8 @@ static void release_job(struct pipeline *p, struct pipeline_job *job)
         } else if (p->o->small_memory && job->written > KEPT_WRITTEN) {
                 /* Else each job would keep as much memory as the largest
                  * chunk it ever held; the pages given back read as zeros. */
-                madvise(job->data + KEPT_WRITTEN, job->written - KEPT_WRITTEN, MADV_DONTNEED);
-                job->written = KEPT_WRITTEN;
+                if (madvise(job->data + KEPT_WRITTEN, job->written - KEPT_WRITTEN, MADV_DONTNEED) == 0)
+                        job->written = KEPT_WRITTEN;
         }
         if (job->out_cap > SMALL_BUFFER) {
                 free(job->out);

@@ -1,8 +1,8 @@
 #include "chunker.h"
 
+#include "byte_run.h"
 #include "log.h"
 #include "rolling_hash.h"
-#include "byte_run.h"
 
 #include <errno.h>
 #include <stdlib.h>
