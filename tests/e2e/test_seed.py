@@ -4,6 +4,7 @@ first ihop update can start from its current root partition. Bytes are
 counted at the server (nginx's access log)."""
 
 import os
+import random
 import re
 import subprocess
 import time
@@ -158,3 +159,25 @@ def test_seed_failing_part_way_is_used_up_to_the_error(tmp_path, archives):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(10)
+
+
+def test_seed_with_large_chunks_and_unused_space_is_taken_whole(tmp_path):
+    """Chunks of data larger than what a seeding job keeps between chunks,
+    then chunks of some data and unused space (zeros that are never copied)
+    in the same job buffers: every chunk of the seed must hash right, so a
+    seed that is the image itself leaves nothing to fetch."""
+    rnd = random.Random(11)
+    # Three kinds of chunk in turn, so each job buffer holds all of them.
+    image = b"".join(rnd.randbytes(512 << 10) + rnd.randbytes(40 << 10) + bytes(472 << 10) + rnd.randbytes(512 << 10)
+                     for _ in range(16))
+    src = tmp_path / "image"
+    src.write_bytes(image)
+    cba = tmp_path / "image.cba"
+    r = ihop("compress", "--fixed-size", "512KiB", "--compression", "zstd", "-i", src, cba)
+    assert r.returncode == 0, r.stderr
+    r = clone_ok(cba, tmp_path / "store" / "rel", "--seed", src)
+    unique = len(parse_archive(cba).chunks)
+    assert unique == 48  # each holds random data: all differ
+    assert seeded_summary(r.stdout) == unique
+    assert parse_summary(r.stdout).fetched == 0
+    assert ihop("verify", tmp_path / "store" / "rel").returncode == 0
