@@ -5,6 +5,7 @@
 #include "store.h"
 #include "units.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -57,6 +58,18 @@ static void print_summary(const char *name, const struct clone_result *r, bool h
                        format_size(r->archive_size, d, sizeof(d)), format_size(r->header_size, a, sizeof(a)));
 }
 
+/* Appends one of argv's strings (which outlive the command) to a list. */
+static int push_arg(const char ***list, size_t *n, const char *arg)
+{
+        const char **t = realloc(*list, (*n + 1) * sizeof(**list));
+
+        if (!t)
+                return log_errno(-ENOMEM, "reading the command line");
+        t[(*n)++] = arg;
+        *list = t;
+        return 0;
+}
+
 int cmd_clone(int argc, char **argv)
 {
         enum { OPT_VERIFY_HEADER = 256, OPT_NAIVE, OPT_SEED, OPT_RETRY_COUNT, OPT_RETRY_DELAY, OPT_TIMEOUT, OPT_HEADER };
@@ -78,6 +91,7 @@ int cmd_clone(int argc, char **argv)
         };
         struct clone_result res;
         _cleanup_free_ char *store_path = NULL, *name = NULL;
+        const char **headers = NULL;
         uint64_t v;
         int c, r, ret = 2;
 
@@ -105,14 +119,10 @@ int cmd_clone(int argc, char **argv)
                 case OPT_NAIVE:
                         o.naive = true;
                         break;
-                case OPT_SEED: {
-                        const char **t = realloc(o.seeds, (o.n_seeds + 1) * sizeof(*o.seeds));
-                        if (!t)
+                case OPT_SEED:
+                        if (push_arg(&o.seeds, &o.n_seeds, optarg) < 0)
                                 goto out;
-                        o.seeds = t;
-                        o.seeds[o.n_seeds++] = optarg;
                         break;
-                }
                 case OPT_RETRY_COUNT:
                 case OPT_RETRY_DELAY:
                 case OPT_TIMEOUT:
@@ -133,7 +143,9 @@ int cmd_clone(int argc, char **argv)
                                 log_error("--http-header wants 'Name: value', not '%s'", optarg);
                                 goto out;
                         }
-                        o.http.headers = curl_slist_append(o.http.headers, optarg);
+                        if (push_arg(&headers, &o.http.n_headers, optarg) < 0)
+                                goto out;
+                        o.http.headers = headers;
                         break;
                 default:
                         clone_usage(stderr);
@@ -159,7 +171,7 @@ int cmd_clone(int argc, char **argv)
         if (r == 0)
                 print_summary(name, &res, strstr(o.source, "://") != NULL);
 out:
-        curl_slist_free_all(o.http.headers);
+        free(headers);
         free(o.seeds);
         return ret;
 }

@@ -1,5 +1,6 @@
 #include "http.h"
 
+#include "curl_api.h"
 #include "log.h"
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 
 struct http_conn {
         CURL *curl;
+        struct curl_slist *headers; /* the options' extra headers, in curl's form */
         const struct http_options *opts;
         uint64_t bytes_received;
 };
@@ -37,26 +39,16 @@ struct attempt {
         void *opaque;
 };
 
-/* libcurl (and with it the TLS library, several MiB once initialised) is set
- * up on first use only: a clone from a file or a mount never pays for it. */
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static bool curl_ready;
-
-static void curl_setup(void)
-{
-        curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
-}
-
+/* libcurl (and with it the TLS library) is loaded on first use only: a
+ * clone from a file, a mount or a server never pays for it. */
 int http_global_init(void)
 {
-        pthread_once(&curl_once, curl_setup);
-        return curl_ready ? 0 : -EIO;
+        return curl_api_load();
 }
 
 void http_global_cleanup(void)
 {
-        if (curl_ready)
-                curl_global_cleanup();
+        curl_api_unload();
 }
 
 bool http_is_url(const char *s)
@@ -67,18 +59,28 @@ bool http_is_url(const char *s)
 int http_conn_new(const struct http_options *opts, struct http_conn **out)
 {
         struct http_conn *c;
+        int err;
 
-        if (http_global_init() < 0)
-                return -EIO;
+        err = http_global_init();
+        if (err < 0)
+                return err;
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        c->curl = curl_easy_init();
+        c->opts = opts;
+        for (size_t i = 0; i < opts->n_headers; i++) {
+                struct curl_slist *l = libcurl.slist_append(c->headers, opts->headers[i]);
+                if (!l) {
+                        http_conn_free(c);
+                        return -ENOMEM;
+                }
+                c->headers = l;
+        }
+        c->curl = libcurl.easy_init();
         if (!c->curl) {
-                free(c);
+                http_conn_free(c);
                 return -ENOMEM;
         }
-        c->opts = opts;
         *out = c;
         return 0;
 }
@@ -87,7 +89,9 @@ void http_conn_free(struct http_conn *c)
 {
         if (!c)
                 return;
-        curl_easy_cleanup(c->curl);
+        if (c->curl)
+                libcurl.easy_cleanup(c->curl);
+        libcurl.slist_free_all(c->headers);
         free(c);
 }
 
@@ -129,7 +133,7 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *opaque)
 /* Checks the response before its first body byte is used. */
 static bool response_acceptable(struct attempt *a)
 {
-        curl_easy_getinfo(a->conn->curl, CURLINFO_RESPONSE_CODE, &a->status);
+        libcurl.easy_getinfo(a->conn->curl, CURLINFO_RESPONSE_CODE, &a->status);
         if (a->status == 200) {
                 snprintf(a->reason, sizeof(a->reason),
                          "the server ignored the Range request (answered 200, not 206); ihop needs HTTP range support");
@@ -226,30 +230,30 @@ static int run_attempt(struct attempt *a)
         CURLcode res;
 
         snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, a->start, a->start + a->len - 1);
-        curl_easy_reset(curl);
-        curl_easy_setopt(curl, CURLOPT_URL, a->url);
-        curl_easy_setopt(curl, CURLOPT_RANGE, range);
-        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 10L);
-        curl_easy_setopt(curl, CURLOPT_USERAGENT, "ihop/" IHOP_VERSION);
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, o->headers);
-        curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(curl, CURLOPT_HEADERDATA, a);
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(curl, CURLOPT_WRITEDATA, a);
-        curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        libcurl.easy_reset(curl);
+        libcurl.easy_setopt(curl, CURLOPT_URL, a->url);
+        libcurl.easy_setopt(curl, CURLOPT_RANGE, range);
+        libcurl.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        libcurl.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
+        libcurl.easy_setopt(curl, CURLOPT_MAXREDIRS, 10L);
+        libcurl.easy_setopt(curl, CURLOPT_USERAGENT, "ihop/" IHOP_VERSION);
+        libcurl.easy_setopt(curl, CURLOPT_HTTPHEADER, a->conn->headers);
+        libcurl.easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+        libcurl.easy_setopt(curl, CURLOPT_HEADERDATA, a);
+        libcurl.easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+        libcurl.easy_setopt(curl, CURLOPT_WRITEDATA, a);
+        libcurl.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        libcurl.easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
         if (o->timeout_s)
-                curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)o->timeout_s);
+                libcurl.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)o->timeout_s);
         if (o->timeout_s || o->cancel) {
                 clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
-                curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-                curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-                curl_easy_setopt(curl, CURLOPT_XFERINFODATA, a);
+                libcurl.easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+                libcurl.easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+                libcurl.easy_setopt(curl, CURLOPT_XFERINFODATA, a);
         }
 
-        res = curl_easy_perform(curl);
+        res = libcurl.easy_perform(curl);
         if (a->sink_err < 0)
                 return a->sink_err;
         if (a->fatal_err < 0)
@@ -267,7 +271,7 @@ static int run_attempt(struct attempt *a)
                 return -EIO;
         }
         if (!a->reason[0])
-                snprintf(a->reason, sizeof(a->reason), "%s", curl_easy_strerror(res));
+                snprintf(a->reason, sizeof(a->reason), "%s", libcurl.easy_strerror(res));
         /* Bad URLs and unsupported schemes do not get better by retrying. */
         if (res == CURLE_URL_MALFORMAT || res == CURLE_UNSUPPORTED_PROTOCOL || res == CURLE_COULDNT_RESOLVE_HOST)
                 return -EINVAL;

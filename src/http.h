@@ -3,16 +3,17 @@
  * first byte not yet delivered, so the sink sees every byte exactly once. */
 #pragma once
 
-#include <curl/curl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct http_options {
         unsigned retry_count;
         unsigned retry_delay_s;
         unsigned timeout_s; /* no data for this long fails the attempt */
-        struct curl_slist *headers;
+        const char *const *headers; /* extra request headers, "Name: value" */
+        size_t n_headers;
         /* Set by the caller when the whole job has failed elsewhere: a transfer
          * in progress or waiting to retry gives up (optional). */
         const atomic_bool *cancel;
@@ -33,6 +34,7 @@ typedef int (*http_sink)(const uint8_t *data, size_t len, void *opaque);
 
 struct http_conn;
 
+/* Loads libcurl (on first use; logs why it cannot). */
 int http_global_init(void);
 void http_global_cleanup(void);
 bool http_is_url(const char *s);

@@ -1,6 +1,7 @@
 """Failures a user meets: each is a non-zero exit with one clear error line,
 and leaves no release (and nothing unverified) in the store."""
 
+import os
 import socket
 
 import pytest
@@ -210,3 +211,21 @@ def test_cat_to_file_writes_the_image(tmp_path, archives):
     assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
     assert out.stat().st_size == archive.source_total_size
     assert blake2b_file(out) == archive.source_checksum
+
+
+def test_libcurl_that_cannot_be_loaded_fails_only_http(tmp_path, nginx):
+    """libcurl is loaded on first use: a broken one (here an empty file
+    found first on LD_LIBRARY_PATH) fails an HTTP clone in one clear line,
+    and everything that needs no HTTP still works."""
+    libdir = tmp_path / "lib"
+    libdir.mkdir()
+    (libdir / "libcurl.so.4").write_bytes(b"")
+    env = dict(os.environ, LD_LIBRARY_PATH=str(libdir))
+    store = tmp_path / "store"
+    r = run([IHOP, "clone", nginx.url(SMALL), store / "rel"], env=env)
+    assert_one_error_line(r, "HTTP needs libcurl", "libcurl.so.4", "cannot be loaded")
+    assert_no_release_and_clean(store, "rel")
+    r = run([IHOP, "clone", FIXTURES / SMALL, store / "rel"], env=env)
+    assert r.returncode == 0, r.stderr
+    r = run([IHOP, "verify", store / "rel"], env=env)  # every chunk and the image checksum
+    assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr

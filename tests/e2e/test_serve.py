@@ -803,6 +803,20 @@ def test_incomplete_release_is_refused_at_start(v1_store, parsed):
 # Starting and stopping
 
 
+def test_server_does_not_load_libcurl(serve, store):
+    """A server runs for as long as a device is up and never speaks HTTP:
+    libcurl (and the TLS libraries behind it) is loaded on first use only,
+    so it is not in the server's memory."""
+    srv = serve([store / "rand"])
+    with srv.client() as c:
+        c.go("rand")
+        assert c.read(0, 4096)[0] == 0
+        maps = open(f"/proc/{srv.proc.pid}/maps").read()
+    assert "libsodium" in maps  # the check reads the right process
+    assert "libcurl" not in maps and "libssl" not in maps and "libgnutls" not in maps
+    assert srv.stop() == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_cleanly(serve, store, sig):
     srv = serve([store / "rand"])
