@@ -189,7 +189,8 @@ static int archive_from_dictionary(const ChunkDictionary__ChunkDictionary *d, ui
         return release_validate(r, where);
 }
 
-int archive_parse(const uint8_t *buf, size_t len, const char *where, struct archive **out)
+/* owned, when not NULL, is buf's allocation, freed once decoded. */
+static int parse(const uint8_t *buf, size_t len, const char *where, uint8_t **owned, struct archive **out)
 {
         _cleanup_archive_ struct archive *a = NULL;
         ChunkDictionary__ChunkDictionary *d;
@@ -229,6 +230,12 @@ int archive_parse(const uint8_t *buf, size_t len, const char *where, struct arch
         pb_budget_init(&budget, 4 * dict_size + (1u << 20));
         d = chunk_dictionary__chunk_dictionary__unpack(&budget.allocator, dict_size,
                                                        buf + ARCHIVE_PRE_HEADER_SIZE);
+        if (owned) {
+                /* Decoding copied what it needs (bytes fields included). */
+                free(*owned);
+                *owned = NULL;
+                buf = NULL;
+        }
         if (!d) {
                 log_error("%s: the archive dictionary cannot be decoded (corrupt or too large)", where);
                 return -EBADMSG;
@@ -243,6 +250,20 @@ int archive_parse(const uint8_t *buf, size_t len, const char *where, struct arch
                 return err;
         *out = TAKE_PTR(a);
         return 0;
+}
+
+int archive_parse(const uint8_t *buf, size_t len, const char *where, struct archive **out)
+{
+        return parse(buf, len, where, NULL, out);
+}
+
+int archive_parse_take(uint8_t **buf, size_t len, const char *where, struct archive **out)
+{
+        int err = parse(*buf, len, where, buf, out);
+
+        free(*buf); /* when parse failed before decoding */
+        *buf = NULL;
+        return err;
 }
 
 int archive_check_size(const struct archive *a, uint64_t archive_size, const char *where)

@@ -44,6 +44,10 @@ int archive_header_length(const uint8_t *pre, size_t len, const char *where, uin
 
 /* Parses and checks a complete header (header_len bytes). */
 int archive_parse(const uint8_t *buf, size_t len, const char *where, struct archive **out);
+/* The same, taking buf (malloc'ed), which is freed as soon as the dictionary
+ * is decoded: a header of many chunks is not held three times over (raw,
+ * decoded, converted) at the peak. *buf is NULL afterwards. */
+int archive_parse_take(uint8_t **buf, size_t len, const char *where, struct archive **out);
 
 /* Checks that all chunk data lies within an archive of archive_size bytes. */
 int archive_check_size(const struct archive *a, uint64_t archive_size, const char *where);

@@ -166,7 +166,7 @@ int archive_source_read_header(struct archive_source *s, struct source_conn *c, 
                 return err;
         s->size = total;
         _cleanup_archive_ struct archive *a = NULL;
-        err = archive_parse(buf, header_len, s->where, &a);
+        err = archive_parse_take(&buf, header_len, s->where, &a);
         if (err < 0)
                 return err;
         err = archive_check_size(a, s->size, s->where);
