@@ -5,7 +5,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdbool.h>
 #include <stddef.h>
 
 /* The soname of libcurl's ABI since 7.16 (2006), whichever TLS library it
@@ -16,7 +15,6 @@ struct curl_api libcurl;
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static int load_result;
-static bool initialised;
 
 static const struct {
         const char *name;
@@ -62,7 +60,6 @@ static int load(void)
                 return -EIO;
         }
         libcurl = api;
-        initialised = true;
         return 0;
 }
 
@@ -79,6 +76,6 @@ int curl_api_load(void)
 
 void curl_api_unload(void)
 {
-        if (initialised)
+        if (libcurl.global_cleanup) /* set once loaded and initialised */
                 libcurl.global_cleanup();
 }

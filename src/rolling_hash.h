@@ -4,6 +4,8 @@
  * them for nearly every byte of an image. */
 #pragma once
 
+#include "byte_run.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,10 +45,7 @@ static inline uint32_t rollsum_sum(const struct rollsum *r)
  * ring's index. */
 static inline bool rollsum_window_is_run(const struct rollsum *r, uint8_t b)
 {
-        for (uint32_t i = 0; i < r->window; i++)
-                if (r->ring[i] != b)
-                        return false;
-        return true;
+        return byte_run_all(r->ring, r->window, b);
 }
 
 /* Cyclic polynomial over a table of 256 random words. Unlike RollSum it has
