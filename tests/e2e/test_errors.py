@@ -213,17 +213,32 @@ def test_cat_to_file_writes_the_image(tmp_path, archives):
     assert blake2b_file(out) == archive.source_checksum
 
 
-def test_libcurl_that_cannot_be_loaded_fails_only_http(tmp_path, nginx):
-    """libcurl is loaded on first use: a broken one (here an empty file
-    found first on LD_LIBRARY_PATH) fails an HTTP clone in one clear line,
-    and everything that needs no HTTP still works."""
+def broken_libcurl(libdir, kind):
+    """A libcurl.so.4 that dlopen finds first on LD_LIBRARY_PATH: an empty
+    file (no library at all), or a real shared library without curl's
+    functions (an incompatible libcurl)."""
+    lib = libdir / "libcurl.so.4"
+    if kind == "empty":
+        lib.write_bytes(b"")
+        return ["HTTP needs libcurl", "libcurl.so.4", "cannot be loaded"]
+    src = libdir / "stub.c"
+    src.write_text("int not_curl(void) { return 0; }\n")
+    r = run(["cc", "-shared", "-fPIC", "-o", lib, src])
+    assert r.returncode == 0, r.stderr
+    return ["libcurl.so.4 lacks curl_global_init", "too old a libcurl"]
+
+
+@pytest.mark.parametrize("kind", ["empty", "without-curl"])
+def test_libcurl_that_cannot_be_loaded_fails_only_http(tmp_path, nginx, kind):
+    """libcurl is loaded on first use: a broken one fails an HTTP clone in
+    one clear line, and everything that needs no HTTP still works."""
     libdir = tmp_path / "lib"
     libdir.mkdir()
-    (libdir / "libcurl.so.4").write_bytes(b"")
+    needles = broken_libcurl(libdir, kind)
     env = dict(os.environ, LD_LIBRARY_PATH=str(libdir))
     store = tmp_path / "store"
     r = run([IHOP, "clone", nginx.url(SMALL), store / "rel"], env=env)
-    assert_one_error_line(r, "HTTP needs libcurl", "libcurl.so.4", "cannot be loaded")
+    assert_one_error_line(r, *needles)
     assert_no_release_and_clean(store, "rel")
     r = run([IHOP, "clone", FIXTURES / SMALL, store / "rel"], env=env)
     assert r.returncode == 0, r.stderr
