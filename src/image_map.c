@@ -4,18 +4,27 @@
 #include "fsutil.h"
 #include "log.h"
 #include "release_file.h"
+#include "worker_pool.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
-enum { STATE_UNKNOWN = 0, STATE_GOOD = 1, STATE_BAD = 2 };
+/* What is known of a chunk. Missing or unreadable chunks are not
+ * remembered: a later read tries again (the chunk may have been repaired,
+ * or the failure was for want of a descriptor). A chunk that failed
+ * --verify stays failed: its content is wrong, and stays so. */
+enum {
+        STATE_UNKNOWN = 0,
+        STATE_READABLE = 1, /* opened (and with verify, hashed) once */
+        STATE_CORRUPT = 2,
+        STATE_REPORTED = 0x80, /* a problem with it was logged */
+};
 
 int image_map_new(struct store *store, struct release *release, bool verify, struct image_map **out)
 {
         struct image_map *m = calloc(1, sizeof(*m));
-        struct rlimit rl;
+        size_t n = release->n_chunks ? release->n_chunks : 1;
         uint64_t off = 0;
 
         if (!m)
@@ -24,10 +33,11 @@ int image_map_new(struct store *store, struct release *release, bool verify, str
         m->release = release;
         m->verify = verify;
         m->size = release->source_total_size;
+        m->files = fd_cache_shared();
         m->starts = malloc((release->n_order + 1) * sizeof(*m->starts));
-        m->fds = malloc((release->n_chunks ? release->n_chunks : 1) * sizeof(*m->fds));
-        m->verified = calloc(release->n_chunks ? release->n_chunks : 1, sizeof(*m->verified));
-        if (!m->starts || !m->fds || !m->verified) {
+        m->cached = malloc(n * sizeof(*m->cached));
+        m->state = calloc(n, sizeof(*m->state));
+        if (!m->files || !m->starts || !m->cached || !m->state) {
                 image_map_free(m);
                 return -ENOMEM;
         }
@@ -36,13 +46,8 @@ int image_map_new(struct store *store, struct release *release, bool verify, str
                 off += release->chunks[release->order[i]].source_size;
         }
         m->starts[release->n_order] = off;
-        for (size_t i = 0; i < release->n_chunks; i++)
-                atomic_init(&m->fds[i], -1);
-        /* One descriptor per chunk stays open: ask for as many as we may use. */
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-                rl.rlim_cur = rl.rlim_max;
-                setrlimit(RLIMIT_NOFILE, &rl);
-        }
+        for (size_t i = 0; i < n; i++)
+                atomic_init(&m->cached[i], -1);
         *out = m;
         return 0;
 }
@@ -51,13 +56,11 @@ void image_map_free(struct image_map *m)
 {
         if (!m)
                 return;
-        if (m->fds)
-                for (size_t i = 0; i < m->release->n_chunks; i++)
-                        if (atomic_load(&m->fds[i]) >= 0)
-                                close(atomic_load(&m->fds[i]));
+        if (m->files && m->cached)
+                fd_cache_forget(m->files, m->cached, m->release->n_chunks);
         free(m->starts);
-        free(m->fds);
-        free(m->verified);
+        free(m->cached);
+        free(m->state);
         release_free(m->release);
         store_close(m->store);
         free(m);
@@ -78,49 +81,56 @@ static size_t find_position(const struct image_map *m, uint64_t offset)
         return lo;
 }
 
-static void log_chunk_problem(struct image_map *m, uint32_t idx, const char *what)
+/* Logs a problem with a chunk, once per chunk whatever the readers do. */
+static void report_chunk(struct image_map *m, uint32_t idx, const char *what, int err)
 {
         char rel[STORE_CHUNK_PATH_MAX];
 
+        if (atomic_fetch_or(&m->state[idx], STATE_REPORTED) & STATE_REPORTED)
+                return;
         store_chunk_relpath(m->release->chunks[idx].hash, m->release->hash_len, rel);
-        log_error("%s/%s/%s %s", m->store->path, STORE_CHUNKS_DIR, rel, what);
+        if (err)
+                log_error("%s/%s/%s %s: %s", m->store->path, STORE_CHUNKS_DIR, rel, what, strerror(-err));
+        else
+                log_error("%s/%s/%s %s", m->store->path, STORE_CHUNKS_DIR, rel, what);
 }
 
-/* The open descriptor of a chunk, opening (and with verify, checking) it on first use. */
-static int chunk_fd(struct image_map *m, uint32_t idx)
-{
-        int fd = atomic_load_explicit(&m->fds[idx], memory_order_acquire);
-        int expected = -1;
+struct chunk_opener {
+        struct image_map *map;
+        uint32_t idx;
+};
 
-        if (fd < 0) {
-                fd = store_chunk_open(m->store, &m->release->chunks[idx], m->release->hash_len);
-                if (fd < 0) {
-                        unsigned char s = STATE_UNKNOWN;
-                        if (atomic_compare_exchange_strong(&m->verified[idx], &s, STATE_BAD))
-                                log_chunk_problem(m, idx, fd == -ENOENT ? "is missing" : "cannot be opened");
-                        return -EIO;
-                }
-                if (!atomic_compare_exchange_strong(&m->fds[idx], &expected, fd)) {
-                        close(fd);
-                        fd = expected;
-                }
+static int open_chunk(void *opaque)
+{
+        struct chunk_opener *o = opaque;
+
+        return store_chunk_open(o->map->store, &o->map->release->chunks[o->idx], o->map->release->hash_len);
+}
+
+/* The chunk's file, open (and with verify, checked once), or -EIO. */
+static int chunk_acquire(struct image_map *m, uint32_t idx, struct fd_ref *ref)
+{
+        struct chunk_opener o = { m, idx };
+        unsigned char s = atomic_load_explicit(&m->state[idx], memory_order_acquire) & ~STATE_REPORTED;
+        int err;
+
+        if (s == STATE_CORRUPT)
+                return -EIO;
+        err = fd_cache_get(m->files, &m->cached[idx], open_chunk, &o, ref);
+        if (err < 0) {
+                report_chunk(m, idx, err == -ENOENT ? "is missing" : "cannot be opened", err == -ENOENT ? 0 : err);
+                return -EIO;
         }
-        if (m->verify) {
-                unsigned char s = atomic_load_explicit(&m->verified[idx], memory_order_acquire);
-                if (s == STATE_BAD)
-                        return -EIO;
-                if (s == STATE_UNKNOWN) {
-                        bool good = store_fd_holds_chunk(fd, &m->release->chunks[idx], m->release->hash_len);
-                        unsigned char unknown = STATE_UNKNOWN;
-                        if (atomic_compare_exchange_strong(&m->verified[idx], &unknown,
-                                                           good ? STATE_GOOD : STATE_BAD) &&
-                            !good)
-                                log_chunk_problem(m, idx, "is corrupt: reads of it fail with EIO");
-                        if (!good)
-                                return -EIO;
-                }
+        if (s == STATE_READABLE)
+                return 0;
+        if (m->verify && !store_fd_holds_chunk(ref->fd, &m->release->chunks[idx], m->release->hash_len)) {
+                fd_cache_put(m->files, ref);
+                atomic_fetch_or(&m->state[idx], STATE_CORRUPT);
+                report_chunk(m, idx, "is corrupt: reads of it fail with EIO", 0);
+                return -EIO;
         }
-        return fd;
+        atomic_fetch_or(&m->state[idx], STATE_READABLE);
+        return 0;
 }
 
 int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset)
@@ -137,14 +147,15 @@ int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset)
                 uint64_t in_chunk = offset - m->starts[pos];
                 uint64_t avail = m->starts[pos + 1] - offset;
                 size_t take = len < avail ? len : (size_t)avail;
-                int fd = chunk_fd(m, idx);
-                if (fd < 0)
-                        return fd;
-                ssize_t n = pread_full(fd, out, take, in_chunk);
+                struct fd_ref ref;
+                int err = chunk_acquire(m, idx, &ref);
+                if (err < 0)
+                        return err;
+                ssize_t n = pread_full(ref.fd, out, take, in_chunk);
+                fd_cache_put(m->files, &ref);
                 if (n != (ssize_t)take) {
-                        unsigned char s = STATE_UNKNOWN;
-                        if (atomic_compare_exchange_strong(&m->verified[idx], &s, STATE_BAD))
-                                log_chunk_problem(m, idx, n < 0 ? "cannot be read" : "is shorter than its size");
+                        report_chunk(m, idx, n < 0 ? "cannot be read" : "is shorter than its size",
+                                     n < 0 ? (int)n : 0);
                         return -EIO;
                 }
                 out += take;
@@ -155,42 +166,101 @@ int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset)
         return 0;
 }
 
+int image_map_check_range(struct image_map *m, uint64_t offset, uint64_t len)
+{
+        if (offset > m->size || len > m->size - offset)
+                return -EINVAL;
+        if (len == 0)
+                return 0;
+        for (size_t pos = find_position(m, offset); pos < m->release->n_order && m->starts[pos] < offset + len;
+             pos++) {
+                uint32_t idx = m->release->order[pos];
+                struct fd_ref ref;
+                if ((atomic_load_explicit(&m->state[idx], memory_order_acquire) & ~STATE_REPORTED) ==
+                    STATE_READABLE)
+                        continue;
+                int err = chunk_acquire(m, idx, &ref);
+                if (err < 0)
+                        return err;
+                fd_cache_put(m->files, &ref);
+        }
+        return 0;
+}
+
+/* Chunks looked at by each thread of the completeness check. */
+#define CHECK_THREADS 16u
+#define CHECK_MIN_CHUNKS_PER_THREAD 256u
+
+struct completeness {
+        struct image_map *map;
+        enum chunk_state *state; /* per unique chunk */
+        atomic_size_t next;
+        atomic_int err;
+        atomic_size_t err_index;
+};
+
+static int check_some(void *opaque, unsigned thread)
+{
+        struct completeness *c = opaque;
+        const struct release *r = c->map->release;
+        (void)thread;
+
+        for (;;) {
+                size_t i = atomic_fetch_add(&c->next, 1);
+                if (i >= r->n_chunks || atomic_load(&c->err))
+                        return 0;
+                int err = store_chunk_state(c->map->store, &r->chunks[i], r->hash_len, false, &c->state[i]);
+                if (err < 0) {
+                        int none = 0;
+                        if (atomic_compare_exchange_strong(&c->err, &none, err))
+                                atomic_store(&c->err_index, i);
+                        return 0;
+                }
+        }
+}
+
 /* A release missing chunks would serve EIO somewhere in the middle of a
  * file system: it is refused at the start, with where to look. Presence and
- * size only; contents are --verify's business, on first read. */
+ * size only; contents are --verify's business, on first read. On a cold
+ * store each look is a read of a directory and an inode: on flash (or a
+ * virtual disk) those wait on the device one by one, so many threads keep
+ * many of them in flight. */
 static int check_complete(struct image_map *m, const char *arg)
 {
         const struct release *r = m->release;
+        struct completeness c = { .map = m };
         size_t missing = 0, damaged = 0, first = SIZE_MAX;
-        enum chunk_state first_state = CHUNK_PRESENT;
-
-        for (size_t i = 0; i < r->n_chunks; i++) {
-                enum chunk_state state;
-                int err = store_chunk_state(m->store, &r->chunks[i], r->hash_len, false, &state);
-                if (err < 0) {
-                        char rel[STORE_CHUNK_PATH_MAX];
-                        store_chunk_relpath(r->chunks[i].hash, r->hash_len, rel);
-                        return log_errno(err, "cannot open %s/%s/%s", m->store->path, STORE_CHUNKS_DIR, rel);
-                }
-                if (state == CHUNK_PRESENT)
-                        continue;
-                missing += state == CHUNK_MISSING;
-                damaged += state == CHUNK_CORRUPT;
-                if (first == SIZE_MAX) {
-                        first = i;
-                        first_state = state;
-                }
-        }
-        if (first == SIZE_MAX)
-                return 0;
-
+        unsigned threads = (unsigned)(r->n_chunks / CHECK_MIN_CHUNKS_PER_THREAD);
         char rel[STORE_CHUNK_PATH_MAX];
-        store_chunk_relpath(r->chunks[first].hash, r->hash_len, rel);
-        log_error("%s is incomplete: %zu of its %zu chunks missing, %zu of the wrong size (first: %s/%s/%s %s); "
-                  "`ihop verify` lists them, `ihop verify --repair ARCHIVE` fetches them again",
-                  arg, missing, r->n_chunks, damaged, m->store->path, STORE_CHUNKS_DIR, rel,
-                  first_state == CHUNK_MISSING ? "is missing" : "has the wrong size");
-        return -EIO;
+        int err;
+
+        c.state = calloc(r->n_chunks ? r->n_chunks : 1, sizeof(*c.state));
+        if (!c.state)
+                return log_errno(-ENOMEM, "cannot check release %s", arg);
+        threads = threads < 1 ? 1 : threads > CHECK_THREADS ? CHECK_THREADS : threads;
+        err = pool_run(threads, check_some, &c, NULL);
+        if (err == 0 && (err = atomic_load(&c.err)) < 0) {
+                store_chunk_relpath(r->chunks[atomic_load(&c.err_index)].hash, r->hash_len, rel);
+                log_errno(err, "cannot open %s/%s/%s", m->store->path, STORE_CHUNKS_DIR, rel);
+        } else if (err < 0) {
+                log_errno(err, "cannot check release %s", arg);
+        }
+        for (size_t i = 0; err == 0 && i < r->n_chunks; i++) {
+                missing += c.state[i] == CHUNK_MISSING;
+                damaged += c.state[i] == CHUNK_CORRUPT;
+                if (c.state[i] != CHUNK_PRESENT && first == SIZE_MAX)
+                        first = i;
+        }
+        if (err == 0 && first != SIZE_MAX) {
+                store_chunk_relpath(r->chunks[first].hash, r->hash_len, rel);
+                log_error("%s is incomplete: %zu of its %zu chunks missing, %zu of the wrong size (first: %s/%s/%s %s); "
+                          "`ihop verify` lists them, `ihop verify --repair ARCHIVE` fetches them again",
+                          arg, missing, r->n_chunks, damaged, m->store->path, STORE_CHUNKS_DIR, rel,
+                          c.state[first] == CHUNK_MISSING ? "is missing" : "has the wrong size");
+                err = -EIO;
+        }
+        free(c.state);
+        return err;
 }
 
 int image_map_open(const char *arg, bool verify, struct image_map **out, char **name)

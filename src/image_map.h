@@ -1,9 +1,11 @@
 /* Random access to a stored release's image: the read path of `ihop mount`
  * and `ihop serve`, and so the product's hot path. An offset is mapped to
- * its chunk by binary search over the chunks' start offsets; chunk files stay
- * open once opened, so a read costs a lookup and a pread per chunk touched. */
+ * its chunk by binary search over the chunks' start offsets; the most
+ * recently read chunk files stay open (fd_cache.h), so a read costs a lookup
+ * and a pread per chunk touched, plus an open for a file not read lately. */
 #pragma once
 
+#include "fd_cache.h"
 #include "release.h"
 #include "store.h"
 
@@ -15,9 +17,10 @@ struct image_map {
         struct store *store;
         struct release *release;
         uint64_t size;
-        uint64_t *starts;       /* n_order + 1 chunk start offsets, the last = size */
-        atomic_int *fds;        /* per unique chunk; -1 until opened */
-        atomic_uchar *verified; /* per unique chunk: 0 unknown, 1 good, 2 bad */
+        uint64_t *starts;    /* n_order + 1 chunk start offsets, the last = size */
+        struct fd_cache *files; /* the process's open chunk files */
+        atomic_int *cached;  /* per unique chunk: its key in files */
+        atomic_uchar *state; /* per unique chunk: what is known of it */
         bool verify;
 };
 
@@ -31,3 +34,9 @@ void image_map_free(struct image_map *m);
 /* Reads len bytes at offset. -EINVAL past the end; -EIO (logged once per
  * chunk) when a chunk is missing, short or, with verify, corrupt. */
 int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset);
+
+/* Would a read of [offset, offset + len) find every chunk it touches? Opens
+ * (and with verify, checks) those not read before; -EINVAL or -EIO as
+ * image_map_read. For a reader that must answer before it has read it all:
+ * after this, only an I/O error of the storage can fail the read. */
+int image_map_check_range(struct image_map *m, uint64_t offset, uint64_t len);

@@ -24,6 +24,9 @@
 #include <unistd.h>
 
 #define MAX_CONNECTIONS 16
+/* The kernel's largest read by default (max_sectors_kb, 1280 KiB) fits:
+ * every failing read is answered with EIO, none ends its connection. */
+#define NBD_KERNEL_REPLY_BUFFER (2u << 20)
 
 struct attach {
         struct image_map *map;
@@ -47,7 +50,7 @@ static struct conn_arg conn_args[MAX_CONNECTIONS];
 static void *connection_thread(void *arg)
 {
         struct conn_arg *c = arg;
-        int err = nbd_transmission(c->a->ours[c->i], c->a->map, c->a->device_size);
+        int err = nbd_transmission(c->a->ours[c->i], c->a->map, c->a->device_size, NBD_KERNEL_REPLY_BUFFER);
 
         /* The kernel's receiver reads until the socket ends: after a
          * disconnect, NBD_DO_IT returns only once our end is shut. */
@@ -57,11 +60,6 @@ static void *connection_thread(void *arg)
                 log_warn("%s: connection %u ended: %s", c->a->device, c->i, strerror(-err));
         atomic_fetch_sub(&c->a->running, 1);
         return NULL;
-}
-
-static uint64_t server_flags(void)
-{
-        return NBD_FLAG_HAS_FLAGS | NBD_FLAG_READ_ONLY | NBD_FLAG_SEND_FLUSH | NBD_FLAG_CAN_MULTI_CONN;
 }
 
 static struct nl_sock *netlink_open(int *family)
@@ -89,7 +87,7 @@ static int netlink_connect(struct attach *a, struct nl_sock *nl, int family)
             nla_put_u32(msg, NBD_ATTR_INDEX, a->index) < 0 ||
             nla_put_u64(msg, NBD_ATTR_SIZE_BYTES, a->device_size) < 0 ||
             nla_put_u64(msg, NBD_ATTR_BLOCK_SIZE_BYTES, a->block_size) < 0 ||
-            nla_put_u64(msg, NBD_ATTR_SERVER_FLAGS, server_flags()) < 0 ||
+            nla_put_u64(msg, NBD_ATTR_SERVER_FLAGS, nbd_transmission_flags()) < 0 ||
             !(socks = nla_nest_start(msg, NBD_ATTR_SOCKETS))) {
                 nlmsg_free(msg);
                 return -ENOMEM;
@@ -147,7 +145,7 @@ static int ioctl_connect(struct attach *a, pthread_t *doit)
                 return log_errno(-errno, "cannot open %s", a->device);
         if (ioctl(a->dev_fd, NBD_SET_BLKSIZE, (unsigned long)a->block_size) < 0 ||
             ioctl(a->dev_fd, NBD_SET_SIZE_BLOCKS, (unsigned long)(a->device_size / a->block_size)) < 0 ||
-            ioctl(a->dev_fd, NBD_SET_FLAGS, (unsigned long)server_flags()) < 0)
+            ioctl(a->dev_fd, NBD_SET_FLAGS, (unsigned long)nbd_transmission_flags()) < 0)
                 return log_errno(-errno, "cannot configure %s", a->device);
         if (ioctl(a->dev_fd, NBD_SET_SOCK, (unsigned long)a->theirs[0]) < 0) {
                 if (errno == EBUSY) {

@@ -6,6 +6,13 @@
 #include "image_map.h"
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What every export of ihop's is: read-only, flushes are no-ops, and any
+ * number of connections see the same content. (A function, not a macro:
+ * this header goes where <linux/nbd.h> is, which names them differently.) */
+uint16_t nbd_transmission_flags(void);
 
 struct nbd_export {
         const char *name;
@@ -14,9 +21,13 @@ struct nbd_export {
 
 /* Answers requests on fd until the client disconnects; returns 0 on NBD_CMD_DISC
  * or EOF, negative errno when the connection broke. The device may be larger
- * than the image (rounded up to the kernel's block size): the tail reads as zeros. */
-int nbd_transmission(int fd, struct image_map *map, uint64_t device_size);
+ * than the image (rounded up to the kernel's block size): the tail reads as zeros.
+ * A connection holds at most reply_buffer_max bytes of reply at a time:
+ * larger reads are sent in pieces. */
+int nbd_transmission(int fd, struct image_map *map, uint64_t device_size, size_t reply_buffer_max);
 
 /* Negotiates on a fresh connection; on success *chosen is the export to serve.
- * Returns -ECONNABORTED when the client ends the negotiation. */
-int nbd_handshake(int fd, const struct nbd_export *exports, size_t n, const struct nbd_export **chosen);
+ * Returns -ECONNABORTED when the client ends the negotiation, -ETIMEDOUT when
+ * it has not chosen an export within timeout_ms (0: no limit). */
+int nbd_handshake(int fd, const struct nbd_export *exports, size_t n, unsigned timeout_ms,
+                  const struct nbd_export **chosen);

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, GOOD_ARCHIVES, IHOP, cat_checksum, clone_ok, parse_archive, run
+from conftest import (FIXTURES, GOOD_ARCHIVES, IHOP, cat_checksum, clone_ok, free_port, ihop, parse_archive, run,
+                      wait_port)
 
 NBDINFO = shutil.which("nbdinfo") or "/usr/bin/nbdinfo"
 NBDCOPY = shutil.which("nbdcopy") or "/usr/bin/nbdcopy"
@@ -667,15 +668,15 @@ def test_abusive_clients_do_not_disturb_others(serve, store, digests, v1_image):
 
 
 def test_clients_beyond_the_limit_wait(serve, store, digests):
-    """The server takes 128 clients at once; more wait in the listen queue
-    (they are not hung up on) and are served when a place frees."""
+    """The server holds 128 sessions at once; more clients wait in the
+    listen queue (they are not hung up on) and are served when a place frees."""
     srv = serve([store / "rand"])
     held = []
     try:
         for _ in range(128):
             c = srv.client()
             held.append(c)
-            c.recv_exact(18)  # greeted: accepted and being served
+            c.go("rand")  # a session: only its client can end it
         late = srv.client()
         held.append(late)
         late.s.settimeout(0.5)
@@ -694,6 +695,208 @@ def test_clients_beyond_the_limit_wait(serve, store, digests):
     assert rc == 0, err
     assert digest == digests["rand"]
     assert srv.stop() == 0
+
+
+def test_idle_handshakes_do_not_starve_clients(serve, store, digests):
+    """200 clients that connect and never say a word (more than there are
+    places) cannot keep a real client out: the oldest silent one is dropped
+    for each newcomer, long before the handshake timeout."""
+    srv = serve([store / "rand"], "--handshake-timeout", "60")
+    idle = []
+    try:
+        for _ in range(200):
+            idle.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            idle[-1].connect(str(srv.sock))
+        start = time.monotonic()
+        rc, digest, err = nbdcopy_digest(srv.uri("rand"))
+        assert rc == 0, err
+        assert digest == digests["rand"]
+        assert time.monotonic() - start < 30, "served only once silent clients timed out"
+        # A session in progress is never dropped for newcomers.
+        with srv.client() as c:
+            c.go("rand")
+            more = []
+            for _ in range(50):
+                more.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+                more[-1].connect(str(srv.sock))
+            idle += more
+            time.sleep(0.3)
+            assert c.read(0, 4096)[0] == 0
+    finally:
+        for s in idle:
+            s.close()
+    assert srv.alive(), srv.stderr
+    assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("how", ["silent", "trickle", "not reading"])
+def test_handshake_timeout(serve, store, how):
+    """A client must choose an export within --handshake-timeout, however
+    it spends the time: silent, sending a byte at a time, or never reading
+    the server's replies."""
+    srv = serve([store / "rand"], "--handshake-timeout", "2")
+    c = srv.client(timeout=20)
+    start = time.monotonic()
+    try:
+        if how == "silent":
+            c.recv_exact(18)
+        elif how == "trickle":
+            c.hello()
+            msg = OPTS_MAGIC + struct.pack(">II", OPT_LIST, 0)
+            with pytest.raises((BrokenPipeError, ConnectionResetError)):
+                for _ in range(40):  # 8 s of NBD_OPT_LIST, a byte every 0.2 s
+                    for b in msg:
+                        c.send(bytes([b]))
+                        time.sleep(0.2)
+                    c.option_reply()
+        else:
+            c.hello()
+            c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            # NBD_OPT_LIST asked over and over, no reply read: the server's
+            # writes fill the socket and block.
+            with pytest.raises((BrokenPipeError, ConnectionResetError, TimeoutError)):
+                for _ in range(200000):
+                    c.send_option(OPT_LIST)
+        if how != "trickle":
+            assert c.closed_by_peer() if how == "silent" else True
+        elapsed = time.monotonic() - start
+        assert 1.5 < elapsed < 10, elapsed
+    finally:
+        c.close()
+    deadline = time.monotonic() + 5
+    while "no export chosen within 2 s" not in srv.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "no export chosen within 2 s" in srv.stderr
+    # and the server serves the next client as ever
+    with srv.client() as c:
+        c.go("rand")
+        assert c.read(0, 4096)[0] == 0
+    assert srv.stop() == 0
+
+
+def rss_kib(pid) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_large_reads_not_read_by_clients_keep_memory_bounded(serve, tmp_path):
+    """128 clients each ask for a 32 MiB read and never read the reply: a
+    connection holds at most its reply buffer, not the whole read (it held
+    32 MiB each: 4 GiB in all)."""
+    img = tmp_path / "zeros.img"
+    with open(img, "wb") as f:
+        f.truncate(40 << 20)
+    r = ihop("compress", "--compression", "none", "-i", img, tmp_path / "zeros.cba")
+    assert r.returncode == 0, r.stderr
+    clone_ok(tmp_path / "zeros.cba", tmp_path / "s" / "zeros")
+    srv = serve([tmp_path / "s" / "zeros"])
+    before = rss_kib(srv.proc.pid)
+    held = []
+    try:
+        for _ in range(128):
+            c = srv.client()
+            held.append(c)
+            c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.go("zeros")
+            c.request(CMD_READ, 0, 32 << 20)
+        time.sleep(1.0)
+        after = rss_kib(srv.proc.pid)
+        print(f"ihop serve resident: {before} KiB idle, {after} KiB with 128 clients "
+              f"each owed 32 MiB")
+        assert after - before < 64 << 10, f"{before} -> {after} KiB"
+        # The server still answers, and a reader of the whole 32 MiB gets it all.
+        held[0].s.settimeout(STEP)
+        error, data = held[0].reply(held[0].cookie, 32 << 20)
+        assert error == 0 and data == bytes(32 << 20)
+    finally:
+        for c in held:
+            c.close()
+    assert srv.alive(), srv.stderr
+    assert srv.stop() == 0
+
+
+def test_large_read_over_a_missing_chunk_is_a_clean_error(serve, v1_store, parsed):
+    """A read larger than a connection's reply buffer that runs into a
+    missing chunk is answered with EIO before any data, and the connection
+    goes on: the chunks are looked at before the reply begins."""
+    archive = parsed[PAIR_V1]
+    image = image_of(v1_store / "v1")
+    off, n, path, pos = pick_victim(archive, v1_store)
+    srv = serve([v1_store / "v1"])
+    path.unlink()
+    start = max(0, off - (1 << 20))
+    with srv.client() as c:
+        c.go("v1")
+        error, _ = c.read(start, 2 << 20)
+        assert error == EIO
+        # the connection is still in step: a read that avoids the chunk works
+        error, data = c.read(0, min(off, 1 << 20))
+        assert error == 0 and data == image[:min(off, 1 << 20)]
+    assert srv.stop() == 0
+
+
+def test_zero_length_reads(serve, store, v1_image):
+    """A read of 0 bytes is answered with success and no data, at any
+    offset up to the end (at the end it wrote to a NULL buffer: UB, found
+    by fuzzing); past the end it is EINVAL."""
+    srv = serve([store / "v1"])
+    size = len(v1_image)
+    with srv.client() as c:
+        c.go("v1")
+        for off in (size, 0, size // 2):
+            assert c.read(off, 0) == (0, b"")
+        assert c.read(size + 1, 0)[0] == EINVAL
+        assert c.read(size - 10, 10) == (0, v1_image[-10:])
+    assert srv.stop() == 0
+
+
+def listening_addresses(pid):
+    """(address, port) of the TCP sockets process pid listens on."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    out = []
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] != "0A" or f[9] not in inodes:  # 0A: LISTEN
+                continue
+            addr, port = f[1].split(":")
+            raw = bytes.fromhex(addr)
+            # /proc prints each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            out.append((socket.inet_ntop(family, raw), int(port, 16)))
+    return out
+
+
+@pytest.mark.parametrize("form", ["PORT", ":PORT"])
+def test_listen_without_host_is_loopback_only(store, form):
+    """--listen without a HOST serves 127.0.0.1 only: exposing releases to a
+    network takes naming its address."""
+    port = free_port()
+    spec = form.replace("PORT", str(port))
+    errfile = tempfile.TemporaryFile()
+    p = subprocess.Popen([IHOP, "serve", "--listen", spec, str(store / "rand")], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=errfile)
+    try:
+        assert wait_port(port, proc=p), "ihop serve did not listen"
+        assert listening_addresses(p.pid) == [("127.0.0.1", port)]
+        info = nbdinfo_json(f"nbd://127.0.0.1:{port}/rand")
+        assert info["exports"][0]["export-size"] > 0
+    finally:
+        p.terminate()
+        assert p.wait(STEP) == 0
+
+
+def test_help_warns_that_serving_is_unauthenticated():
+    r = ihop("serve", "--help")
+    assert r.returncode == 0
+    assert "No TLS and no authentication" in r.stdout
+    assert "127.0.0.1 only" in r.stdout
 
 
 # --------------------------------------------------------------------------
@@ -863,8 +1066,9 @@ def test_serve_usage_errors(store, tmp_path):
     assert not (tmp_path / "s").exists()
     r = run([IHOP, "serve", "--unix", tmp_path / "s"], timeout=STEP)  # no release
     assert r.returncode == 2
-    r = run([IHOP, "serve", "--listen", "127.0.0.1", store / "rand"], timeout=STEP)
-    assert r.returncode != 0 and "HOST:PORT" in r.stderr
+    for bad in ("127.0.0.1", "127.0.0.1:", "::1:80", "[::1:80", "host:0", "host:65536", ""):
+        r = run([IHOP, "serve", "--listen", bad, store / "rand"], timeout=STEP)
+        assert r.returncode != 0 and "[HOST:]PORT" in r.stderr, (bad, r.stderr)
     # A path that is taken by a plain file is refused, and the file left alone.
     taken = tmp_path / "taken"
     taken.write_text("keep me")

@@ -21,6 +21,8 @@
 #   c      --detach --pid-file --connections 16: returns once attached; SIGINT
 #   d      the ioctl interface (IHOP_NBD_INTERFACE=ioctl), as on kernels
 #          without the netlink family; SIGTERM
+#   many   each release /disk/store/rN... (tens of thousands of chunk
+#          files, on the virtual disk) under 'ulimit -n 1024'
 
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -49,10 +51,11 @@ alive() {
         [ -n "$st" ] && [ "$st" != Z ]
 }
 
-# wait_size PID: until the device has a size, PID died, or 30 s went by.
+# wait_size PID [SECONDS]: until the device has a size, PID died, or
+# SECONDS (default 30) went by.
 wait_size() {
         i=0
-        while [ "$(size)" = 0 ] && [ $i -lt 300 ] && alive "$1"; do
+        while [ "$(size)" = 0 ] && [ $i -lt $((${2:-30} * 10)) ] && alive "$1"; do
                 sleep 0.1
                 i=$((i + 1))
         done
@@ -181,6 +184,18 @@ while read -r m; do
         res "insmod.$m" $?
 done </modules/order
 
+# The virtual disk, when there is one: stores too big for the initramfs.
+mkdir -p /disk
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do
+        sleep 0.1
+        i=$((i + 1))
+done
+if [ -b /dev/vda ]; then
+        mount -o ro -t ext4 /dev/vda /disk
+        res disk.mount $?
+fi
+
 t a
 # --- a: defaults, busy device, SIGTERM
 ihop mount $STORE $DEV >/tmp/a.log 2>&1 </dev/null &
@@ -255,6 +270,31 @@ res d.exit $?
 wait_zero
 res d.size_after "$(size)"
 log d
+
+t many
+# --- many: releases with more chunk files than the process may open,
+# under a limit of 1024 descriptors (as a process of an initramfs has)
+for rel in $(ls /disk/store 2>/dev/null | grep '^r[0-9]'); do
+        (ulimit -n 1024 && exec ihop mount /disk/store/"$rel" $DEV) >/tmp/many.log 2>&1 </dev/null &
+        pid=$!
+        # Before it attaches, ihop looks at every chunk file: on a cold
+        # disk, under TCG, 65,536 of them take a while.
+        t "many.$rel.start"
+        wait_size $pid 150
+        t "many.$rel.attached"
+        res "many.$rel.alive" "$(alive $pid && echo 1 || echo 0)"
+        res "many.$rel.nofile" "$(grep 'Max open files' /proc/$pid/limits | tr -s ' ' | cut -d' ' -f4,5)"
+        stall_watch "many: reading $DEV ($rel)"
+        res "many.$rel.dev" "$(sha256sum $DEV | cut -d' ' -f1)"
+        stall_unwatch
+        res "many.$rel.fds" "$(ls /proc/$pid/fd | wc -l)"
+        kill -TERM $pid
+        wait_exit $pid 20
+        res "many.$rel.exit" $?
+        wait_zero
+        sed "s/^/[many $rel] /" /tmp/many.log
+        res "many.$rel.errors" "$(grep -c error /tmp/many.log)"
+done
 
 t end
 # What the kernel said about the device, for the host to judge.

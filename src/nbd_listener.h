@@ -1,0 +1,28 @@
+/* Serving NBD clients on a listening socket (`ihop serve`): a thread per
+ * client, counted, each holding a bounded amount of memory whatever its
+ * client does. Clients that connect and never finish the handshake cannot
+ * take every place: they are timed out, and when places run short the one
+ * that has waited longest is dropped for a newcomer. */
+#pragma once
+
+#include "nbd_server.h"
+
+#include <stddef.h>
+
+/* Clients served at once; more wait in the listen queue. */
+#define NBD_LISTENER_MAX_CLIENTS 128u
+/* Clients in the handshake at once: places left for sessions. */
+#define NBD_LISTENER_MAX_HANDSHAKES 16u
+/* Reply bytes a client's connection holds at once: 128 clients, 16 MiB. */
+#define NBD_LISTENER_REPLY_BUFFER (128u << 10)
+#define NBD_LISTENER_DEFAULT_HANDSHAKE_TIMEOUT_S 10u
+
+struct nbd_listener_options {
+        const struct nbd_export *exports; /* the first is the default export */
+        size_t n_exports;
+        unsigned handshake_timeout_ms;    /* 0: none */
+};
+
+/* Serves clients of listen_fd until stop_fd becomes readable, then ends
+ * every session and returns once each client's thread has. */
+int nbd_listener_run(int listen_fd, int stop_fd, const struct nbd_listener_options *o);
