@@ -1,6 +1,7 @@
 #include "http.h"
 
 #include "curl_api.h"
+#include "http_response.h"
 #include "log.h"
 
 #include <errno.h>
@@ -24,11 +25,10 @@ struct attempt {
         struct http_conn *conn;
         const char *url;
         uint64_t start, len;      /* what this attempt asked for */
+        bool need_total;          /* the caller wants the resource's size */
         uint64_t delivered;       /* bytes handed to the sink in this attempt */
         long status;              /* of the final response */
-        bool have_range;
-        uint64_t range_first, range_last, range_total;
-        unsigned retry_after_s;
+        struct http_response resp; /* its headers */
         bool checked;             /* status and range checked at the first body byte */
         int sink_err;             /* the sink refused: never retried */
         int fatal_err;            /* the server cannot serve us: never retried */
@@ -101,32 +101,9 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *opaque)
 {
         struct attempt *a = opaque;
         size_t n = size * nmemb;
-        char line[256];
-        unsigned long long first, last, total;
-        unsigned secs;
 
         a->conn->bytes_received += n;
-        if (n >= sizeof(line))
-                return n;
-        memcpy(line, buf, n);
-        line[n] = '\0';
-        if (strncmp(line, "HTTP/", 5) == 0) {
-                /* A new response (after a redirect or a 100): forget the last one's headers. */
-                a->have_range = false;
-                a->retry_after_s = 0;
-        } else if (strncasecmp(line, "Content-Range:", 14) == 0) {
-                if (sscanf(line + 14, " bytes %llu-%llu/%llu", &first, &last, &total) == 3) {
-                        a->have_range = true;
-                        a->range_first = first;
-                        a->range_last = last;
-                        a->range_total = total;
-                } else {
-                        a->have_range = true;
-                        a->range_first = UINT64_MAX;
-                }
-        } else if (strncasecmp(line, "Retry-After:", 12) == 0 && sscanf(line + 12, " %u", &secs) == 1) {
-                a->retry_after_s = secs;
-        }
+        http_response_header(&a->resp, buf, n, time(NULL));
         return n;
 }
 
@@ -134,24 +111,20 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *opaque)
 static bool response_acceptable(struct attempt *a)
 {
         libcurl.easy_getinfo(a->conn->curl, CURLINFO_RESPONSE_CODE, &a->status);
-        if (a->status == 200) {
-                snprintf(a->reason, sizeof(a->reason),
-                         "the server ignored the Range request (answered 200, not 206); ihop needs HTTP range support");
+        switch (http_response_check(&a->resp, a->status, a->start, a->len, a->need_total, a->reason,
+                                    sizeof(a->reason))) {
+        case HTTP_VERDICT_OK:
+                return true;
+        case HTTP_VERDICT_NO_RANGES:
                 a->fatal_err = -ENOTSUP;
                 return false;
-        }
-        if (a->status != 206) {
-                snprintf(a->reason, sizeof(a->reason), "HTTP status %ld", a->status);
+        case HTTP_VERDICT_PERMANENT:
+                a->fatal_err = -EIO;
                 return false;
+        case HTTP_VERDICT_RETRY:
+                break;
         }
-        if (!a->have_range || a->range_first != a->start || a->range_last != a->start + a->len - 1 ||
-            a->range_last >= a->range_total) {
-                snprintf(a->reason, sizeof(a->reason),
-                         "the server sent a wrong Content-Range (asked for bytes %" PRIu64 "-%" PRIu64 ")",
-                         a->start, a->start + a->len - 1);
-                return false;
-        }
-        return true;
+        return false;
 }
 
 static size_t on_body(char *buf, size_t size, size_t nmemb, void *opaque)
@@ -278,12 +251,6 @@ static int run_attempt(struct attempt *a)
         return -EIO;
 }
 
-static bool status_is_permanent(long status)
-{
-        /* 408 Request Timeout and 429 Too Many Requests are worth another try. */
-        return status >= 400 && status < 500 && status != 408 && status != 429;
-}
-
 int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, http_sink sink,
                    void *opaque, uint64_t *total_size)
 {
@@ -294,7 +261,7 @@ int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_
         for (;;) {
                 struct attempt a = {
                         .conn = c, .url = url, .start = start + done, .len = len - done,
-                        .sink = sink, .opaque = opaque,
+                        .need_total = total_size != NULL, .sink = sink, .opaque = opaque,
                 };
                 int err = run_attempt(&a);
                 done += a.delivered;
@@ -302,22 +269,21 @@ int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_
                         err = 0; /* every byte asked for arrived; what went wrong came after */
                 if (err == 0) {
                         if (total_size)
-                                *total_size = a.range_total;
+                                *total_size = a.resp.range_total;
                         return 0;
                 }
                 if (err == a.sink_err)
                         return err;
                 if (o->cancel && atomic_load(o->cancel))
                         return -ECANCELED; /* the job failed elsewhere and said why */
-                if (err == -ENOTSUP || err == -EINVAL || status_is_permanent(a.status) ||
-                    attempt_no >= o->retry_count) {
+                if (a.fatal_err < 0 || err == -EINVAL || attempt_no >= o->retry_count) {
                         log_error("%s: %s", url, a.reason);
                         return err == -EINVAL || err == -ENOTSUP ? err : -EIO;
                 }
                 attempt_no++;
                 unsigned delay = o->retry_delay_s;
-                if (a.retry_after_s > delay)
-                        delay = a.retry_after_s < HTTP_MAX_RETRY_AFTER_S ? a.retry_after_s : HTTP_MAX_RETRY_AFTER_S;
+                if (a.resp.retry_after_s > delay)
+                        delay = a.resp.retry_after_s;
                 log_warn("%s: %s; retrying from byte %" PRIu64 " (%u of %u) in %u s", url, a.reason,
                          start + done, attempt_no, o->retry_count, delay);
                 /* Wait in steps, so that a job failing elsewhere stops the wait. */
