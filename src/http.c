@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,10 +108,77 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *opaque)
         return n;
 }
 
+/* Records why the attempt cannot succeed, ever; returns err. */
+static int __attribute__((format(printf, 3, 4))) fail(struct attempt *a, int err, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(a->reason, sizeof(a->reason), fmt, ap);
+        va_end(ap);
+        a->fatal_err = err;
+        return err;
+}
+
+static const char *libcurl_version(void)
+{
+        const curl_version_info_data *v = libcurl.version_info(CURLVERSION_NOW);
+
+        return v && v->version ? v->version : "(unknown version)";
+}
+
+/* Every option matters (a lost one could mean a protocol or a header not
+ * restricted): one that libcurl refuses fails the transfer, named. */
+#define SET(a, opt, val) option_set((a), #opt, libcurl.easy_setopt((a)->conn->curl, (opt), (val)))
+#define GET(a, info, ptr) info_get((a), #info, libcurl.easy_getinfo((a)->conn->curl, (info), (ptr)))
+
+static bool option_set(struct attempt *a, const char *name, CURLcode res)
+{
+        if (res == CURLE_OK)
+                return true;
+        fail(a, -ENOTSUP, "libcurl %s refuses %s: %s", libcurl_version(), name, libcurl.easy_strerror(res));
+        return false;
+}
+
+static bool info_get(struct attempt *a, const char *name, CURLcode res)
+{
+        if (res == CURLE_OK)
+                return true;
+        fail(a, -ENOTSUP, "libcurl %s cannot tell %s: %s", libcurl_version(), name, libcurl.easy_strerror(res));
+        return false;
+}
+
+/* Only http and https: no URL, whatever a server redirects to, may reach
+ * file://, ftp://, ldap:// and the other protocols libcurl speaks. */
+static bool restrict_protocols(struct attempt *a)
+{
+        CURL *curl = a->conn->curl;
+        CURLcode res;
+
+        res = libcurl.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (res == CURLE_OK)
+                res = libcurl.easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        if (res == CURLE_UNKNOWN_OPTION) {
+                /* libcurl before 7.85 has only the bitmasks, deprecated since. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+                res = libcurl.easy_setopt(curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+                if (res == CURLE_OK)
+                        res = libcurl.easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#pragma GCC diagnostic pop
+        }
+        if (res == CURLE_OK)
+                return true;
+        fail(a, -ENOTSUP, "libcurl %s cannot restrict protocols to http and https (%s): refusing to fetch",
+             libcurl_version(), libcurl.easy_strerror(res));
+        return false;
+}
+
 /* Checks the response before its first body byte is used. */
 static bool response_acceptable(struct attempt *a)
 {
-        libcurl.easy_getinfo(a->conn->curl, CURLINFO_RESPONSE_CODE, &a->status);
+        if (!GET(a, CURLINFO_RESPONSE_CODE, &a->status))
+                return false;
         switch (http_response_check(&a->resp, a->status, a->start, a->len, a->need_total, a->reason,
                                     sizeof(a->reason))) {
         case HTTP_VERDICT_OK:
@@ -195,36 +263,36 @@ static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_
         return 0;
 }
 
+static bool set_options(struct attempt *a, const char *range)
+{
+        const struct http_options *o = a->conn->opts;
+
+        if (!SET(a, CURLOPT_URL, a->url) || !SET(a, CURLOPT_RANGE, range) || !SET(a, CURLOPT_NOSIGNAL, 1L) ||
+            !SET(a, CURLOPT_FOLLOWLOCATION, 1L) || !SET(a, CURLOPT_MAXREDIRS, 10L) ||
+            !SET(a, CURLOPT_USERAGENT, "ihop/" IHOP_VERSION) || !SET(a, CURLOPT_HTTPHEADER, a->conn->headers) ||
+            !SET(a, CURLOPT_HEADERFUNCTION, on_header) || !SET(a, CURLOPT_HEADERDATA, a) ||
+            !SET(a, CURLOPT_WRITEFUNCTION, on_body) || !SET(a, CURLOPT_WRITEDATA, a) || !restrict_protocols(a))
+                return false;
+        if (o->timeout_s && !SET(a, CURLOPT_CONNECTTIMEOUT, (long)o->timeout_s))
+                return false;
+        if ((o->timeout_s || o->cancel) &&
+            (!SET(a, CURLOPT_NOPROGRESS, 0L) || !SET(a, CURLOPT_XFERINFOFUNCTION, on_progress) ||
+             !SET(a, CURLOPT_XFERINFODATA, a)))
+                return false;
+        return true;
+}
+
 static int run_attempt(struct attempt *a)
 {
         CURL *curl = a->conn->curl;
-        const struct http_options *o = a->conn->opts;
         char range[64];
         CURLcode res;
 
         snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, a->start, a->start + a->len - 1);
         libcurl.easy_reset(curl);
-        libcurl.easy_setopt(curl, CURLOPT_URL, a->url);
-        libcurl.easy_setopt(curl, CURLOPT_RANGE, range);
-        libcurl.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-        libcurl.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-        libcurl.easy_setopt(curl, CURLOPT_MAXREDIRS, 10L);
-        libcurl.easy_setopt(curl, CURLOPT_USERAGENT, "ihop/" IHOP_VERSION);
-        libcurl.easy_setopt(curl, CURLOPT_HTTPHEADER, a->conn->headers);
-        libcurl.easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-        libcurl.easy_setopt(curl, CURLOPT_HEADERDATA, a);
-        libcurl.easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-        libcurl.easy_setopt(curl, CURLOPT_WRITEDATA, a);
-        libcurl.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-        libcurl.easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-        if (o->timeout_s)
-                libcurl.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)o->timeout_s);
-        if (o->timeout_s || o->cancel) {
-                clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
-                libcurl.easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-                libcurl.easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-                libcurl.easy_setopt(curl, CURLOPT_XFERINFODATA, a);
-        }
+        if (!set_options(a, range))
+                return a->fatal_err;
+        clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
 
         res = libcurl.easy_perform(curl);
         if (a->sink_err < 0)
