@@ -1,6 +1,8 @@
 #include "http.h"
 
+#include "cleanup.h"
 #include "curl_api.h"
+#include "http_redirect.h"
 #include "http_response.h"
 #include "log.h"
 
@@ -14,6 +16,11 @@
 #include <strings.h>
 #include <time.h>
 
+/* Redirects followed for one request before giving up on a loop. */
+#define HTTP_MAX_REDIRECTS 10
+/* The longest redirect body read (and dropped). */
+#define HTTP_MAX_REDIRECT_BODY (64 * 1024)
+
 struct http_conn {
         CURL *curl;
         struct curl_slist *headers; /* the options' extra headers, in curl's form */
@@ -21,19 +28,25 @@ struct http_conn {
         uint64_t bytes_received;
 };
 
-/* State of one attempt. */
+/* State of one attempt: a request, and the redirects it leads to. */
 struct attempt {
         struct http_conn *conn;
-        const char *url;
+        const char *url;          /* the URL given, which messages name */
+        char *hop_url;            /* the last request's URL, when a redirect led there */
         uint64_t start, len;      /* what this attempt asked for */
         bool need_total;          /* the caller wants the resource's size */
         uint64_t delivered;       /* bytes handed to the sink in this attempt */
-        long status;              /* of the final response */
-        struct http_response resp; /* its headers */
-        bool checked;             /* status and range checked at the first body byte */
-        int sink_err;             /* the sink refused: never retried */
-        int fatal_err;            /* the server cannot serve us: never retried */
-        char reason[160];         /* why the attempt failed, for the retry message */
+        /* The response to the last request: */
+        long status;
+        struct http_response resp;
+        bool checked;             /* classified, at its first body byte or at its end */
+        bool redirecting;         /* it is a redirect: its body is dropped */
+        uint64_t dropped;         /* bytes of that body dropped */
+        char *redirect_url;       /* where it leads, once it has ended */
+        bool sink_failed;         /* the sink refused (sink_err): never retried */
+        int sink_err;
+        int fatal_err;            /* retrying cannot help: never retried */
+        char reason[512];         /* why the attempt failed, for the messages */
         curl_off_t last_dlnow;    /* progress seen by the idle check */
         struct timespec last_progress;
         http_sink sink;
@@ -108,6 +121,13 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *opaque)
         return n;
 }
 
+static void attempt_release(struct attempt *a)
+{
+        free(a->hop_url);
+        free(a->redirect_url);
+        a->hop_url = a->redirect_url = NULL;
+}
+
 /* Records why the attempt cannot succeed, ever; returns err. */
 static int __attribute__((format(printf, 3, 4))) fail(struct attempt *a, int err, const char *fmt, ...)
 {
@@ -174,11 +194,10 @@ static bool restrict_protocols(struct attempt *a)
         return false;
 }
 
-/* Checks the response before its first body byte is used. */
-static bool response_acceptable(struct attempt *a)
+/* Whether the response can be used for the range asked for; when not,
+ * a->reason says why and a->fatal_err whether retrying is pointless. */
+static bool check_range(struct attempt *a)
 {
-        if (!GET(a, CURLINFO_RESPONSE_CODE, &a->status))
-                return false;
         switch (http_response_check(&a->resp, a->status, a->start, a->len, a->need_total, a->reason,
                                     sizeof(a->reason))) {
         case HTTP_VERDICT_OK:
@@ -195,16 +214,56 @@ static bool response_acceptable(struct attempt *a)
         return false;
 }
 
+/* Before the first byte of a body is used (or at the end of a response
+ * without one): is it the range asked for, or a redirect? */
+static bool classify_response(struct attempt *a)
+{
+        a->checked = true;
+        if (!GET(a, CURLINFO_RESPONSE_CODE, &a->status))
+                return false;
+        /* Where a redirect leads is known once its response has ended. */
+        a->redirecting = a->status == 301 || a->status == 302 || a->status == 303 || a->status == 307 ||
+                         a->status == 308;
+        return a->redirecting || check_range(a);
+}
+
+/* A redirect's response has ended: 1 with a->redirect_url set, or a
+ * negative errno. */
+static int take_redirect(struct attempt *a)
+{
+        char *target = NULL;
+
+        /* libcurl resolves the Location (relative ones too) without following it. */
+        if (!GET(a, CURLINFO_REDIRECT_URL, &target))
+                return a->fatal_err;
+        if (!target) {
+                check_range(a); /* no Location: fails on the status */
+                return a->fatal_err < 0 ? a->fatal_err : -EIO;
+        }
+        a->redirect_url = strdup(target);
+        if (!a->redirect_url)
+                return fail(a, -ENOMEM, "out of memory");
+        return 1;
+}
+
 static size_t on_body(char *buf, size_t size, size_t nmemb, void *opaque)
 {
         struct attempt *a = opaque;
         size_t n = size * nmemb;
 
         a->conn->bytes_received += n;
-        if (!a->checked) {
-                a->checked = true;
-                if (!response_acceptable(a))
-                        return CURL_WRITEFUNC_ERROR;
+        if (!a->checked && !classify_response(a))
+                return CURL_WRITEFUNC_ERROR;
+        if (a->redirecting) {
+                /* Not the resource: dropped, and read to its end so that the
+                 * connection is kept (libcurl tells where a redirect leads
+                 * only then). A body this long is no redirect page. */
+                a->dropped += n;
+                if (a->dropped <= HTTP_MAX_REDIRECT_BODY)
+                        return n;
+                fail(a, -EIO, "the server sent a redirect with a body of more than %d KiB",
+                     HTTP_MAX_REDIRECT_BODY / 1024);
+                return CURL_WRITEFUNC_ERROR;
         }
         if (n > a->len - a->delivered) {
                 /* Keep what was asked for; the surplus ends the transfer, and a
@@ -213,15 +272,19 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *opaque)
                 snprintf(a->reason, sizeof(a->reason), "the server sent more bytes than asked for");
                 if (want > 0) {
                         a->sink_err = a->sink((const uint8_t *)buf, want, a->opaque);
-                        if (a->sink_err < 0)
+                        if (a->sink_err < 0) {
+                                a->sink_failed = true;
                                 return CURL_WRITEFUNC_ERROR;
+                        }
                         a->delivered += want;
                 }
                 return CURL_WRITEFUNC_ERROR;
         }
         a->sink_err = a->sink((const uint8_t *)buf, n, a->opaque);
-        if (a->sink_err < 0)
+        if (a->sink_err < 0) {
+                a->sink_failed = true;
                 return CURL_WRITEFUNC_ERROR;
+        }
         a->delivered += n;
         return n;
 }
@@ -263,15 +326,18 @@ static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_
         return 0;
 }
 
-static bool set_options(struct attempt *a, const char *range)
+static bool set_options(struct attempt *a, const char *url, const char *range, bool with_headers)
 {
         const struct http_options *o = a->conn->opts;
 
-        if (!SET(a, CURLOPT_URL, a->url) || !SET(a, CURLOPT_RANGE, range) || !SET(a, CURLOPT_NOSIGNAL, 1L) ||
-            !SET(a, CURLOPT_FOLLOWLOCATION, 1L) || !SET(a, CURLOPT_MAXREDIRS, 10L) ||
-            !SET(a, CURLOPT_USERAGENT, "ihop/" IHOP_VERSION) || !SET(a, CURLOPT_HTTPHEADER, a->conn->headers) ||
+        if (!SET(a, CURLOPT_URL, url) || !SET(a, CURLOPT_RANGE, range) || !SET(a, CURLOPT_NOSIGNAL, 1L) ||
+            /* Redirects are followed one by one in run_attempt, which decides
+             * where they may lead and with which headers. */
+            !SET(a, CURLOPT_FOLLOWLOCATION, 0L) || !SET(a, CURLOPT_USERAGENT, "ihop/" IHOP_VERSION) ||
             !SET(a, CURLOPT_HEADERFUNCTION, on_header) || !SET(a, CURLOPT_HEADERDATA, a) ||
             !SET(a, CURLOPT_WRITEFUNCTION, on_body) || !SET(a, CURLOPT_WRITEDATA, a) || !restrict_protocols(a))
+                return false;
+        if (with_headers && a->conn->headers && !SET(a, CURLOPT_HTTPHEADER, a->conn->headers))
                 return false;
         if (o->timeout_s && !SET(a, CURLOPT_CONNECTTIMEOUT, (long)o->timeout_s))
                 return false;
@@ -282,29 +348,40 @@ static bool set_options(struct attempt *a, const char *range)
         return true;
 }
 
-static int run_attempt(struct attempt *a)
+/* One request to url: 0 when the range arrived whole, 1 when the response
+ * is a redirect to a->redirect_url, or a negative errno (a->reason says
+ * why). */
+static int request(struct attempt *a, const char *url, bool with_headers)
 {
         CURL *curl = a->conn->curl;
         char range[64];
         CURLcode res;
 
+        http_response_init(&a->resp);
+        a->status = 0;
+        a->checked = false;
+        a->redirecting = false;
+        free(a->redirect_url);
+        a->redirect_url = NULL;
+        a->dropped = 0;
+        a->last_dlnow = 0;
+        a->reason[0] = '\0';
         snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, a->start, a->start + a->len - 1);
         libcurl.easy_reset(curl);
-        if (!set_options(a, range))
+        if (!set_options(a, url, range, with_headers))
                 return a->fatal_err;
         clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
 
         res = libcurl.easy_perform(curl);
-        if (a->sink_err < 0)
+        if (a->sink_failed)
                 return a->sink_err;
         if (a->fatal_err < 0)
                 return a->fatal_err;
+        if (res == CURLE_OK && !a->checked && !classify_response(a))
+                return a->fatal_err < 0 ? a->fatal_err : -EIO;
+        if (res == CURLE_OK && a->redirecting)
+                return take_redirect(a);
         if (res == CURLE_OK) {
-                if (!a->checked) {
-                        a->checked = true;
-                        if (!response_acceptable(a))
-                                return -EIO;
-                }
                 if (a->delivered == a->len)
                         return 0;
                 snprintf(a->reason, sizeof(a->reason), "the body ended after %" PRIu64 " of %" PRIu64 " bytes",
@@ -315,8 +392,41 @@ static int run_attempt(struct attempt *a)
                 snprintf(a->reason, sizeof(a->reason), "%s", libcurl.easy_strerror(res));
         /* Bad URLs and unsupported schemes do not get better by retrying. */
         if (res == CURLE_URL_MALFORMAT || res == CURLE_UNSUPPORTED_PROTOCOL || res == CURLE_COULDNT_RESOLVE_HOST)
-                return -EINVAL;
+                return fail(a, -EINVAL, "%s", a->reason);
         return -EIO;
+}
+
+/* The request for the range, then the redirects it leads to. The extra
+ * headers go along only while every hop stays in the origin given: a
+ * server elsewhere is not trusted to send us back with them. */
+static int run_attempt(struct attempt *a)
+{
+        const char *url = a->url;
+        bool with_headers = true;
+
+        for (unsigned redirects = 0;; redirects++) {
+                int r = request(a, url, with_headers);
+                if (r <= 0)
+                        return r;
+                if (redirects == HTTP_MAX_REDIRECTS)
+                        return fail(a, -ELOOP, "more than %d redirects", HTTP_MAX_REDIRECTS);
+                switch (http_redirect_decide(url, strlen(url), a->redirect_url, strlen(a->redirect_url))) {
+                case HTTP_REDIRECT_SAME_ORIGIN:
+                        break;
+                case HTTP_REDIRECT_OTHER_ORIGIN:
+                        with_headers = false;
+                        break;
+                case HTTP_REDIRECT_DOWNGRADE:
+                        return fail(a, -EPERM, "refusing the redirect from https to http (to %s): it would leave TLS",
+                                    a->redirect_url);
+                case HTTP_REDIRECT_BAD_URL:
+                        return fail(a, -EPERM, "refusing the redirect to %s: only http and https URLs are fetched",
+                                    a->redirect_url);
+                }
+                free(a->hop_url);
+                a->hop_url = TAKE_PTR(a->redirect_url);
+                url = a->hop_url;
+        }
 }
 
 int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, http_sink sink,
@@ -333,27 +443,38 @@ int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_
                 };
                 int err = run_attempt(&a);
                 done += a.delivered;
-                if (err < 0 && done == len && err != a.sink_err)
+                if (err < 0 && done == len && !a.sink_failed)
                         err = 0; /* every byte asked for arrived; what went wrong came after */
                 if (err == 0) {
                         if (total_size)
                                 *total_size = a.resp.range_total;
+                        attempt_release(&a);
                         return 0;
                 }
-                if (err == a.sink_err)
+                if (a.sink_failed) {
+                        attempt_release(&a);
                         return err;
-                if (o->cancel && atomic_load(o->cancel))
+                }
+                if (o->cancel && atomic_load(o->cancel)) {
+                        attempt_release(&a);
                         return -ECANCELED; /* the job failed elsewhere and said why */
-                if (a.fatal_err < 0 || err == -EINVAL || attempt_no >= o->retry_count) {
-                        log_error("%s: %s", url, a.reason);
-                        return err == -EINVAL || err == -ENOTSUP ? err : -EIO;
+                }
+                /* Which server said so, when a redirect led elsewhere. */
+                const char *via = a.hop_url ? " (after a redirect to " : "";
+                const char *hop = a.hop_url ? a.hop_url : "";
+                const char *via_end = a.hop_url ? ")" : "";
+                if (a.fatal_err < 0 || attempt_no >= o->retry_count) {
+                        log_error("%s: %s%s%s%s", url, a.reason, via, hop, via_end);
+                        attempt_release(&a);
+                        return a.fatal_err < 0 ? a.fatal_err : -EIO;
                 }
                 attempt_no++;
                 unsigned delay = o->retry_delay_s;
                 if (a.resp.retry_after_s > delay)
                         delay = a.resp.retry_after_s;
-                log_warn("%s: %s; retrying from byte %" PRIu64 " (%u of %u) in %u s", url, a.reason,
-                         start + done, attempt_no, o->retry_count, delay);
+                log_warn("%s: %s%s%s%s; retrying from byte %" PRIu64 " (%u of %u) in %u s", url, a.reason, via, hop,
+                         via_end, start + done, attempt_no, o->retry_count, delay);
+                attempt_release(&a);
                 /* Wait in steps, so that a job failing elsewhere stops the wait. */
                 for (unsigned ms = 0; ms < delay * 1000u; ms += 100) {
                         struct timespec ts = { 0, 100 * 1000 * 1000 };

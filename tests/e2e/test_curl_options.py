@@ -189,6 +189,21 @@ def test_without_protocols_str_the_bitmask_restricts(tmp_path, archives, real_li
     assert not any(l.startswith(("PROTOCOLS_STR", "REDIR_PROTOCOLS_STR")) for l in log)
 
 
+def test_without_protocols_str_a_redirect_to_ftp_is_refused(tmp_path, real_libcurl):
+    env = build_shim(tmp_path, real_libcurl, "CURLOPT_PROTOCOLS_STR", "CURLOPT_REDIR_PROTOCOLS_STR")
+    store = tmp_path / "store"
+    with FaultServer(FIXTURES / SMALL) as srv:
+        target = f"ftp://127.0.0.1:{srv.server_address[1]}/x.cba"
+        srv.redirects["/moved.cba"] = (302, target)
+        url = f"http://127.0.0.1:{srv.server_address[1]}/moved.cba"
+        r = clone_with(env, url, store / "rel", "--http-retry-delay", "0")
+        n_requests = len(srv.requests)
+    assert_one_error_line(r, url, target, "refusing")
+    assert n_requests == 1
+    assert "PROTOCOLS=3" in shim_log(tmp_path)
+    assert_no_release_and_clean(store, "rel")
+
+
 def test_libcurl_that_cannot_restrict_protocols_is_refused(tmp_path, real_libcurl):
     env = build_shim(tmp_path, real_libcurl, "CURLOPT_PROTOCOLS_STR", "CURLOPT_REDIR_PROTOCOLS_STR",
                      "CURLOPT_PROTOCOLS", "CURLOPT_REDIR_PROTOCOLS")
