@@ -4,7 +4,7 @@ set -eu
 PACKAGES="build-essential meson ninja-build pkg-config protobuf-c-compiler libprotobuf-c-dev
   libcurl4-openssl-dev libbrotli-dev libzstd-dev liblzma-dev libsodium-dev libcmocka-dev
   libnl-genl-3-dev libfuse3-dev fuse3 libjson-c-dev
-  python3 python3-pytest python3-brotli nginx-light e2fsprogs coreutils libnbd-bin zstd file
+  python3 python3-pytest python3-brotli nginx-light openssl e2fsprogs coreutils libnbd-bin zstd file
   qemu-system-x86 busybox-static cpio"
 missing=""
 for p in $PACKAGES; do

@@ -31,7 +31,7 @@ static void clone_usage(FILE *f)
                 "  --http-retry-count N     retries of a failed transfer (default %d)\n"
                 "  --http-retry-delay SECS  delay before a retry (default %d)\n"
                 "  --http-timeout SECS      fail an attempt after this long without data (default %d, 0: never)\n"
-                "  --http-header 'K: V'     add an HTTP request header (repeatable)\n",
+                "  --http-header 'K: V'     request header for SOURCE's origin only (repeatable)\n",
                 HTTP_DEFAULT_RETRY_COUNT, HTTP_DEFAULT_RETRY_DELAY_S, HTTP_DEFAULT_TIMEOUT_S);
 }
 

@@ -31,6 +31,7 @@ static const struct {
         { "curl_easy_strerror", offsetof(struct curl_api, easy_strerror) },
         { "curl_slist_append", offsetof(struct curl_api, slist_append) },
         { "curl_slist_free_all", offsetof(struct curl_api, slist_free_all) },
+        { "curl_version_info", offsetof(struct curl_api, version_info) },
 };
 
 static int load(void)

@@ -20,6 +20,7 @@ struct curl_api {
         const char *(*easy_strerror)(CURLcode code);
         struct curl_slist *(*slist_append)(struct curl_slist *list, const char *string);
         void (*slist_free_all)(struct curl_slist *list);
+        curl_version_info_data *(*version_info)(CURLversion age);
 };
 
 /* Valid once curl_api_load has returned 0. */

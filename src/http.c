@@ -1,16 +1,25 @@
 #include "http.h"
 
+#include "cleanup.h"
 #include "curl_api.h"
+#include "http_redirect.h"
+#include "http_response.h"
 #include "log.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+/* Redirects followed for one request before giving up on a loop. */
+#define HTTP_MAX_REDIRECTS 10
+/* The longest redirect body read (and dropped). */
+#define HTTP_MAX_REDIRECT_BODY (64 * 1024)
 
 struct http_conn {
         CURL *curl;
@@ -19,20 +28,25 @@ struct http_conn {
         uint64_t bytes_received;
 };
 
-/* State of one attempt. */
+/* State of one attempt: a request, and the redirects it leads to. */
 struct attempt {
         struct http_conn *conn;
-        const char *url;
+        const char *url;          /* the URL given, which messages name */
+        char *hop_url;            /* the last request's URL, when a redirect led there */
         uint64_t start, len;      /* what this attempt asked for */
+        bool need_total;          /* the caller wants the resource's size */
         uint64_t delivered;       /* bytes handed to the sink in this attempt */
-        long status;              /* of the final response */
-        bool have_range;
-        uint64_t range_first, range_last, range_total;
-        unsigned retry_after_s;
-        bool checked;             /* status and range checked at the first body byte */
-        int sink_err;             /* the sink refused: never retried */
-        int fatal_err;            /* the server cannot serve us: never retried */
-        char reason[160];         /* why the attempt failed, for the retry message */
+        /* The response to the last request: */
+        long status;
+        struct http_response resp;
+        bool checked;             /* classified, at its first body byte or at its end */
+        bool redirecting;         /* it is a redirect: its body is dropped */
+        uint64_t dropped;         /* bytes of that body dropped */
+        char *redirect_url;       /* where it leads, once it has ended */
+        bool sink_failed;         /* the sink refused (sink_err): never retried */
+        int sink_err;
+        int fatal_err;            /* retrying cannot help: never retried */
+        char reason[512];         /* why the attempt failed, for the messages */
         curl_off_t last_dlnow;    /* progress seen by the idle check */
         struct timespec last_progress;
         http_sink sink;
@@ -101,57 +115,135 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *opaque)
 {
         struct attempt *a = opaque;
         size_t n = size * nmemb;
-        char line[256];
-        unsigned long long first, last, total;
-        unsigned secs;
 
         a->conn->bytes_received += n;
-        if (n >= sizeof(line))
-                return n;
-        memcpy(line, buf, n);
-        line[n] = '\0';
-        if (strncmp(line, "HTTP/", 5) == 0) {
-                /* A new response (after a redirect or a 100): forget the last one's headers. */
-                a->have_range = false;
-                a->retry_after_s = 0;
-        } else if (strncasecmp(line, "Content-Range:", 14) == 0) {
-                if (sscanf(line + 14, " bytes %llu-%llu/%llu", &first, &last, &total) == 3) {
-                        a->have_range = true;
-                        a->range_first = first;
-                        a->range_last = last;
-                        a->range_total = total;
-                } else {
-                        a->have_range = true;
-                        a->range_first = UINT64_MAX;
-                }
-        } else if (strncasecmp(line, "Retry-After:", 12) == 0 && sscanf(line + 12, " %u", &secs) == 1) {
-                a->retry_after_s = secs;
-        }
+        http_response_header(&a->resp, buf, n, time(NULL));
         return n;
 }
 
-/* Checks the response before its first body byte is used. */
-static bool response_acceptable(struct attempt *a)
+static void attempt_release(struct attempt *a)
 {
-        libcurl.easy_getinfo(a->conn->curl, CURLINFO_RESPONSE_CODE, &a->status);
-        if (a->status == 200) {
-                snprintf(a->reason, sizeof(a->reason),
-                         "the server ignored the Range request (answered 200, not 206); ihop needs HTTP range support");
+        free(a->hop_url);
+        free(a->redirect_url);
+        a->hop_url = a->redirect_url = NULL;
+}
+
+/* Records why the attempt cannot succeed, ever; returns err. */
+static int __attribute__((format(printf, 3, 4))) fail(struct attempt *a, int err, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(a->reason, sizeof(a->reason), fmt, ap);
+        va_end(ap);
+        a->fatal_err = err;
+        return err;
+}
+
+static const char *libcurl_version(void)
+{
+        const curl_version_info_data *v = libcurl.version_info(CURLVERSION_NOW);
+
+        return v && v->version ? v->version : "(unknown version)";
+}
+
+/* Every option matters (a lost one could mean a protocol or a header not
+ * restricted): one that libcurl refuses fails the transfer, named. */
+#define SET(a, opt, val) option_set((a), #opt, libcurl.easy_setopt((a)->conn->curl, (opt), (val)))
+#define GET(a, info, ptr) info_get((a), #info, libcurl.easy_getinfo((a)->conn->curl, (info), (ptr)))
+
+static bool option_set(struct attempt *a, const char *name, CURLcode res)
+{
+        if (res == CURLE_OK)
+                return true;
+        fail(a, -ENOTSUP, "libcurl %s refuses %s: %s", libcurl_version(), name, libcurl.easy_strerror(res));
+        return false;
+}
+
+static bool info_get(struct attempt *a, const char *name, CURLcode res)
+{
+        if (res == CURLE_OK)
+                return true;
+        fail(a, -ENOTSUP, "libcurl %s cannot tell %s: %s", libcurl_version(), name, libcurl.easy_strerror(res));
+        return false;
+}
+
+/* Only http and https: no URL, whatever a server redirects to, may reach
+ * file://, ftp://, ldap:// and the other protocols libcurl speaks. */
+static bool restrict_protocols(struct attempt *a)
+{
+        CURL *curl = a->conn->curl;
+        CURLcode res;
+
+        res = libcurl.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (res == CURLE_OK)
+                res = libcurl.easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        if (res == CURLE_UNKNOWN_OPTION) {
+                /* libcurl before 7.85 has only the bitmasks, deprecated since. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+                res = libcurl.easy_setopt(curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+                if (res == CURLE_OK)
+                        res = libcurl.easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#pragma GCC diagnostic pop
+        }
+        if (res == CURLE_OK)
+                return true;
+        fail(a, -ENOTSUP, "libcurl %s cannot restrict protocols to http and https (%s): refusing to fetch",
+             libcurl_version(), libcurl.easy_strerror(res));
+        return false;
+}
+
+/* Whether the response can be used for the range asked for; when not,
+ * a->reason says why and a->fatal_err whether retrying is pointless. */
+static bool check_range(struct attempt *a)
+{
+        switch (http_response_check(&a->resp, a->status, a->start, a->len, a->need_total, a->reason,
+                                    sizeof(a->reason))) {
+        case HTTP_VERDICT_OK:
+                return true;
+        case HTTP_VERDICT_NO_RANGES:
                 a->fatal_err = -ENOTSUP;
                 return false;
-        }
-        if (a->status != 206) {
-                snprintf(a->reason, sizeof(a->reason), "HTTP status %ld", a->status);
+        case HTTP_VERDICT_PERMANENT:
+                a->fatal_err = -EIO;
                 return false;
+        case HTTP_VERDICT_RETRY:
+                break;
         }
-        if (!a->have_range || a->range_first != a->start || a->range_last != a->start + a->len - 1 ||
-            a->range_last >= a->range_total) {
-                snprintf(a->reason, sizeof(a->reason),
-                         "the server sent a wrong Content-Range (asked for bytes %" PRIu64 "-%" PRIu64 ")",
-                         a->start, a->start + a->len - 1);
+        return false;
+}
+
+/* Before the first byte of a body is used (or at the end of a response
+ * without one): is it the range asked for, or a redirect? */
+static bool classify_response(struct attempt *a)
+{
+        a->checked = true;
+        if (!GET(a, CURLINFO_RESPONSE_CODE, &a->status))
                 return false;
+        /* Where a redirect leads is known once its response has ended. */
+        a->redirecting = a->status == 301 || a->status == 302 || a->status == 303 || a->status == 307 ||
+                         a->status == 308;
+        return a->redirecting || check_range(a);
+}
+
+/* A redirect's response has ended: 1 with a->redirect_url set, or a
+ * negative errno. */
+static int take_redirect(struct attempt *a)
+{
+        char *target = NULL;
+
+        /* libcurl resolves the Location (relative ones too) without following it. */
+        if (!GET(a, CURLINFO_REDIRECT_URL, &target))
+                return a->fatal_err;
+        if (!target) {
+                check_range(a); /* no Location: fails on the status */
+                return a->fatal_err < 0 ? a->fatal_err : -EIO;
         }
-        return true;
+        a->redirect_url = strdup(target);
+        if (!a->redirect_url)
+                return fail(a, -ENOMEM, "out of memory");
+        return 1;
 }
 
 static size_t on_body(char *buf, size_t size, size_t nmemb, void *opaque)
@@ -160,10 +252,18 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *opaque)
         size_t n = size * nmemb;
 
         a->conn->bytes_received += n;
-        if (!a->checked) {
-                a->checked = true;
-                if (!response_acceptable(a))
-                        return CURL_WRITEFUNC_ERROR;
+        if (!a->checked && !classify_response(a))
+                return CURL_WRITEFUNC_ERROR;
+        if (a->redirecting) {
+                /* Not the resource: dropped, and read to its end so that the
+                 * connection is kept (libcurl tells where a redirect leads
+                 * only then). A body this long is no redirect page. */
+                a->dropped += n;
+                if (a->dropped <= HTTP_MAX_REDIRECT_BODY)
+                        return n;
+                fail(a, -EIO, "the server sent a redirect with a body of more than %d KiB",
+                     HTTP_MAX_REDIRECT_BODY / 1024);
+                return CURL_WRITEFUNC_ERROR;
         }
         if (n > a->len - a->delivered) {
                 /* Keep what was asked for; the surplus ends the transfer, and a
@@ -172,15 +272,19 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *opaque)
                 snprintf(a->reason, sizeof(a->reason), "the server sent more bytes than asked for");
                 if (want > 0) {
                         a->sink_err = a->sink((const uint8_t *)buf, want, a->opaque);
-                        if (a->sink_err < 0)
+                        if (a->sink_err < 0) {
+                                a->sink_failed = true;
                                 return CURL_WRITEFUNC_ERROR;
+                        }
                         a->delivered += want;
                 }
                 return CURL_WRITEFUNC_ERROR;
         }
         a->sink_err = a->sink((const uint8_t *)buf, n, a->opaque);
-        if (a->sink_err < 0)
+        if (a->sink_err < 0) {
+                a->sink_failed = true;
                 return CURL_WRITEFUNC_ERROR;
+        }
         a->delivered += n;
         return n;
 }
@@ -222,48 +326,62 @@ static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_
         return 0;
 }
 
-static int run_attempt(struct attempt *a)
+static bool set_options(struct attempt *a, const char *url, const char *range, bool with_headers)
+{
+        const struct http_options *o = a->conn->opts;
+
+        if (!SET(a, CURLOPT_URL, url) || !SET(a, CURLOPT_RANGE, range) || !SET(a, CURLOPT_NOSIGNAL, 1L) ||
+            /* Redirects are followed one by one in run_attempt, which decides
+             * where they may lead and with which headers. */
+            !SET(a, CURLOPT_FOLLOWLOCATION, 0L) || !SET(a, CURLOPT_USERAGENT, "ihop/" IHOP_VERSION) ||
+            !SET(a, CURLOPT_HEADERFUNCTION, on_header) || !SET(a, CURLOPT_HEADERDATA, a) ||
+            !SET(a, CURLOPT_WRITEFUNCTION, on_body) || !SET(a, CURLOPT_WRITEDATA, a) || !restrict_protocols(a))
+                return false;
+        if (with_headers && a->conn->headers && !SET(a, CURLOPT_HTTPHEADER, a->conn->headers))
+                return false;
+        if (o->timeout_s && !SET(a, CURLOPT_CONNECTTIMEOUT, (long)o->timeout_s))
+                return false;
+        if ((o->timeout_s || o->cancel) &&
+            (!SET(a, CURLOPT_NOPROGRESS, 0L) || !SET(a, CURLOPT_XFERINFOFUNCTION, on_progress) ||
+             !SET(a, CURLOPT_XFERINFODATA, a)))
+                return false;
+        return true;
+}
+
+/* One request to url: 0 when the range arrived whole, 1 when the response
+ * is a redirect to a->redirect_url, or a negative errno (a->reason says
+ * why). */
+static int request(struct attempt *a, const char *url, bool with_headers)
 {
         CURL *curl = a->conn->curl;
-        const struct http_options *o = a->conn->opts;
         char range[64];
         CURLcode res;
 
+        http_response_init(&a->resp);
+        a->status = 0;
+        a->checked = false;
+        a->redirecting = false;
+        free(a->redirect_url);
+        a->redirect_url = NULL;
+        a->dropped = 0;
+        a->last_dlnow = 0;
+        a->reason[0] = '\0';
         snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, a->start, a->start + a->len - 1);
         libcurl.easy_reset(curl);
-        libcurl.easy_setopt(curl, CURLOPT_URL, a->url);
-        libcurl.easy_setopt(curl, CURLOPT_RANGE, range);
-        libcurl.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-        libcurl.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-        libcurl.easy_setopt(curl, CURLOPT_MAXREDIRS, 10L);
-        libcurl.easy_setopt(curl, CURLOPT_USERAGENT, "ihop/" IHOP_VERSION);
-        libcurl.easy_setopt(curl, CURLOPT_HTTPHEADER, a->conn->headers);
-        libcurl.easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-        libcurl.easy_setopt(curl, CURLOPT_HEADERDATA, a);
-        libcurl.easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-        libcurl.easy_setopt(curl, CURLOPT_WRITEDATA, a);
-        libcurl.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-        libcurl.easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-        if (o->timeout_s)
-                libcurl.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)o->timeout_s);
-        if (o->timeout_s || o->cancel) {
-                clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
-                libcurl.easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-                libcurl.easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-                libcurl.easy_setopt(curl, CURLOPT_XFERINFODATA, a);
-        }
+        if (!set_options(a, url, range, with_headers))
+                return a->fatal_err;
+        clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
 
         res = libcurl.easy_perform(curl);
-        if (a->sink_err < 0)
+        if (a->sink_failed)
                 return a->sink_err;
         if (a->fatal_err < 0)
                 return a->fatal_err;
+        if (res == CURLE_OK && !a->checked && !classify_response(a))
+                return a->fatal_err < 0 ? a->fatal_err : -EIO;
+        if (res == CURLE_OK && a->redirecting)
+                return take_redirect(a);
         if (res == CURLE_OK) {
-                if (!a->checked) {
-                        a->checked = true;
-                        if (!response_acceptable(a))
-                                return -EIO;
-                }
                 if (a->delivered == a->len)
                         return 0;
                 snprintf(a->reason, sizeof(a->reason), "the body ended after %" PRIu64 " of %" PRIu64 " bytes",
@@ -274,14 +392,41 @@ static int run_attempt(struct attempt *a)
                 snprintf(a->reason, sizeof(a->reason), "%s", libcurl.easy_strerror(res));
         /* Bad URLs and unsupported schemes do not get better by retrying. */
         if (res == CURLE_URL_MALFORMAT || res == CURLE_UNSUPPORTED_PROTOCOL || res == CURLE_COULDNT_RESOLVE_HOST)
-                return -EINVAL;
+                return fail(a, -EINVAL, "%s", a->reason);
         return -EIO;
 }
 
-static bool status_is_permanent(long status)
+/* The request for the range, then the redirects it leads to. The extra
+ * headers go along only while every hop stays in the origin given: a
+ * server elsewhere is not trusted to send us back with them. */
+static int run_attempt(struct attempt *a)
 {
-        /* 408 Request Timeout and 429 Too Many Requests are worth another try. */
-        return status >= 400 && status < 500 && status != 408 && status != 429;
+        const char *url = a->url;
+        bool with_headers = true;
+
+        for (unsigned redirects = 0;; redirects++) {
+                int r = request(a, url, with_headers);
+                if (r <= 0)
+                        return r;
+                if (redirects == HTTP_MAX_REDIRECTS)
+                        return fail(a, -ELOOP, "more than %d redirects", HTTP_MAX_REDIRECTS);
+                switch (http_redirect_decide(url, strlen(url), a->redirect_url, strlen(a->redirect_url))) {
+                case HTTP_REDIRECT_SAME_ORIGIN:
+                        break;
+                case HTTP_REDIRECT_OTHER_ORIGIN:
+                        with_headers = false;
+                        break;
+                case HTTP_REDIRECT_DOWNGRADE:
+                        return fail(a, -EPERM, "refusing the redirect from https to http (to %s): it would leave TLS",
+                                    a->redirect_url);
+                case HTTP_REDIRECT_BAD_URL:
+                        return fail(a, -EPERM, "refusing the redirect to %s: only http and https URLs are fetched",
+                                    a->redirect_url);
+                }
+                free(a->hop_url);
+                a->hop_url = TAKE_PTR(a->redirect_url);
+                url = a->hop_url;
+        }
 }
 
 int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, http_sink sink,
@@ -294,32 +439,42 @@ int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_
         for (;;) {
                 struct attempt a = {
                         .conn = c, .url = url, .start = start + done, .len = len - done,
-                        .sink = sink, .opaque = opaque,
+                        .need_total = total_size != NULL, .sink = sink, .opaque = opaque,
                 };
                 int err = run_attempt(&a);
                 done += a.delivered;
-                if (err < 0 && done == len && err != a.sink_err)
+                if (err < 0 && done == len && !a.sink_failed)
                         err = 0; /* every byte asked for arrived; what went wrong came after */
                 if (err == 0) {
                         if (total_size)
-                                *total_size = a.range_total;
+                                *total_size = a.resp.range_total;
+                        attempt_release(&a);
                         return 0;
                 }
-                if (err == a.sink_err)
+                if (a.sink_failed) {
+                        attempt_release(&a);
                         return err;
-                if (o->cancel && atomic_load(o->cancel))
+                }
+                if (o->cancel && atomic_load(o->cancel)) {
+                        attempt_release(&a);
                         return -ECANCELED; /* the job failed elsewhere and said why */
-                if (err == -ENOTSUP || err == -EINVAL || status_is_permanent(a.status) ||
-                    attempt_no >= o->retry_count) {
-                        log_error("%s: %s", url, a.reason);
-                        return err == -EINVAL || err == -ENOTSUP ? err : -EIO;
+                }
+                /* Which server said so, when a redirect led elsewhere. */
+                const char *via = a.hop_url ? " (after a redirect to " : "";
+                const char *hop = a.hop_url ? a.hop_url : "";
+                const char *via_end = a.hop_url ? ")" : "";
+                if (a.fatal_err < 0 || attempt_no >= o->retry_count) {
+                        log_error("%s: %s%s%s%s", url, a.reason, via, hop, via_end);
+                        attempt_release(&a);
+                        return a.fatal_err < 0 ? a.fatal_err : -EIO;
                 }
                 attempt_no++;
                 unsigned delay = o->retry_delay_s;
-                if (a.retry_after_s > delay)
-                        delay = a.retry_after_s < HTTP_MAX_RETRY_AFTER_S ? a.retry_after_s : HTTP_MAX_RETRY_AFTER_S;
-                log_warn("%s: %s; retrying from byte %" PRIu64 " (%u of %u) in %u s", url, a.reason,
-                         start + done, attempt_no, o->retry_count, delay);
+                if (a.resp.retry_after_s > delay)
+                        delay = a.resp.retry_after_s;
+                log_warn("%s: %s%s%s%s; retrying from byte %" PRIu64 " (%u of %u) in %u s", url, a.reason, via, hop,
+                         via_end, start + done, attempt_no, o->retry_count, delay);
+                attempt_release(&a);
                 /* Wait in steps, so that a job failing elsewhere stops the wait. */
                 for (unsigned ms = 0; ms < delay * 1000u; ms += 100) {
                         struct timespec ts = { 0, 100 * 1000 * 1000 };

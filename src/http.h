@@ -26,9 +26,6 @@ struct http_options {
         { .retry_count = HTTP_DEFAULT_RETRY_COUNT, .retry_delay_s = HTTP_DEFAULT_RETRY_DELAY_S,         \
           .timeout_s = HTTP_DEFAULT_TIMEOUT_S }
 
-/* The longest a 503's Retry-After is honoured, so a server cannot park us. */
-#define HTTP_MAX_RETRY_AFTER_S 60
-
 /* Receives body bytes in order; a negative errno aborts without retry. */
 typedef int (*http_sink)(const uint8_t *data, size_t len, void *opaque);
 

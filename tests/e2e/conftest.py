@@ -522,6 +522,11 @@ class FaultHandler(http.server.BaseHTTPRequestHandler):
         with srv.lock:
             srv.requests.append((self.path, rng_header, dict(self.headers)))
             srv.request_times.append((time.monotonic(), rng_header))
+        if self.path in srv.redirects:
+            status, location = srv.redirects[self.path]
+            body = srv.redirect_body
+            self._send(status, [("Location", location), ("Content-Length", str(len(body)))], body)
+            return
         if self.path != srv.path:
             body = b"not found\n"
             self._send(404, [("Content-Length", str(len(body)))], body)
@@ -645,14 +650,21 @@ class FaultServer(http.server.ThreadingHTTPServer):
     1 KiB more a moment later), "flip" (one byte of the range flipped, right
     headers). `times` also limits "wrong-range" and "wrong-data" (default:
     every targeted request). `faults_done` lists (mode, start, end, time) of
-    the new faults served."""
+    the new faults served.
+
+    `redirects` maps request paths to (status, Location) answers, with
+    `redirect_body` as their body; every request's (path, Range header,
+    headers) is logged in `requests`."""
 
     daemon_threads = True
     allow_reuse_address = True
     NEW_MODES = ("status", "ignore-range", "short", "long", "long-split", "flip")
 
-    def __init__(self, path: Path, mode="ok", cuts=0, fault_from=None, times=None, status=500, retry_after=None):
+    def __init__(self, path: Path, mode="ok", cuts=0, fault_from=None, times=None, status=500, retry_after=None,
+                 redirects=None, redirect_body=b"moved\n"):
         super().__init__(("127.0.0.1", 0), FaultHandler)
+        self.redirects = dict(redirects or {})
+        self.redirect_body = redirect_body
         self.times_left = times
         self.status = status
         self.retry_after = retry_after
