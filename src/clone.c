@@ -88,7 +88,7 @@ static int check_work(void *opaque, unsigned index)
                         char rel[STORE_CHUNK_PATH_MAX];
                         store_chunk_relpath(ctx->unique[i]->hash, hash_len, rel);
                         atomic_store(&ctx->failed, true);
-                        return log_errno(err, "cannot read %s/%s/%s", ctx->store->path, STORE_CHUNKS_DIR, rel);
+                        return store_log_chunk_error(ctx->store, rel, err, "read");
                 }
                 atomic_fetch_add(&ctx->checked, 1);
         }

@@ -170,7 +170,7 @@ static int check_complete(struct image_map *m, const char *arg)
                 if (err < 0) {
                         char rel[STORE_CHUNK_PATH_MAX];
                         store_chunk_relpath(r->chunks[i].hash, r->hash_len, rel);
-                        return log_errno(err, "cannot open %s/%s/%s", m->store->path, STORE_CHUNKS_DIR, rel);
+                        return store_log_chunk_error(m->store, rel, err, "open");
                 }
                 if (state == CHUNK_PRESENT)
                         continue;
