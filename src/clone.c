@@ -33,6 +33,7 @@ struct clone_ctx {
         struct archive *archive;
         struct source_conn *conns; /* one per worker */
         unsigned n_workers;
+        size_t hash_len; /* of the chunks as the store names and checks them */
 
         /* check phase */
         const struct chunk **unique;
@@ -45,6 +46,7 @@ struct clone_ctx {
         /* fetch phase */
         const struct chunk **missing;
         size_t n_missing;
+        struct chunk *repair_chunks; /* a repair's: the release's chunks, placed in the archive */
         struct fetch_range *ranges;
         size_t n_ranges;
         atomic_size_t next_range;
@@ -69,7 +71,7 @@ struct range_cursor {
 static int check_work(void *opaque, unsigned index)
 {
         struct clone_ctx *ctx = opaque;
-        size_t hash_len = ctx->archive->release->hash_len;
+        size_t hash_len = ctx->hash_len;
 
         for (;;) {
                 size_t i = atomic_fetch_add(&ctx->next_check, 1);
@@ -88,7 +90,7 @@ static int check_work(void *opaque, unsigned index)
                         char rel[STORE_CHUNK_PATH_MAX];
                         store_chunk_relpath(ctx->unique[i]->hash, hash_len, rel);
                         atomic_store(&ctx->failed, true);
-                        return log_errno(err, "cannot read %s/%s/%s", ctx->store->path, STORE_CHUNKS_DIR, rel);
+                        return store_log_chunk_error(ctx->store, rel, err, "read");
                 }
                 atomic_fetch_add(&ctx->checked, 1);
         }
@@ -120,7 +122,7 @@ static void log_bad_chunk(struct range_cursor *cur, const struct chunk *c, const
 {
         char hex[2 * HASH_MAX_LEN + 1];
 
-        hash_to_hex(c->hash, cur->ctx->archive->release->hash_len, hex);
+        hash_to_hex(c->hash, cur->ctx->hash_len, hex);
         log_error("%s: chunk %s at archive offset %llu %s", cur->ctx->src->where, hex,
                   (unsigned long long)c->archive_offset, what);
 }
@@ -169,7 +171,7 @@ static int range_sink(const uint8_t *data, size_t len, void *opaque)
         while (len > 0) {
                 const struct chunk *c = ctx->missing[cur->range->first + cur->index];
                 if (!cur->open) {
-                        err = chunk_writer_begin(&cur->writer, ctx->store, c, ctx->archive->release->hash_len);
+                        err = chunk_writer_begin(&cur->writer, ctx->store, c, ctx->hash_len);
                         if (err < 0)
                                 return err;
                         cur->open = true;
@@ -244,9 +246,8 @@ static int by_hash(const void *a, const void *b, void *len)
 }
 
 /* One entry per distinct hash: an archive may (in theory) list a chunk twice. */
-static int collect_unique(struct clone_ctx *ctx)
+static int collect_unique(struct clone_ctx *ctx, const struct release *r)
 {
-        const struct release *r = ctx->archive->release;
         size_t hash_len = r->hash_len, k = 0;
 
         ctx->unique = calloc(r->n_chunks ? r->n_chunks : 1, sizeof(*ctx->unique));
@@ -294,6 +295,7 @@ static void clone_ctx_free(struct clone_ctx *ctx)
         free(ctx->unique);
         free(ctx->state);
         free(ctx->missing);
+        free(ctx->repair_chunks);
         free(ctx->ranges);
         archive_free(ctx->archive);
         archive_source_close(ctx->src);
@@ -329,10 +331,10 @@ static int apply_seeds(struct clone_ctx *ctx, struct clone_result *res, atomic_u
         return 0;
 }
 
-static int clone_fetch(struct clone_ctx *ctx, struct clone_result *res)
+/* Connections, then the archive header (pinned by --verify-header if given). */
+static int open_archive(struct clone_ctx *ctx)
 {
         const struct clone_options *o = ctx->opts;
-        const struct release *r;
         int err;
 
         err = open_connections(ctx);
@@ -349,22 +351,65 @@ static int clone_fetch(struct clone_ctx *ctx, struct clone_result *res)
                           ctx->src->where, hex);
                 return -EBADMSG;
         }
+        return 0;
+}
+
+/* Which of ctx->unique the store holds (ctx->state), taking over complete
+ * chunks a killed clone left in temp files. */
+static int check_store(struct clone_ctx *ctx, struct clone_result *res)
+{
+        int err = pool_run(ctx->n_workers > pool_cpu_count() ? ctx->n_workers : pool_cpu_count(), check_work, ctx,
+                           check_tick);
+
+        log_progress_end();
+        res->chunks_recovered = atomic_load(&ctx->recovered);
+        return err;
+}
+
+/* Fetches ctx->missing from the archive into the store, every chunk verified
+ * against its hash before it is stored; all of them durable on success. */
+static int fetch_missing(struct clone_ctx *ctx, struct clone_result *res)
+{
+        int err;
+
+        err = fetch_plan_build(ctx->missing, ctx->n_missing, FETCH_MAX_RANGE, &ctx->ranges, &ctx->n_ranges);
+        if (err < 0)
+                return err;
+        err = pool_run(ctx->n_workers, fetch_work, ctx, fetch_tick);
+        log_progress_end();
+        res->chunks_fetched = atomic_load(&ctx->fetched_chunks);
+        res->bytes_fetched = atomic_load(&ctx->fetched_bytes);
+        res->bytes_fetched_compressed = atomic_load(&ctx->fetched_compressed);
+        for (unsigned i = 0; i < ctx->n_workers; i++)
+                res->bytes_downloaded += source_conn_bytes_received(&ctx->conns[i]);
+        if (err < 0)
+                return err;
+        return store_sync(ctx->store);
+}
+
+static int clone_fetch(struct clone_ctx *ctx, struct clone_result *res)
+{
+        const struct clone_options *o = ctx->opts;
+        const struct release *r;
+        int err;
+
+        err = open_archive(ctx);
+        if (err < 0)
+                return err;
         r = ctx->archive->release;
+        ctx->hash_len = r->hash_len;
         res->image_size = r->source_total_size;
         res->chunks_total = r->n_order;
         res->archive_size = ctx->src->size;
         res->header_size = ctx->archive->header_size;
 
-        err = collect_unique(ctx);
+        err = collect_unique(ctx, r);
         if (err < 0)
                 return err;
         res->chunks_unique = ctx->n_unique;
-        err = pool_run(ctx->n_workers > pool_cpu_count() ? ctx->n_workers : pool_cpu_count(), check_work, ctx,
-                       check_tick);
-        log_progress_end();
+        err = check_store(ctx, res);
         if (err < 0)
                 return err;
-        res->chunks_recovered = atomic_load(&ctx->recovered);
 
         _cleanup_free_ atomic_uchar *seeded = NULL;
         if (o->n_seeds) {
@@ -392,21 +437,8 @@ static int clone_fetch(struct clone_ctx *ctx, struct clone_result *res)
                 }
                 ctx->missing[ctx->n_missing++] = ctx->unique[i];
         }
-        err = fetch_plan_build(ctx->missing, ctx->n_missing, FETCH_MAX_RANGE, &ctx->ranges, &ctx->n_ranges);
-        if (err < 0)
-                return err;
-        err = pool_run(ctx->n_workers, fetch_work, ctx, fetch_tick);
-        log_progress_end();
-        res->chunks_fetched = atomic_load(&ctx->fetched_chunks);
-        res->bytes_fetched = atomic_load(&ctx->fetched_bytes);
-        res->bytes_fetched_compressed = atomic_load(&ctx->fetched_compressed);
-        for (unsigned i = 0; i < ctx->n_workers; i++)
-                res->bytes_downloaded += source_conn_bytes_received(&ctx->conns[i]);
-        if (err < 0)
-                return err;
-
         /* The description is written only after every chunk it names is durable. */
-        err = store_sync(ctx->store);
+        err = fetch_missing(ctx, res);
         if (err < 0)
                 return err;
         return release_file_write(ctx->store, o->name, r);
@@ -437,5 +469,122 @@ int clone_run(const struct clone_options *o, struct clone_result *res)
         if (err == 0)
                 err = clone_fetch(&ctx, res);
         clone_ctx_free(&ctx);
+        return err;
+}
+
+/* The archive's chunk with this hash (compared on the shorter of the two
+ * hash lengths; the content is checked against the release's own). */
+static const struct chunk *find_in_archive(const struct chunk **sorted, size_t n, const uint8_t *hash, size_t len)
+{
+        size_t lo = 0, hi = n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = memcmp(sorted[mid]->hash, hash, len);
+                if (c == 0)
+                        return sorted[mid];
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
+}
+
+static int repair_fetch(struct clone_ctx *ctx, const struct release *r, const char *arg, struct repair_result *res)
+{
+        struct clone_result cres = {};
+        const struct release *a;
+        _cleanup_free_ const struct chunk **sorted = NULL;
+        size_t cmp_len;
+        int err;
+
+        err = open_archive(ctx);
+        if (err < 0)
+                return err;
+        a = ctx->archive->release;
+        if (a->source_checksum_len != r->source_checksum_len ||
+            memcmp(a->source_checksum, r->source_checksum, r->source_checksum_len) != 0) {
+                log_error("%s holds another image than release %s: cannot repair from it", ctx->src->where, arg);
+                return -EINVAL;
+        }
+        ctx->hash_len = r->hash_len;
+        err = collect_unique(ctx, r);
+        if (err < 0)
+                return err;
+        err = check_store(ctx, &cres);
+        if (err < 0)
+                return err;
+
+        cmp_len = a->hash_len < r->hash_len ? a->hash_len : r->hash_len;
+        sorted = calloc(a->n_chunks ? a->n_chunks : 1, sizeof(*sorted));
+        ctx->missing = calloc(ctx->n_unique ? ctx->n_unique : 1, sizeof(*ctx->missing));
+        ctx->repair_chunks = calloc(ctx->n_unique ? ctx->n_unique : 1, sizeof(*ctx->repair_chunks));
+        if (!sorted || !ctx->missing || !ctx->repair_chunks)
+                return -ENOMEM;
+        for (size_t i = 0; i < a->n_chunks; i++)
+                sorted[i] = &a->chunks[i];
+        qsort_r(sorted, a->n_chunks, sizeof(*sorted), by_hash, &cmp_len);
+        for (size_t i = 0; i < ctx->n_unique; i++) {
+                const struct chunk *want = ctx->unique[i], *have;
+                if (ctx->state[i] == CHUNK_PRESENT)
+                        continue;
+                res->chunks_damaged++;
+                have = find_in_archive(sorted, a->n_chunks, want->hash, cmp_len);
+                if (!have || have->source_size != want->source_size) {
+                        char rel[STORE_CHUNK_PATH_MAX];
+                        store_chunk_relpath(want->hash, r->hash_len, rel);
+                        printf("not repairable: %s/%s/%s is not in %s\n", ctx->store->path, STORE_CHUNKS_DIR, rel,
+                               ctx->src->where);
+                        res->chunks_unavailable++;
+                        continue;
+                }
+                /* The release's hash and size (what the chunk is checked against),
+                 * the archive's place for its bytes. */
+                struct chunk *c = &ctx->repair_chunks[ctx->n_missing];
+                *c = *want;
+                c->archive_offset = have->archive_offset;
+                c->archive_size = have->archive_size;
+                ctx->missing[ctx->n_missing++] = c;
+        }
+        err = fetch_missing(ctx, &cres);
+        res->chunks_fetched = cres.chunks_fetched;
+        if (err < 0)
+                return err;
+        if (res->chunks_unavailable) {
+                log_error("%s: %zu of its damaged chunks are not in %s: cannot repair them from it", arg,
+                          res->chunks_unavailable, ctx->src->where);
+                return -ENOENT;
+        }
+        return 0;
+}
+
+int clone_repair(const struct repair_options *ro, struct repair_result *res)
+{
+        _cleanup_free_ char *store_path = NULL, *name = NULL;
+        struct clone_options o = { .source = ro->source, .jobs = ro->jobs, .http = ro->http };
+        struct clone_ctx ctx = { .opts = &o };
+        struct release *r = NULL;
+        int err;
+
+        memset(res, 0, sizeof(*res));
+        err = store_split_release_path(ro->release, &store_path, &name);
+        if (err < 0)
+                return err;
+        err = store_open(store_path, false, &ctx.store);
+        if (err < 0)
+                return err;
+        err = store_lock(ctx.store, STORE_LOCK_SHARED);
+        if (err == 0)
+                err = release_file_read(ctx.store, name, &r);
+        if (err == 0) {
+                ctx.http = o.http;
+                ctx.http.cancel = &ctx.failed;
+                err = archive_source_open(o.source, &ctx.http, &ctx.src);
+        }
+        if (err == 0)
+                err = repair_fetch(&ctx, r, ro->release, res);
+        clone_ctx_free(&ctx);
+        release_free(r);
         return err;
 }

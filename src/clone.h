@@ -42,3 +42,24 @@ struct clone_result {
 };
 
 int clone_run(const struct clone_options *o, struct clone_result *res);
+
+/* Repairing a stored release: the chunks of STORE/NAME that are missing or
+ * corrupt are looked up by hash in the archive's dictionary, fetched, and
+ * each verified against the release's own hash before it is stored. Only
+ * chunk files are written, never the release description: an archive that
+ * lies (another image's chunks under this image's checksum) can at worst
+ * fail to repair. Chunks the archive lacks are listed on stdout. */
+struct repair_options {
+        const char *source;  /* path or http(s) URL of the .cba */
+        const char *release; /* STORE/NAME */
+        unsigned jobs;       /* 0: automatic */
+        struct http_options http;
+};
+
+struct repair_result {
+        size_t chunks_damaged;     /* missing or corrupt in the store */
+        size_t chunks_fetched;
+        size_t chunks_unavailable; /* damaged and not in the archive */
+};
+
+int clone_repair(const struct repair_options *o, struct repair_result *res);

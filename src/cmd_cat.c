@@ -25,7 +25,7 @@ static void cat_usage(FILE *f)
 /* A regular output file is written beside its name and renamed when correct. */
 static int export_to_file(struct store *s, const struct release *r, const char *path)
 {
-        char tmp[PATH_MAX];
+        char tmp[PATH_MAX], prefix[PATH_MAX];
         struct stat st;
         int err;
 
@@ -38,13 +38,14 @@ static int export_to_file(struct store *s, const struct release *r, const char *
                         err = log_errno(-errno, "cannot write %s", path);
                 return err;
         }
-        if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int)sizeof(tmp))
+        if (snprintf(prefix, sizeof(prefix), "%s.tmp-", path) >= (int)sizeof(prefix))
                 return log_errno(-ENAMETOOLONG, "%s", path);
-        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+        /* Mode 0666 less the umask, as any program's output (and as compress's). */
+        _cleanup_close_ int fd = create_unique_at(AT_FDCWD, prefix, tmp);
         if (fd < 0)
-                return log_errno(-errno, "cannot create %s", tmp);
+                return log_errno(fd, "cannot create a temp file beside %s", path);
         err = image_export(s, r, fd, path);
-        if (err == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0))
+        if (err == 0 && fsync(fd) < 0)
                 err = log_errno(-errno, "cannot write %s", path);
         if (err == 0 && rename(tmp, path) < 0)
                 err = log_errno(-errno, "cannot rename %s to %s", tmp, path);

@@ -19,6 +19,7 @@ static void clone_usage(FILE *f)
                 "Fetch the release in the bita archive SOURCE (a file path or an http(s) URL)\n"
                 "into the chunk store STORE as release NAME, downloading only the chunks the\n"
                 "store does not already hold. Every chunk is verified before it is stored.\n"
+                "NAME is a plain file name: not hidden, not 'chunks', without '.tmp-'.\n"
                 "\n"
                 "Options:\n"
                 "  --verify-header HASH     refuse the archive unless its header checksum is HASH\n"

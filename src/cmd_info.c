@@ -5,6 +5,7 @@
 #include "log.h"
 #include "release_file.h"
 #include "store.h"
+#include "text_escape.h"
 #include "units.h"
 
 #include <ctype.h>
@@ -49,23 +50,28 @@ static void print_release(const struct release *r)
         printf("%-18s %zu in the image, %zu unique\n", "chunks:", r->n_order, r->n_chunks);
 }
 
-static void print_metadata(const struct archive *a)
+/* Keys and values are the archive's: escaped, they cannot drive the terminal
+ * or forge a line of this output. */
+static int print_metadata(const struct archive *a)
 {
         for (size_t i = 0; i < a->n_metadata; i++) {
                 const struct archive_metadata *m = &a->metadata[i];
-                bool printable = true;
-                for (size_t j = 0; j < m->value_len; j++)
-                        if (!isprint(m->value[j]) && m->value[j] != '\n' && m->value[j] != '\t')
-                                printable = false;
-                if (printable) {
-                        printf("%-18s %s = %.*s\n", "metadata:", m->key, (int)m->value_len, (const char *)m->value);
+                _cleanup_free_ char *key = text_escape_str(m->key), *value = NULL;
+                if (!key)
+                        return -ENOMEM;
+                if (utf8_valid(m->value, m->value_len)) {
+                        value = text_escape(m->value, m->value_len);
+                        if (!value)
+                                return -ENOMEM;
+                        printf("%-18s %s = %s\n", "metadata:", key, value);
                 } else {
-                        printf("%-18s %s = (%zu bytes) ", "metadata:", m->key, m->value_len);
+                        printf("%-18s %s = (%zu bytes) ", "metadata:", key, m->value_len);
                         for (size_t j = 0; j < m->value_len; j++)
                                 printf("%02x", m->value[j]);
                         printf("\n");
                 }
         }
+        return 0;
 }
 
 static int info_archive(const char *spec)
@@ -86,7 +92,11 @@ static int info_archive(const char *spec)
         if (err == 0) {
                 printf("%-18s %s\n", "archive:", spec);
                 /* bita writes its bare version; other writers (ihop compress) their name too. */
-                const char *v = a->release->app_version;
+                _cleanup_free_ char *v = text_escape_str(a->release->app_version);
+                if (!v) {
+                        err = -ENOMEM;
+                        goto out;
+                }
                 printf("%-18s %s%s\n", "created by:", v[0] == '\0' || isdigit((unsigned char)v[0]) ? "bita " : "", v);
                 printf("%-18s %s (%llu bytes)\n", "archive size:", format_size(src->size, s1, sizeof(s1)),
                        (unsigned long long)src->size);
@@ -97,8 +107,11 @@ static int info_archive(const char *spec)
                 printf("%-18s %s, level %u\n", "compression:", codec_name(a->codec), a->compression_level);
                 printf("%-18s %s compressed of %s\n", "chunk data:", format_size(a->compressed_size, s1, sizeof(s1)),
                        format_size(a->release->source_total_size, s2, sizeof(s2)));
-                print_metadata(a);
+                err = print_metadata(a);
         }
+out:
+        if (err == -ENOMEM)
+                log_errno(err, "cannot describe %s", spec);
         source_conn_close(&conn);
         archive_source_close(src);
         return err;
@@ -113,8 +126,13 @@ static int info_release(const char *arg)
         err = release_file_open(arg, &s, NULL, &r);
         if (err < 0)
                 return err;
+        _cleanup_free_ char *v = text_escape_str(r->app_version);
+        if (!v) {
+                release_free(r);
+                return log_errno(-ENOMEM, "cannot describe %s", arg);
+        }
         printf("%-18s %s\n", "release:", arg);
-        printf("%-18s %s\n", "written by:", r->app_version);
+        printf("%-18s %s\n", "written by:", v);
         print_release(r);
         release_free(r);
         return 0;

@@ -3,8 +3,10 @@
 #include "log.h"
 #include "store.h"
 #include "store_usage.h"
+#include "text_escape.h"
 #include "units.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -25,7 +27,9 @@ static void print_table(const struct store_usage *u, const char *store)
         printf("%-24s %12s %8s %12s %12s\n", "RELEASE", "SIZE", "CHUNKS", "UNIQUE", "SHARED");
         for (size_t i = 0; i < u->n_releases; i++) {
                 const struct release_usage *r = &u->releases[i];
-                printf("%-24s %12s %8zu %12s %12s\n", r->name,
+                /* Names are whatever files the store holds: escaped for the terminal. */
+                _cleanup_free_ char *name = text_escape_str(r->name);
+                printf("%-24s %12s %8zu %12s %12s\n", name ? name : "?",
                        format_size(r->release->source_total_size, a, sizeof(a)), r->release->n_order,
                        format_size(r->unique_bytes, b, sizeof(b)), format_size(r->shared_bytes, c, sizeof(c)));
         }
@@ -42,7 +46,14 @@ static int print_json(const struct store_usage *u, const char *store)
         for (size_t i = 0; i < u->n_releases; i++) {
                 const struct release_usage *r = &u->releases[i];
                 json_object *o = json_object_new_object();
-                json_object_object_add(o, "name", json_object_new_string(r->name));
+                _cleanup_free_ char *name = text_escape_for_json(r->name);
+                if (!name) {
+                        json_object_put(o);
+                        json_object_put(list);
+                        json_object_put(root);
+                        return -1;
+                }
+                json_object_object_add(o, "name", json_object_new_string(name));
                 json_object_object_add(o, "size", json_object_new_uint64(r->release->source_total_size));
                 json_object_object_add(o, "chunks", json_object_new_uint64(r->release->n_order));
                 json_object_object_add(o, "unique_chunks", json_object_new_uint64(r->unique_chunks));
@@ -92,10 +103,13 @@ int cmd_ls(int argc, char **argv)
         }
         if (store_open(argv[optind], false, &s) < 0 || store_usage_load(s, &u) < 0)
                 return 1;
+        int r = 0;
         if (json)
-                print_json(&u, argv[optind]);
+                r = print_json(&u, argv[optind]);
         else
                 print_table(&u, argv[optind]);
         store_usage_free(&u);
-        return 0;
+        if (r < 0)
+                log_errno(-ENOMEM, "cannot list %s", argv[optind]);
+        return r < 0 ? 1 : 0;
 }

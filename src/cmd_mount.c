@@ -35,12 +35,17 @@ static void mount_usage(FILE *f)
                    "  --detach            go to the background once the release is attached\n"
                    "  --pid-file PATH     with --detach, write the daemon's pid to PATH\n"
                    "  --root-storage      start argv[0] with '@' so that systemd does not kill ihop\n"
-                   "                      at shutdown (for a release backing the root filesystem)\n");
+                   "                      at shutdown (for a release backing the root filesystem)\n"
+                   "  --allow-other       FILE only: let every user read the image (FUSE allow_other);\n"
+                   "                      by default only the user who mounted it can\n");
 }
 
 int cmd_mount(int argc, char **argv)
 {
-        enum { OPT_VERIFY = 256, OPT_BLOCK_SIZE, OPT_CONNECTIONS, OPT_DETACH, OPT_PID_FILE, OPT_ROOT_STORAGE };
+        enum {
+                OPT_VERIFY = 256, OPT_BLOCK_SIZE, OPT_CONNECTIONS, OPT_DETACH, OPT_PID_FILE, OPT_ROOT_STORAGE,
+                OPT_ALLOW_OTHER
+        };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "verify", no_argument, NULL, OPT_VERIFY },
@@ -49,11 +54,12 @@ int cmd_mount(int argc, char **argv)
                 { "detach", no_argument, NULL, OPT_DETACH },
                 { "pid-file", required_argument, NULL, OPT_PID_FILE },
                 { "root-storage", no_argument, NULL, OPT_ROOT_STORAGE },
+                { "allow-other", no_argument, NULL, OPT_ALLOW_OTHER },
                 {}
         };
         _cleanup_free_ char *name = NULL;
         struct image_map *map = NULL;
-        bool verify = false, detach = false, root_storage = false;
+        bool verify = false, detach = false, root_storage = false, allow_other = false;
         const char *pid_file = NULL;
         uint64_t block_size = 512, connections = 4;
         struct stat st;
@@ -89,6 +95,9 @@ int cmd_mount(int argc, char **argv)
                 case OPT_ROOT_STORAGE:
                         root_storage = true;
                         break;
+                case OPT_ALLOW_OTHER:
+                        allow_other = true;
+                        break;
                 default:
                         mount_usage(stderr);
                         return 2;
@@ -104,6 +113,10 @@ int cmd_mount(int argc, char **argv)
         }
         const char *target = argv[optind + 1];
         bool is_file = stat(target, &st) == 0 && S_ISREG(st.st_mode);
+        if (allow_other && !is_file) {
+                log_error("--allow-other is for a FUSE mount on a file; %s is not one", target);
+                return 2;
+        }
         err = image_map_open(argv[optind], verify, &map, &name);
         if (err < 0)
                 return 1;
@@ -116,7 +129,7 @@ int cmd_mount(int argc, char **argv)
         }
         if (is_file) {
 #ifdef HAVE_FUSE
-                err = fuse_file_serve(map, name, target);
+                err = fuse_file_serve(map, name, target, allow_other);
 #else
                 log_error("this ihop was built without FUSE support (libfuse3): cannot mount on a file");
                 err = -ENOTSUP;

@@ -20,7 +20,9 @@ static void verify_usage(FILE *f)
                    "corrupt chunks are listed by name. Exit status 1 when any release is damaged.\n"
                    "\n"
                    "  --repair SOURCE   fetch the damaged chunks again from the release's archive\n"
-                   "                    (a path or URL; it must hold the same image)\n");
+                   "                    (a path or URL; it must hold the same image). Only chunk\n"
+                   "                    files the release names are written, each checked against\n"
+                   "                    the release's own hash; the release description never is\n");
 }
 
 static int verify_one(const char *arg, struct verify_result *res)
@@ -36,55 +38,13 @@ static int verify_one(const char *arg, struct verify_result *res)
         return err;
 }
 
-/* The archive must describe the very image the release holds. */
-static int check_same_image(const char *source, const char *arg)
-{
-        struct http_options http = HTTP_OPTIONS_DEFAULT;
-        _cleanup_store_ struct store *s = NULL;
-        _cleanup_archive_ struct archive *a = NULL;
-        struct archive_source *src = NULL;
-        struct source_conn conn = {};
-        struct release *r = NULL;
-        int err;
-
-        err = release_file_open(arg, &s, NULL, &r);
-        if (err == 0)
-                err = archive_source_open(source, &http, &src);
-        if (err == 0)
-                err = source_conn_open(src, &conn);
-        if (err == 0)
-                err = archive_source_read_header(src, &conn, &a);
-        if (err == 0 && (a->release->source_checksum_len != r->source_checksum_len ||
-                         memcmp(a->release->source_checksum, r->source_checksum, r->source_checksum_len) != 0)) {
-                log_error("%s holds another image than release %s: cannot repair from it", source, arg);
-                err = -EINVAL;
-        }
-        source_conn_close(&conn);
-        archive_source_close(src);
-        release_free(r);
-        return err;
-}
-
 static int repair(const char *source, const char *arg)
 {
-        _cleanup_free_ char *store_path = NULL, *name = NULL;
-        struct clone_options o = {
-                .source = source, .force = true,
-                .http = HTTP_OPTIONS_DEFAULT,
-        };
-        struct clone_result res;
+        struct repair_options o = { .source = source, .release = arg, .http = HTTP_OPTIONS_DEFAULT };
+        struct repair_result res;
         int err;
 
-        err = check_same_image(source, arg);
-        if (err < 0)
-                return err;
-        err = store_split_release_path(arg, &store_path, &name);
-        if (err < 0)
-                return err;
-        o.store_path = store_path;
-        o.name = name;
-        /* A clone over the damaged release keeps every good chunk and fetches the rest. */
-        err = clone_run(&o, &res);
+        err = clone_repair(&o, &res);
         if (err == 0)
                 printf("repaired %s: fetched %zu chunks again\n", arg, res.chunks_fetched);
         return err;

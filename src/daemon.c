@@ -50,7 +50,7 @@ void daemon_ready(void)
         if (pid_path) {
                 char buf[32];
                 int len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-                if (write_file_atomic(pid_path, buf, (size_t)len, 0644) < 0)
+                if (write_file_atomic(pid_path, buf, (size_t)len) < 0)
                         log_warn("cannot write pid file %s", pid_path);
         }
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);

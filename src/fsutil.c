@@ -6,9 +6,18 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#define HAVE_OPENAT2_H 1
+#endif
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 
 int write_full(int fd, const void *buf, size_t len)
 {
@@ -87,37 +96,153 @@ int fsync_dir_of(const char *path)
         return fsync_path(dirname(buf));
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+/* Without openat2 (ENOSYS: a kernel before 5.6; EPERM: a seccomp filter that
+ * does not know it), one directory at a time, each opened without following
+ * a symlink. */
+static int openat_walk(int dirfd, const char *rel, int flags, mode_t mode)
+{
+        char buf[PATH_MAX];
+        _cleanup_close_ int dir = -1;
+        char *p = buf, *slash;
+        int fd;
+
+        if (strlen(rel) >= sizeof(buf))
+                return -ENAMETOOLONG;
+        strcpy(buf, rel);
+        while ((slash = strchr(p, '/'))) {
+                *slash = '\0';
+                if (strcmp(p, "..") == 0)
+                        return -EXDEV; /* as RESOLVE_BENEATH */
+                if (p[0] && strcmp(p, ".") != 0) {
+                        int next = openat(dir >= 0 ? dir : dirfd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (next < 0)
+                                return -errno;
+                        if (dir >= 0)
+                                close(dir);
+                        dir = next;
+                }
+                p = slash + 1;
+        }
+        if (strcmp(p, "..") == 0)
+                return -EXDEV;
+        fd = openat(dir >= 0 ? dir : dirfd, p, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+        return fd < 0 ? -errno : fd;
+}
+
+int openat_beneath(int dirfd, const char *rel, int flags, mode_t mode)
+{
+        int fd;
+
+#if defined(SYS_openat2) && defined(HAVE_OPENAT2_H)
+        static atomic_bool no_openat2;
+
+        if (!atomic_load_explicit(&no_openat2, memory_order_relaxed)) {
+                struct open_how how = {
+                        .flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+                        .mode = (flags & O_CREAT) ? mode : 0, /* openat2 refuses a mode it would not use */
+                        .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH,
+                };
+                long r = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+                if (r >= 0)
+                        return (int)r;
+                if (errno != ENOSYS && errno != EPERM)
+                        return -errno;
+                atomic_store_explicit(&no_openat2, true, memory_order_relaxed);
+        }
+#endif
+        fd = openat_walk(dirfd, rel, flags, mode);
+        /* The walk says ENOTDIR for a symlink where a directory was wanted;
+         * openat2 says ELOOP for every symlink: say the same either way. */
+        if (fd == -ENOTDIR) {
+                char buf[PATH_MAX];
+                struct stat st;
+                strcpy(buf, rel);
+                for (char *slash = buf; (slash = strchr(slash, '/')); slash++) {
+                        *slash = '\0';
+                        if (fstatat(dirfd, buf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+                                return -ELOOP;
+                        *slash = '/';
+                }
+                if (fstatat(dirfd, buf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+                        return -ELOOP;
+        }
+        return fd;
+}
+
+static void random_letters(char *out, size_t n)
+{
+        static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        static atomic_uint counter;
+        uint8_t rnd[16];
+
+        if (getrandom(rnd, n, GRND_NONBLOCK) != (ssize_t)n) {
+                /* No entropy yet (early boot) or no getrandom: O_EXCL still
+                 * makes the name unique, this only spreads the attempts. */
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32) ^ atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15ull;
+                for (size_t i = 0; i < n; i++, x = x * 6364136223846793005ull + 1442695040888963407ull)
+                        rnd[i] = (uint8_t)(x >> 56);
+        }
+        for (size_t i = 0; i < n; i++)
+                out[i] = letters[rnd[i] % (sizeof(letters) - 1)];
+        out[n] = '\0';
+}
+
+int create_unique_at(int dirfd, const char *prefix, char *name)
+{
+        size_t n = strlen(prefix);
+
+        if (n + 7 > PATH_MAX)
+                return -ENAMETOOLONG;
+        memcpy(name, prefix, n);
+        for (int attempt = 0; attempt < 100; attempt++) {
+                random_letters(name + n, 6);
+                /* 0666: the kernel takes the umask off, as for any program's output. */
+                int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+                if (fd >= 0)
+                        return fd;
+                if (errno != EEXIST)
+                        return -errno;
+        }
+        return -EEXIST;
+}
+
+int write_file_atomic_at(int dirfd, const char *name, const char *tmp_prefix, const void *data, size_t len)
 {
         char tmp[PATH_MAX];
         int r;
 
-        if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int)sizeof(tmp))
-                return -ENAMETOOLONG;
-        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+        _cleanup_close_ int fd = create_unique_at(dirfd, tmp_prefix, tmp);
         if (fd < 0)
-                return -errno;
+                return fd;
         r = write_full(fd, data, len);
-        if (r == 0 && fchmod(fd, mode) < 0)
-                r = -errno;
         if (r == 0 && fsync(fd) < 0)
                 r = -errno;
-        if (r == 0 && rename(tmp, path) < 0)
+        if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
                 r = -errno;
         if (r < 0) {
-                unlink(tmp);
+                unlinkat(dirfd, tmp, 0);
                 return r;
         }
-        return fsync_dir_of(path);
+        if (dirfd == AT_FDCWD)
+                return fsync_dir_of(name);
+        return fsync(dirfd) < 0 ? -errno : 0;
 }
 
-int read_file_bounded(const char *path, size_t max, uint8_t **out, size_t *out_len)
+int write_file_atomic(const char *path, const void *data, size_t len)
+{
+        char prefix[PATH_MAX];
+
+        if (snprintf(prefix, sizeof(prefix), "%s.tmp-", path) >= (int)sizeof(prefix))
+                return -ENAMETOOLONG;
+        return write_file_atomic_at(AT_FDCWD, path, prefix, data, len);
+}
+
+static int read_fd_bounded(int fd, size_t max, uint8_t **out, size_t *out_len)
 {
         struct stat st;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-        if (fd < 0)
-                return -errno;
         if (fstat(fd, &st) < 0)
                 return -errno;
         if (!S_ISREG(st.st_mode))
@@ -133,4 +258,22 @@ int read_file_bounded(const char *path, size_t max, uint8_t **out, size_t *out_l
         *out_len = (size_t)n;
         *out = TAKE_PTR(buf);
         return 0;
+}
+
+int read_file_bounded(const char *path, size_t max, uint8_t **out, size_t *out_len)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        return read_fd_bounded(fd, max, out, out_len);
+}
+
+int read_file_bounded_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len)
+{
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+        if (fd < 0)
+                return -errno;
+        return read_fd_bounded(fd, max, out, out_len);
 }

@@ -17,10 +17,27 @@ int mkdir_parents(const char *path, mode_t mode);
 int fsync_dir_of(const char *path);
 int fsync_path(const char *path);
 
-/* Replaces path with data: temp file in the same directory, fsync, rename,
- * fsync of the directory, so readers see the old content or the new, never
- * a mix, and the new survives a power cut once this returns. */
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Opens rel below dirfd following no symlink on the way (any component),
+ * nor "..": -ELOOP when one is a symlink, -ENOTDIR when a directory on the
+ * way is not one. One openat2() where the kernel has it (5.6+), else a walk
+ * component by component with O_NOFOLLOW. */
+int openat_beneath(int dirfd, const char *rel, int flags, mode_t mode);
+
+/* Creates a new file named prefix + 6 random characters (relative to dirfd,
+ * or AT_FDCWD) with O_EXCL, never through a symlink, mode 0666 less the
+ * umask, as any program's output; name (PATH_MAX bytes) gets its name. */
+int create_unique_at(int dirfd, const char *prefix, char *name);
+
+/* Replaces name (relative to dirfd, or AT_FDCWD) with data: a temp file
+ * named tmp_prefix + 6 random characters in the same directory, fsync,
+ * rename, fsync of the directory, so readers see the old content or the new,
+ * never a mix, and the new survives a power cut once this returns. The file
+ * gets mode 0666 less the umask. */
+int write_file_atomic_at(int dirfd, const char *name, const char *tmp_prefix, const void *data, size_t len);
+/* The same, the temp file being path + ".tmp-XXXXXX". */
+int write_file_atomic(const char *path, const void *data, size_t len);
 
 /* Reads a whole regular file of at most max bytes into a new buffer. */
 int read_file_bounded(const char *path, size_t max, uint8_t **out, size_t *out_len);
+/* The same for name in dirfd, never through a symlink (-ELOOP). */
+int read_file_bounded_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len);

@@ -2,6 +2,7 @@
 
 #include "fuse_file.h"
 
+#include "cleanup.h"
 #include "daemon.h"
 #include "log.h"
 
@@ -76,9 +77,9 @@ static const struct fuse_operations file_ops = {
         .read = file_read,
 };
 
-int fuse_file_serve(struct image_map *map, const char *release_name, const char *target)
+int fuse_file_serve(struct image_map *map, const char *release_name, const char *target, bool allow_other)
 {
-        char opts[512];
+        _cleanup_free_ char *opts = NULL, *fsname = NULL;
         struct stat st;
         int err;
 
@@ -88,8 +89,13 @@ int fuse_file_serve(struct image_map *map, const char *release_name, const char 
                 log_error("%s is not a regular file", target);
                 return -EINVAL;
         }
-        snprintf(opts, sizeof(opts), "ro,default_permissions,fsname=ihop:%s,subtype=ihop%s", release_name,
-                 getuid() == 0 ? ",allow_other" : "");
+        /* The release name may hold commas and backslashes: escaped, it stays one option. */
+        if (asprintf(&fsname, "fsname=ihop:%s", release_name) < 0)
+                return -ENOMEM;
+        /* Other users see the image only when asked: it may hold what they must not read. */
+        if (fuse_opt_add_opt(&opts, "ro,default_permissions,subtype=ihop") != 0 ||
+            fuse_opt_add_opt_escaped(&opts, fsname) != 0 || (allow_other && fuse_opt_add_opt(&opts, "allow_other") != 0))
+                return -ENOMEM;
         char *argv[] = { (char *)"ihop", (char *)"-o", opts, NULL };
         struct fuse_args args = FUSE_ARGS_INIT(3, argv);
         struct fuse *f = fuse_new(&args, &file_ops, sizeof(file_ops), map);

@@ -1,11 +1,14 @@
 #include "gc.h"
 
 #include "cleanup.h"
+#include "dir_iter.h"
+#include "fsutil.h"
 #include "log.h"
+#include "release_file.h"
 #include "store_usage.h"
+#include "text_escape.h"
 #include "units.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -35,36 +38,61 @@ static bool parse_chunk_name(const char *name, uint8_t *hash, size_t *len)
 
 static void drop(int dirfd, const char *dir, const char *name, uint64_t size, bool dry_run, const char *why)
 {
+        _cleanup_free_ char *shown = text_escape_str(name);
         char s[32];
 
-        printf("%s %s/%s (%s, %s)\n", dry_run ? "would remove" : "removed", dir, name, format_size(size, s, sizeof(s)),
-               why);
+        printf("%s %s/%s (%s, %s)\n", dry_run ? "would remove" : "removed", dir, shown ? shown : name,
+               format_size(size, s, sizeof(s)), why);
         if (!dry_run && unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
                 log_warn("cannot remove %s/%s: %s", dir, name, strerror(errno));
+}
+
+/* Names gathered by a listing, to act on once it is known to be complete. */
+struct name_list {
+        char **names;
+        size_t n, cap;
+};
+
+static int name_list_add(struct name_list *l, const char *name)
+{
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? 2 * l->cap : 64;
+                char **t = realloc(l->names, cap * sizeof(*t));
+                if (!t)
+                        return -ENOMEM;
+                l->names = t;
+                l->cap = cap;
+        }
+        l->names[l->n] = strdup(name);
+        return l->names[l->n++] ? 0 : -ENOMEM;
+}
+
+static void name_list_free(struct name_list *l)
+{
+        for (size_t i = 0; i < l->n; i++)
+                free(l->names[i]);
+        free(l->names);
+        memset(l, 0, sizeof(*l));
 }
 
 static int collect_dir(struct store *s, const struct store_usage *u, const char *sub, bool dry_run,
                        struct gc_result *res)
 {
+        _cleanup_dir_iter_ struct dir_iter it = {};
+        const struct dirent *e;
         char path[512];
-        int fd = openat(s->chunks_dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        struct dirent *e;
-        DIR *d;
+        int r, fd;
 
         snprintf(path, sizeof(path), "%s/%s/%s", s->path, STORE_CHUNKS_DIR, sub);
-        if (fd < 0)
-                return errno == ENOTDIR ? 0 : log_errno(-errno, "cannot read %s", path);
-        d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return log_errno(-errno, "cannot read %s", path);
-        }
-        while ((e = readdir(d))) {
+        r = dir_iter_open(&it, s->chunks_dirfd, sub);
+        if (r < 0)
+                return log_errno(r, "cannot list %s: garbage collection stopped", path);
+        fd = dir_iter_fd(&it);
+        while ((r = dir_iter_next(&it, &e)) > 0) {
                 uint8_t hash[HASH_MAX_LEN];
                 size_t len;
                 struct stat st;
-                if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
-                        continue;
+                /* A symlink is never followed, nor removed: not ours. */
                 if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                         continue;
                 if (strstr(e->d_name, STORE_TMP_MARK)) {
@@ -82,77 +110,153 @@ static int collect_dir(struct store *s, const struct store_usage *u, const char 
                         res->bytes_removed += (uint64_t)st.st_size;
                 }
         }
-        closedir(d);
+        if (r < 0)
+                return log_errno(r, "cannot list %s: garbage collection stopped", path);
         if (!dry_run)
                 unlinkat(s->chunks_dirfd, sub, AT_REMOVEDIR); /* only succeeds once empty */
         return 0;
 }
 
-/* Release descriptions half-written by a killed clone (NAME.tmp-XXXXXX). */
-static int collect_top(struct store *s, bool dry_run, struct gc_result *res)
+static bool is_listed(const struct store_usage *u, const char *name)
 {
-        int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        struct dirent *e;
-        DIR *d;
+        for (size_t i = 0; i < u->n_releases; i++)
+                if (strcmp(u->releases[i].name, name) == 0)
+                        return true;
+        return false;
+}
 
-        if (fd < 0 || !(d = fdopendir(fd))) {
-                if (fd >= 0)
-                        close(fd);
-                return log_errno(-errno, "cannot read %s", s->path);
-        }
-        while ((e = readdir(d))) {
-                struct stat st;
-                if (!strstr(e->d_name, STORE_TMP_MARK) || fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-                    !S_ISREG(st.st_mode))
-                        continue;
-                drop(fd, s->path, e->d_name, (uint64_t)st.st_size, dry_run, "left by an interrupted clone");
-                res->tmp_removed++;
-                res->bytes_removed += (uint64_t)st.st_size;
-        }
-        closedir(d);
+/* ihop before 0.3 named a description's temp file "NAME.tmp-XXXXXX" and took
+ * such names for releases too: one holding a whole description may be a
+ * release ("ihop clone X STORE/keep.tmp-1"), whose chunks are not garbage. */
+static int check_legacy_temp(struct store *s, int fd, const char *name, const char *shown, bool *is_release)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r = read_file_bounded_at(fd, name, RELEASE_FILE_MAX_SIZE, &buf, &len);
+
+        *is_release = false;
+        if (r == -EFBIG)
+                return 0;
+        if (r < 0)
+                return log_errno(r, "refusing to collect garbage in %s: cannot read %s/%s", s->path, s->path, shown);
+        *is_release = release_file_is_complete(buf, len);
         return 0;
 }
 
-/* A plain file at the top that is not a release ls can read may be a release
- * description whose magic or length got damaged: the chunks it names are not
- * garbage. Refuse rather than guess. */
-static int check_unread_releases(struct store *s, const struct store_usage *u)
+/* The top of the store, read whole before anything goes: every plain file
+ * with a release's name must be a release gc knows, and what is left of
+ * interrupted clones (release temp files) is gathered in temps. */
+static int scan_top(struct store *s, const struct store_usage *u, struct name_list *temps)
 {
-        int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        struct dirent *e;
-        DIR *d;
-        int err = 0;
+        _cleanup_dir_iter_ struct dir_iter it = {};
+        const struct dirent *e;
+        int r, fd;
 
-        if (fd < 0 || !(d = fdopendir(fd))) {
-                if (fd >= 0)
-                        close(fd);
-                return log_errno(-errno, "cannot read %s", s->path);
-        }
-        while (err == 0 && (e = readdir(d))) {
+        r = dir_iter_open(&it, s->dirfd, ".");
+        if (r < 0)
+                return log_errno(r, "refusing to collect garbage in %s: cannot list it", s->path);
+        fd = dir_iter_fd(&it);
+        while ((r = dir_iter_next(&it, &e)) > 0) {
                 struct stat st;
-                bool listed = false;
-                if (!store_release_name_valid(e->d_name) || strstr(e->d_name, STORE_TMP_MARK) ||
-                    fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-                        continue;
-                for (size_t i = 0; i < u->n_releases && !listed; i++)
-                        listed = strcmp(u->releases[i].name, e->d_name) == 0;
-                if (!listed) {
-                        log_error("refusing to collect garbage in %s: %s/%s is not a readable release description "
-                                  "(move it out of the store if it is not a release)",
-                                  s->path, s->path, e->d_name);
-                        err = -EBADMSG;
+                /* Names go into messages: escaped, whoever made the files. */
+                _cleanup_free_ char *name = text_escape_str(e->d_name);
+                if (!name)
+                        return -ENOMEM;
+                if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        if (errno == ENOENT)
+                                continue;
+                        return log_errno(-errno, "refusing to collect garbage in %s: cannot read %s/%s", s->path,
+                                         s->path, name);
                 }
+                if (store_release_name_valid(e->d_name)) {
+                        if (S_ISLNK(st.st_mode)) {
+                                log_error("refusing to collect garbage in %s: %s/%s is a symlink, not a release "
+                                          "description (move it out of the store)",
+                                          s->path, s->path, name);
+                                return -ELOOP;
+                        }
+                        if (S_ISREG(st.st_mode) && !is_listed(u, e->d_name)) {
+                                /* Damaged magic or length: its chunks are not garbage. */
+                                log_error("refusing to collect garbage in %s: %s/%s is not a readable release "
+                                          "description (move it out of the store if it is not a release)",
+                                          s->path, s->path, name);
+                                return -EBADMSG;
+                        }
+                        continue;
+                }
+                if (!S_ISREG(st.st_mode) || !strstr(e->d_name, STORE_TMP_MARK))
+                        continue;
+                if (e->d_name[0] != '.') {
+                        bool is_release;
+                        r = check_legacy_temp(s, fd, e->d_name, name, &is_release);
+                        if (r < 0)
+                                return r;
+                        if (is_release) {
+                                log_error("refusing to collect garbage in %s: %s/%s is a whole release description "
+                                          "with a temp file's name; rename it to a name without '%s' (or remove "
+                                          "it) and run gc again",
+                                          s->path, s->path, name, STORE_TMP_MARK);
+                                return -EEXIST;
+                        }
+                }
+                r = name_list_add(temps, e->d_name);
+                if (r < 0)
+                        return r;
         }
-        closedir(d);
-        return err;
+        if (r < 0)
+                return log_errno(r, "refusing to collect garbage in %s: cannot list it", s->path);
+        return 0;
+}
+
+/* The fan-out directories of chunks/, listed whole before any is walked:
+ * one that is a symlink stops gc before it has removed anything. */
+static int scan_chunks(struct store *s, struct name_list *dirs)
+{
+        _cleanup_dir_iter_ struct dir_iter it = {};
+        const struct dirent *e;
+        int r, fd;
+
+        r = dir_iter_open(&it, s->chunks_dirfd, ".");
+        if (r < 0)
+                return log_errno(r, "refusing to collect garbage in %s: cannot list %s/%s", s->path, s->path,
+                                 STORE_CHUNKS_DIR);
+        fd = dir_iter_fd(&it);
+        while ((r = dir_iter_next(&it, &e)) > 0) {
+                struct stat st;
+                if (e->d_name[0] == '.')
+                        continue;
+                if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        _cleanup_free_ char *name = NULL;
+                        if (errno == ENOENT)
+                                continue;
+                        r = -errno;
+                        name = text_escape_str(e->d_name);
+                        return log_errno(r, "refusing to collect garbage in %s: cannot read %s/%s/%s", s->path,
+                                         s->path, STORE_CHUNKS_DIR, name ? name : "?");
+                }
+                if (S_ISLNK(st.st_mode)) {
+                        _cleanup_free_ char *name = text_escape_str(e->d_name);
+                        log_error("%s/%s/%s is a symlink, not a directory: refusing to collect garbage in %s",
+                                  s->path, STORE_CHUNKS_DIR, name ? name : "?", s->path);
+                        return -ELOOP;
+                }
+                if (!S_ISDIR(st.st_mode))
+                        continue; /* not ours: leave it */
+                r = name_list_add(dirs, e->d_name);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return log_errno(r, "refusing to collect garbage in %s: cannot list %s/%s", s->path, s->path,
+                                 STORE_CHUNKS_DIR);
+        return 0;
 }
 
 int store_gc(struct store *s, bool dry_run, struct gc_result *res)
 {
+        struct name_list temps = {}, dirs = {};
         struct store_usage u;
-        struct dirent *e;
-        DIR *d;
-        int err, fd;
+        int err;
 
         memset(res, 0, sizeof(*res));
         err = store_usage_load(s, &u);
@@ -160,24 +264,23 @@ int store_gc(struct store *s, bool dry_run, struct gc_result *res)
                 log_error("refusing to collect garbage in %s: its releases cannot all be read", s->path);
                 return err;
         }
-        err = check_unread_releases(s, &u);
-        if (err < 0) {
-                store_usage_free(&u);
-                return err;
-        }
-        fd = openat(s->chunks_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || !(d = fdopendir(fd))) {
-                if (fd >= 0)
-                        close(fd);
-                store_usage_free(&u);
-                return log_errno(-errno, "cannot read %s/%s", s->path, STORE_CHUNKS_DIR);
-        }
-        while (err == 0 && (e = readdir(d)))
-                if (e->d_name[0] != '.')
-                        err = collect_dir(s, &u, e->d_name, dry_run, res);
-        closedir(d);
+        err = scan_top(s, &u, &temps);
         if (err == 0)
-                err = collect_top(s, dry_run, res);
+                err = scan_chunks(s, &dirs);
+        for (size_t i = 0; err == 0 && i < dirs.n; i++)
+                err = collect_dir(s, &u, dirs.names[i], dry_run, res);
+        for (size_t i = 0; err == 0 && i < temps.n; i++) {
+                struct stat st;
+                if (fstatat(s->dirfd, temps.names[i], &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                drop(s->dirfd, s->path, temps.names[i], (uint64_t)st.st_size, dry_run, "left by an interrupted clone");
+                res->tmp_removed++;
+                res->bytes_removed += (uint64_t)st.st_size;
+        }
+        if (err == -ENOMEM)
+                log_errno(err, "garbage collection in %s", s->path);
+        name_list_free(&temps);
+        name_list_free(&dirs);
         store_usage_free(&u);
         return err;
 }

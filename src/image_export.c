@@ -38,8 +38,9 @@ int image_export(struct store *s, const struct release *r, int out_fd, const cha
                         return -ENOENT;
                 }
                 if (fd < 0) {
-                        log_chunk(s, c, r->hash_len, pos, "cannot be opened");
-                        return fd;
+                        char rel[STORE_CHUNK_PATH_MAX];
+                        store_chunk_relpath(c->hash, r->hash_len, rel);
+                        return store_log_chunk_error(s, rel, fd, "open");
                 }
                 while (off < c->source_size) {
                         size_t want = c->source_size - off < COPY_BLOCK ? c->source_size - off : COPY_BLOCK;

@@ -241,7 +241,7 @@ static int check_complete(struct image_map *m, const char *arg)
         err = pool_run(threads, check_some, &c, NULL);
         if (err == 0 && (err = atomic_load(&c.err)) < 0) {
                 store_chunk_relpath(r->chunks[atomic_load(&c.err_index)].hash, r->hash_len, rel);
-                log_errno(err, "cannot open %s/%s/%s", m->store->path, STORE_CHUNKS_DIR, rel);
+                store_log_chunk_error(m->store, rel, err, "open");
         } else if (err < 0) {
                 log_errno(err, "cannot check release %s", arg);
         }

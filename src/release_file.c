@@ -23,7 +23,7 @@ int release_file_write(struct store *s, const char *name, const struct release *
         _cleanup_free_ StoreDictionary__ChunkDescriptor *descs = NULL;
         _cleanup_free_ StoreDictionary__ChunkDescriptor **ptrs = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
-        char path[PATH_MAX];
+        char path[PATH_MAX], tmp_prefix[NAME_MAX];
         size_t n, total;
         uint64_t le;
         int err;
@@ -67,8 +67,12 @@ int release_file_write(struct store *s, const char *name, const struct release *
         store_dictionary__store_dictionary__pack(&d, buf + PRE_SIZE);
         hash_buffer(buf, PRE_SIZE + n, buf + PRE_SIZE + n);
 
+        /* The temp file is hidden (".NAME.tmp-XXXXXX"): no release name is
+         * hidden, so gc can tell a leftover from a release. */
         snprintf(path, sizeof(path), "%s/%s", s->path, name);
-        err = write_file_atomic(path, buf, total, 0644);
+        if (snprintf(tmp_prefix, sizeof(tmp_prefix), ".%s%s", name, STORE_TMP_MARK) >= (int)sizeof(tmp_prefix))
+                return log_errno(-ENAMETOOLONG, "cannot write release description %s", path);
+        err = write_file_atomic_at(s->dirfd, name, tmp_prefix, buf, total);
         if (err < 0)
                 return log_errno(err, "cannot write release description %s", path);
         return 0;
@@ -135,6 +139,20 @@ out:
         return 0;
 }
 
+bool release_file_is_complete(const uint8_t *buf, size_t len)
+{
+        uint8_t digest[HASH_MAX_LEN];
+        uint64_t n;
+
+        if (len < PRE_SIZE + HASH_MAX_LEN || memcmp(buf, magic, sizeof(magic)) != 0)
+                return false;
+        memcpy(&n, buf + 6, sizeof(n));
+        if (le64toh(n) != len - PRE_SIZE - HASH_MAX_LEN)
+                return false;
+        hash_buffer(buf, len - HASH_MAX_LEN, digest);
+        return memcmp(digest, buf + len - HASH_MAX_LEN, HASH_MAX_LEN) == 0;
+}
+
 int release_file_parse(const uint8_t *buf, size_t len, const char *where, struct release **out)
 {
         StoreDictionary__StoreDictionary *d;
@@ -177,9 +195,14 @@ int release_file_read(struct store *s, const char *name, struct release **out)
         int err;
 
         snprintf(path, sizeof(path), "%s/%s", s->path, name);
-        err = read_file_bounded(path, RELEASE_FILE_MAX_SIZE, &buf, &len);
+        err = read_file_bounded_at(s->dirfd, name, RELEASE_FILE_MAX_SIZE, &buf, &len);
         if (err == -ENOENT) {
                 log_error("release %s does not exist", path);
+                return err;
+        }
+        if (err == -ELOOP) {
+                /* gc, which reads no symlink either, would not keep its chunks. */
+                log_error("%s is a symlink, not a release description: refusing", path);
                 return err;
         }
         if (err == -EFBIG || err == -EINVAL) {

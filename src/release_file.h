@@ -8,11 +8,18 @@
 #include "release.h"
 #include "store.h"
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #define RELEASE_FILE_MAX_SIZE (64u << 20)
 
 int release_file_write(struct store *s, const char *name, const struct release *r);
 /* Reads and checks STORE/NAME; logs the reason on failure. */
 int release_file_read(struct store *s, const char *name, struct release **out);
+/* Is buf a whole release description as ihop writes it (magic, length and
+ * checksum right)? Quiet: no message either way. */
+bool release_file_is_complete(const uint8_t *buf, size_t len);
 /* Parses a description held in memory; `where` names it in messages. */
 int release_file_parse(const uint8_t *buf, size_t len, const char *where, struct release **out);
 

@@ -1,6 +1,7 @@
 #include "store.h"
 
 #include "cleanup.h"
+#include "dir_iter.h"
 #include "fsutil.h"
 #include "log.h"
 
@@ -9,7 +10,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <dirent.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -38,9 +38,19 @@ int store_open(const char *path, bool create, struct store **out)
                 close(s->dirfd);
                 return err;
         }
-        s->chunks_dirfd = openat(s->dirfd, STORE_CHUNKS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        /* STORE itself may be a symlink (/data/store -> /mnt/x); what is below it may not. */
+        s->chunks_dirfd = openat(s->dirfd, STORE_CHUNKS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (s->chunks_dirfd < 0) {
-                err = log_errno(-errno, "%s is not an ihop store (no %s/)", path, STORE_CHUNKS_DIR);
+                struct stat st;
+                err = -errno;
+                if (fstatat(s->dirfd, STORE_CHUNKS_DIR, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+                        log_error("%s/%s is a symlink, not a directory: refusing", path, STORE_CHUNKS_DIR);
+                else if (err == -ENOENT)
+                        log_errno(err, "%s is not an ihop store (no %s/)", path, STORE_CHUNKS_DIR);
+                else if (err == -ENOTDIR)
+                        log_error("%s/%s is not a directory: refusing", path, STORE_CHUNKS_DIR);
+                else
+                        log_errno(err, "cannot open %s/%s", path, STORE_CHUNKS_DIR);
                 close(s->dirfd);
                 return err;
         }
@@ -79,7 +89,7 @@ void store_chunk_relpath(const uint8_t *hash, size_t hash_len, char buf[STORE_CH
 bool store_release_name_valid(const char *name)
 {
         return name[0] && name[0] != '.' && !strchr(name, '/') && strcmp(name, STORE_CHUNKS_DIR) != 0 &&
-               strlen(name) < 200;
+               !strstr(name, STORE_TMP_MARK) && strlen(name) < 200;
 }
 
 int store_split_release_path(const char *arg, char **store_path, char **name)
@@ -103,7 +113,9 @@ int store_split_release_path(const char *arg, char **store_path, char **name)
         if (!*store_path || !*name)
                 return -ENOMEM;
         if (!store_release_name_valid(*name)) {
-                log_error("'%s' is not a valid release name (want STORE/NAME, NAME a plain file name)", arg);
+                log_error("'%s' is not a valid release name (want STORE/NAME, NAME a plain file name: not hidden, "
+                          "not '%s', without '%s')",
+                          arg, STORE_CHUNKS_DIR, STORE_TMP_MARK);
                 free(*store_path);
                 free(*name);
                 /* The callers free these too (_cleanup_free_): no double free. */
@@ -119,8 +131,30 @@ int store_chunk_open(struct store *s, const struct chunk *c, size_t hash_len)
         int fd;
 
         store_chunk_relpath(c->hash, hash_len, rel);
-        fd = openat(s->chunks_dirfd, rel, O_RDONLY | O_CLOEXEC);
-        return fd < 0 ? -errno : fd;
+        fd = openat_beneath(s->chunks_dirfd, rel, O_RDONLY, 0);
+        return fd;
+}
+
+int store_log_chunk_error(struct store *s, const char *rel, int err, const char *action)
+{
+        char buf[STORE_CHUNK_PATH_MAX];
+        const char *slash = strchr(rel, '/');
+        struct stat st;
+
+        if (err == -ELOOP || err == -ENOTDIR) {
+                /* Which one: the fan-out directory, or the file itself? */
+                snprintf(buf, sizeof(buf), "%.*s", slash ? (int)(slash - rel) : (int)strlen(rel), rel);
+                if (slash && fstatat(s->chunks_dirfd, buf, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
+                        log_error("%s/%s/%s is %s, not a directory: refusing", s->path, STORE_CHUNKS_DIR, buf,
+                                  S_ISLNK(st.st_mode) ? "a symlink" : "a file");
+                        return err;
+                }
+                if (fstatat(s->chunks_dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+                        log_error("%s/%s/%s is a symlink, not a file: refusing", s->path, STORE_CHUNKS_DIR, rel);
+                        return err;
+                }
+        }
+        return log_errno(err, "cannot %s %s/%s/%s", action, s->path, STORE_CHUNKS_DIR, rel);
 }
 
 bool store_fd_holds_chunk(int fd, const struct chunk *c, size_t hash_len)
@@ -186,9 +220,10 @@ int chunk_writer_begin(struct chunk_writer *w, struct store *s, const struct chu
         if (snprintf(w->tmp, sizeof(w->tmp), "%s%s%d.%u", rel, STORE_TMP_MARK, (int)getpid(),
                      atomic_fetch_add(&counter, 1)) >= (int)sizeof(w->tmp))
                 return -ENAMETOOLONG;
-        w->fd = openat(s->chunks_dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        /* Never through a planted symlink: the fan-out directory must be a real one. */
+        w->fd = openat_beneath(s->chunks_dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
         if (w->fd < 0)
-                return log_errno(-errno, "cannot create %s/%s/%s", s->path, STORE_CHUNKS_DIR, w->tmp);
+                return store_log_chunk_error(s, w->tmp, w->fd, "create");
         hash_init(&w->hash);
         return 0;
 }
@@ -362,20 +397,18 @@ void store_free_names(char **names)
 
 int store_list_releases(struct store *s, char ***names, size_t *n)
 {
-        int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        DIR *d;
-        struct dirent *e;
+        _cleanup_dir_iter_ struct dir_iter it = {};
+        const struct dirent *e;
         char **list = NULL;
         size_t count = 0, cap = 0;
+        int r;
 
-        if (fd < 0 || !(d = fdopendir(fd))) {
-                if (fd >= 0)
-                        close(fd);
-                return log_errno(-errno, "cannot read store %s", s->path);
-        }
-        while ((e = readdir(d))) {
+        r = dir_iter_open(&it, s->dirfd, ".");
+        if (r < 0)
+                return log_errno(r, "cannot read store %s", s->path);
+        while ((r = dir_iter_next(&it, &e)) > 0) {
                 uint8_t magic[6];
-                if (!store_release_name_valid(e->d_name) || strstr(e->d_name, STORE_TMP_MARK))
+                if (!store_release_name_valid(e->d_name))
                         continue;
                 _cleanup_close_ int rfd = openat(s->dirfd, e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
                 struct stat st;
@@ -387,21 +420,25 @@ int store_list_releases(struct store *s, char ***names, size_t *n)
                         cap = cap ? 2 * cap : 16;
                         char **t = realloc(list, cap * sizeof(*list));
                         if (!t) {
-                                closedir(d);
-                                if (list) {
-                                        list[count] = NULL;
-                                        store_free_names(list);
-                                }
-                                return -ENOMEM;
+                                r = -ENOMEM;
+                                break;
                         }
                         list = t;
                 }
-                list[count++] = strdup(e->d_name);
-                list[count] = NULL;
+                list[count] = strdup(e->d_name);
+                if (!list[count]) {
+                        r = -ENOMEM;
+                        break;
+                }
+                list[++count] = NULL;
         }
-        closedir(d);
-        if (!list && !(list = calloc(1, sizeof(*list))))
-                return -ENOMEM;
+        if (r == 0 && !list && !(list = calloc(1, sizeof(*list))))
+                r = -ENOMEM;
+        if (r < 0) {
+                store_free_names(list);
+                /* A listing cut short would hide releases: fail, never guess. */
+                return r == -ENOMEM ? r : log_errno(r, "cannot list the releases of store %s", s->path);
+        }
         qsort(list, count, sizeof(*list), compare_names);
         *names = list;
         *n = count;
@@ -410,12 +447,12 @@ int store_list_releases(struct store *s, char ***names, size_t *n)
 
 int store_chunk_recover(struct store *s, const struct chunk *c, size_t hash_len, bool *recovered)
 {
+        _cleanup_dir_iter_ struct dir_iter it = {};
         char rel[STORE_CHUNK_PATH_MAX], dir[8];
+        const struct dirent *e;
         const char *base;
         size_t base_len;
-        struct dirent *e;
-        DIR *d;
-        int fd;
+        int r, fd;
 
         *recovered = false;
         store_chunk_relpath(c->hash, hash_len, rel);
@@ -423,29 +460,23 @@ int store_chunk_recover(struct store *s, const struct chunk *c, size_t hash_len,
         dir[4] = '\0';
         base = rel + 5;
         base_len = strlen(base);
-        fd = openat(s->chunks_dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return errno == ENOENT ? 0 : -errno;
-        d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return -errno;
-        }
-        while (!*recovered && (e = readdir(d))) {
-                char tmp[STORE_CHUNK_PATH_MAX];
+        r = dir_iter_open(&it, s->chunks_dirfd, dir);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        fd = dir_iter_fd(&it);
+        while ((r = dir_iter_next(&it, &e)) > 0) {
                 if (strncmp(e->d_name, base, base_len) != 0 || !store_tmp_is_stale(e->d_name + base_len))
                         continue;
-                if (snprintf(tmp, sizeof(tmp), "%s/%s", dir, e->d_name) >= (int)sizeof(tmp))
-                        continue;
-                _cleanup_close_ int tfd = openat(s->chunks_dirfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                _cleanup_close_ int tfd = openat(fd, e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
                 /* A killed clone's verified chunk: durable first, then in place. */
                 if (tfd >= 0 && store_fd_holds_chunk(tfd, c, hash_len) && fsync(tfd) == 0 &&
-                    renameat(s->chunks_dirfd, tmp, s->chunks_dirfd, rel) == 0) {
+                    renameat(fd, e->d_name, fd, base) == 0) {
                         *recovered = true;
-                        break;
+                        return 0;
                 }
-                unlinkat(s->chunks_dirfd, tmp, 0);
+                unlinkat(fd, e->d_name, 0);
         }
-        closedir(d);
-        return 0;
+        return r;
 }

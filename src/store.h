@@ -4,7 +4,13 @@
  *   STORE/NAME                                                      a release description
  *
  * A chunk appears under its final name only once its content is verified
- * and durable (store_batch_commit), so a crash leaves at worst a temp file. */
+ * and durable (store_batch_commit), so a crash leaves at worst a temp file:
+ * "<hex>.chunk.tmp-PID.N" beside it, or ".NAME.tmp-XXXXXX" for a release
+ * description. No release name contains ".tmp-", so the two never meet.
+ *
+ * Below STORE (which may itself be a symlink) nothing is followed: chunks/,
+ * its fan-out directories and chunk files are opened without following
+ * symlinks, and one found there is refused, never read or written through. */
 #pragma once
 
 #include "hash.h"
@@ -45,7 +51,8 @@ static inline void store_closep(struct store **s) { store_close(*s); }
 /* Path of a chunk relative to the store's chunks/ directory: "abcd/abcd…ef.chunk". */
 void store_chunk_relpath(const uint8_t *hash, size_t hash_len, char buf[STORE_CHUNK_PATH_MAX]);
 
-/* Release names are plain file names: no '/', not "chunks", not hidden. */
+/* Release names are plain file names: no '/', not "chunks", not hidden, and
+ * without STORE_TMP_MARK (temp files are never taken for releases). */
 bool store_release_name_valid(const char *name);
 
 /* Splits "STORE/NAME" into its parts (newly allocated). */
@@ -65,8 +72,13 @@ int store_chunk_recover(struct store *s, const struct chunk *c, size_t hash_len,
 /* Is the file's content exactly the chunk (size and hash)? */
 bool store_fd_holds_chunk(int fd, const struct chunk *c, size_t hash_len);
 
-/* Opens a stored chunk for reading. */
+/* Opens a stored chunk for reading (the read path's one syscall on a cache
+ * miss): -ELOOP when its fan-out directory or the file is a symlink. */
 int store_chunk_open(struct store *s, const struct chunk *c, size_t hash_len);
+
+/* Logs, in one line, why STORE/chunks/rel could not be opened (`action`: "read",
+ * "open"...), naming the symlink or non-directory on the way; returns err. */
+int store_log_chunk_error(struct store *s, const char *rel, int err, const char *action);
 
 /* Writing one chunk: streamed into a temp file beside its final name, hashed on the way. */
 struct chunk_writer {

@@ -83,7 +83,7 @@ int release_verify(struct store *s, const struct release *r, struct verify_resul
                 if (err < 0) {
                         char rel[STORE_CHUNK_PATH_MAX];
                         store_chunk_relpath(r->chunks[idx].hash, r->hash_len, rel);
-                        return log_errno(err, "cannot read %s/%s/%s", s->path, STORE_CHUNKS_DIR, rel);
+                        return store_log_chunk_error(s, rel, err, "read");
                 }
                 if (state[idx] != GOOD)
                         image_possible = false;

@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -314,3 +315,76 @@ def test_mount_missing_release_fails(tmp_path, v1):
     assert r.stderr.startswith("ihop: error: ") and "no-such-release" in r.stderr, r.stderr
     assert not mounted_at(target)
     assert target.read_bytes() == b"untouched"
+
+
+# --------------------------------------------------------------------------
+# Who may read the image, and release names that FUSE's option syntax uses
+
+
+def super_options(path) -> list:
+    """The super options of the mount at path, from /proc/self/mountinfo."""
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == path:
+                return fields[fields.index("-") + 3].split(",")
+    raise AssertionError(f"{path} is not mounted")
+
+
+def read_as_nobody(path) -> subprocess.CompletedProcess:
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(path)],
+                          capture_output=True, timeout=STEP, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def public_dir():
+    """A directory that user nobody can reach (pytest's tmp_path is root's alone)."""
+    d = Path(tempfile.mkdtemp(prefix="ihop-allow-other-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (and user 65534)")
+def test_other_users_read_the_image_only_with_allow_other(v1, v1_archive, fuse_mount, public_dir):
+    store, _, data = v1
+    target = public_dir / "image"
+    m = fuse_mount(store / "v1", target, len(data))
+    assert "allow_other" not in super_options(target)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o444
+    r = read_as_nobody(target)
+    assert r.returncode != 0 and r.stdout == b"" and b"Permission denied" in r.stderr, r
+    assert m.unmount() == 0
+
+    m = fuse_mount(store / "v1", target, len(data), "--allow-other")
+    assert "allow_other" in super_options(target)
+    r = read_as_nobody(target)
+    assert r.returncode == 0, r.stderr
+    assert hashlib.blake2b(r.stdout).digest() == v1_archive.source_checksum
+    assert m.unmount() == 0
+
+
+def test_allow_other_is_for_a_file_only(v1):
+    store, _, _ = v1
+    r = run([IHOP, "mount", "--allow-other", store / "v1", "/dev/nbd15"], timeout=STEP)
+    assert r.returncode == 2 and "--allow-other" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    r = run([IHOP, "mount", "--help"], timeout=STEP)
+    assert "--allow-other" in r.stdout
+
+
+def test_a_release_name_with_a_comma_and_a_backslash_mounts(tmp_path, v1_archive, fuse_mount):
+    name = "rel,ro=x,b\\c"
+    store = tmp_path / "store"
+    clone_ok(FIXTURES / PAIR_V1, store / name)
+    target = tmp_path / "image"
+    m = fuse_mount(store / name, target, v1_archive.source_total_size)
+    with open(target, "rb") as f:
+        assert hashlib.blake2b(f.read()).digest() == v1_archive.source_checksum
+    # The name stayed whole: the mount's source is it, no option came out of it.
+    with open("/proc/self/mountinfo") as f:
+        line = next(l for l in f if l.split()[4] == os.path.realpath(target))
+    fields = line.split()
+    assert fields[fields.index("-") + 2] == "ihop:rel,ro=x,b\\134c"  # mountinfo writes "\" as \134
+    assert "x" not in super_options(target)
+    assert m.unmount() == 0

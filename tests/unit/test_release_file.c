@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -428,6 +429,100 @@ static void test_read_errors(void **state)
         }
 }
 
+/* The description's temp file is hidden (".NAME.tmp-XXXXXX"): no release name
+ * is, so gc can never take a release for a temp file or the reverse. Seen
+ * with inotify, as the kernel reports every file made in the store. */
+static void test_temp_file_is_hidden(void **state)
+{
+        struct ctx *c = *state;
+        struct release *r = make_release(5, 32);
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC), created = 0;
+        ssize_t n;
+
+        assert_true(ino >= 0);
+        assert_true(inotify_add_watch(ino, c->store->path, IN_CREATE | IN_MOVED_FROM) >= 0);
+        assert_int_equal(release_file_write(c->store, "rel", r), 0);
+        while ((n = read(ino, buf, sizeof(buf))) > 0) {
+                for (char *p = buf; p < buf + n;) {
+                        struct inotify_event *e = (struct inotify_event *)p;
+                        if (e->mask & IN_CREATE) {
+                                assert_true(strncmp(e->name, ".rel.tmp-", 9) == 0);
+                                assert_int_equal(strlen(e->name), 9 + 6);
+                                assert_false(store_release_name_valid(e->name));
+                                created++;
+                        }
+                        p += sizeof(*e) + e->len;
+                }
+        }
+        close(ino);
+        assert_int_equal(created, 1);
+        release_free(r);
+}
+
+/* The description's mode is 0666 less the umask, as any program's output. */
+static void test_mode_follows_umask(void **state)
+{
+        struct ctx *c = *state;
+        struct release *r = make_release(5, 32);
+        static const mode_t masks[] = { 077, 022, 027 };
+        char path[256];
+        struct stat st;
+
+        for (size_t i = 0; i < 3; i++) {
+                mode_t old = umask(masks[i]);
+                assert_int_equal(release_file_write(c->store, "rel", r), 0);
+                umask(old);
+                release_path(c, "rel", path, sizeof(path));
+                assert_int_equal(stat(path, &st), 0);
+                assert_int_equal(st.st_mode & 0777, 0666 & ~masks[i]);
+        }
+        release_free(r);
+}
+
+/* A symlink in the store is not a release description (gc, which reads none,
+ * would not keep its chunks), wherever it points. */
+static void test_symlink_is_not_a_release(void **state)
+{
+        struct ctx *c = *state;
+        struct release *r = make_release(5, 32), *back = NULL;
+        char path[256], link[256];
+
+        assert_int_equal(release_file_write(c->store, "real", r), 0);
+        release_path(c, "real", path, sizeof(path));
+        release_path(c, "link", link, sizeof(link));
+        assert_int_equal(symlink(path, link), 0);
+        assert_int_equal(release_file_read(c->store, "link", &back), -ELOOP);
+        assert_null(back);
+        assert_int_equal(release_file_read(c->store, "real", &back), 0);
+        release_free(back);
+        release_free(r);
+}
+
+static void test_is_complete(void **state)
+{
+        struct ctx *c = *state;
+        struct release *r = make_release(40, 64);
+        uint8_t *buf;
+        char path[256];
+        size_t len;
+
+        assert_int_equal(release_file_write(c->store, "rel", r), 0);
+        release_path(c, "rel", path, sizeof(path));
+        buf = slurp(path, &len);
+        assert_true(release_file_is_complete(buf, len));
+        /* Any part of it, or any byte changed: not a whole description. */
+        for (size_t cut = 0; cut < len; cut += 7)
+                assert_false(release_file_is_complete(buf, cut));
+        for (size_t i = 0; i < len; i += 5) {
+                buf[i] ^= 0x10;
+                assert_false(release_file_is_complete(buf, len));
+                buf[i] ^= 0x10;
+        }
+        free(buf);
+        release_free(r);
+}
+
 /* Well-formed files (right magic, size, checksum) whose content is wrong. */
 static void test_bad_content(void **state)
 {
@@ -566,6 +661,10 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_truncated_and_trailing, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_read_errors, setup, teardown),
                 cmocka_unit_test(test_bad_content),
+                cmocka_unit_test_setup_teardown(test_temp_file_is_hidden, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_mode_follows_umask, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_symlink_is_not_a_release, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_is_complete, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, group_setup, NULL);

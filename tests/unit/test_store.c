@@ -17,7 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct ctx {
@@ -215,6 +221,15 @@ static void test_release_name_valid(void **state)
         assert_true(store_release_name_valid("v1.ext4"));
         assert_true(store_release_name_valid("chunks2"));
         assert_true(store_release_name_valid("a.b"));
+        /* Temp files are never releases, and no release name looks like one. */
+        assert_false(store_release_name_valid("keep.tmp-release"));
+        assert_false(store_release_name_valid("a.tmp-"));
+        assert_false(store_release_name_valid(".a.tmp-Ab12Cd"));
+        assert_false(store_release_name_valid("x.tmp-123.4"));
+        assert_true(store_release_name_valid("a.tmp"));
+        assert_true(store_release_name_valid("tmp-a"));
+        assert_true(store_release_name_valid("a-tmp-b"));
+        assert_true(store_release_name_valid("a,b\\c"));
         char longname[300];
         memset(longname, 'a', sizeof(longname) - 1);
         longname[sizeof(longname) - 1] = '\0';
@@ -262,6 +277,7 @@ static void test_split_release_path(void **state)
         split_bad("store/chunks");
         split_bad("store/..");
         split_bad("store/.");
+        split_bad("store/keep.tmp-release");
 }
 
 /* ---- store_open ------------------------------------------------------- */
@@ -630,6 +646,147 @@ static void test_rewrite_existing(void **state)
         free(data);
 }
 
+/* ---- symlinks planted in a store ----------------------------------------
+ * Checked twice: with openat2 (RESOLVE_NO_SYMLINKS), and in a child process
+ * whose seccomp filter answers openat2 with ENOSYS, as a kernel before 5.6
+ * does, so that the fallback (one directory at a time, O_NOFOLLOW) runs. The
+ * checks return the failing line (0: all passed), usable in either. */
+
+#define CHECK(cond)                                                                                   \
+        do {                                                                                          \
+                if (!(cond)) {                                                                        \
+                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);    \
+                        return __LINE__;                                                              \
+                }                                                                                     \
+        } while (0)
+
+static bool file_exists(const char *path)
+{
+        struct stat st;
+
+        return lstat(path, &st) == 0;
+}
+
+static int symlink_checks(const char *dir)
+{
+        char store_path[256], outside[256], path[1024], target[1024], rel[STORE_CHUNK_PATH_MAX];
+        const uint32_t size = 5000;
+        uint8_t *a = pattern(size, 1), *b = pattern(size, 2);
+        struct store *s = NULL, *s2 = NULL;
+        struct chunk ca, cb;
+        struct chunk_writer w;
+        struct store_batch batch;
+        enum chunk_state state;
+        bool recovered;
+        int fd;
+
+        snprintf(store_path, sizeof(store_path), "%s/store", dir);
+        snprintf(outside, sizeof(outside), "%s/outside", dir);
+        CHECK(mkdir(outside, 0755) == 0);
+        CHECK(store_open(store_path, true, &s) == 0);
+        make_chunk(&ca, a, size, 64);
+        make_chunk(&cb, b, size, 64);
+        CHECK(memcmp(ca.hash, cb.hash, 2) != 0);
+
+        /* A stored chunk A, readable. */
+        store_batch_init(&batch, s);
+        CHECK(chunk_writer_begin(&w, s, &ca, 64) == 0);
+        CHECK(chunk_writer_write(&w, a, size) == 0 && chunk_writer_finish(&w) == 0);
+        CHECK(store_batch_add(&batch, &w) == 0 && store_batch_commit(&batch) == 0);
+        store_batch_free(&batch);
+        fd = store_chunk_open(s, &ca, 64);
+        CHECK(fd >= 0);
+        close(fd);
+
+        /* B's fan-out directory is a symlink to a directory outside holding B. */
+        store_chunk_relpath(cb.hash, 64, rel);
+        snprintf(target, sizeof(target), "%s/%.4s", outside, rel);
+        CHECK(mkdir(target, 0755) == 0);
+        snprintf(path, sizeof(path), "%s/%s", outside, rel);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        CHECK(fd >= 0 && write(fd, b, size) == (ssize_t)size);
+        close(fd);
+        snprintf(path, sizeof(path), "%s/chunks/%.4s", store_path, rel);
+        CHECK(symlink(target, path) == 0);
+        /* Not read through, */
+        CHECK(store_chunk_open(s, &cb, 64) == -ELOOP);
+        CHECK(store_chunk_state(s, &cb, 64, true, &state) == -ELOOP);
+        /* not written through: nothing new appears outside, */
+        CHECK(chunk_writer_begin(&w, s, &cb, 64) == -ELOOP);
+        CHECK(count_files(outside, NULL) == 1);
+        /* not listed: a killed clone's "temp file" there is neither taken nor removed. */
+        snprintf(path, sizeof(path), "%s/%s.tmp-999999999.1", outside, rel);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        CHECK(fd >= 0 && write(fd, b, size) == (ssize_t)size);
+        close(fd);
+        CHECK(store_chunk_recover(s, &cb, 64, &recovered) < 0 && !recovered);
+        CHECK(file_exists(path));
+
+        /* A's chunk file becomes a symlink to a copy outside: not read through. */
+        store_chunk_relpath(ca.hash, 64, rel);
+        snprintf(target, sizeof(target), "%s/a-copy", outside);
+        fd = open(target, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        CHECK(fd >= 0 && write(fd, a, size) == (ssize_t)size);
+        close(fd);
+        snprintf(path, sizeof(path), "%s/chunks/%s", store_path, rel);
+        CHECK(unlink(path) == 0 && symlink(target, path) == 0);
+        CHECK(store_chunk_open(s, &ca, 64) == -ELOOP);
+        CHECK(store_chunk_state(s, &ca, 64, false, &state) == -ELOOP);
+        store_close(s);
+
+        /* STORE itself may be a symlink: followed. */
+        snprintf(path, sizeof(path), "%s/store-link", dir);
+        CHECK(symlink(store_path, path) == 0);
+        CHECK(store_open(path, false, &s2) == 0);
+        store_close(s2);
+        s2 = NULL;
+
+        /* chunks/ a symlink: the store is refused. */
+        snprintf(path, sizeof(path), "%s/chunks", store_path);
+        snprintf(target, sizeof(target), "%s/chunks-elsewhere", dir);
+        CHECK(rename(path, target) == 0 && symlink(target, path) == 0);
+        CHECK(store_open(store_path, false, &s2) < 0 && s2 == NULL);
+        CHECK(store_open(store_path, true, &s2) < 0 && s2 == NULL);
+        free(a);
+        free(b);
+        return 0;
+}
+
+static void test_symlinks_are_never_followed(void **state)
+{
+        struct ctx *c = *state;
+
+        assert_int_equal(symlink_checks(c->dir), 0);
+}
+
+static void test_symlinks_are_never_followed_without_openat2(void **state)
+{
+        struct ctx *c = *state;
+        struct sock_filter filter[] = {
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat2, 0, 1),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = { .len = sizeof(filter) / sizeof(filter[0]), .filter = filter };
+        int status;
+        pid_t pid = fork();
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+                        _exit(254);
+                /* The filter is in force: openat2 is gone. */
+                struct open_how how = { .flags = O_RDONLY };
+                if (syscall(__NR_openat2, AT_FDCWD, "/", &how, sizeof(how)) >= 0 || errno != ENOSYS)
+                        _exit(253);
+                _exit(symlink_checks(c->dir) == 0 ? 0 : 1);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -644,6 +801,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_discard, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rewrite_existing, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_symlinks_are_never_followed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_symlinks_are_never_followed_without_openat2, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, group_setup, NULL);
