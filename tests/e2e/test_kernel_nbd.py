@@ -174,8 +174,7 @@ def vm(tmp_path_factory):
         (work / f"{name}.cba").unlink()
     expected.many = many
     disk = work / "disk.img"
-    # 72k chunk files and up to 64k fan-out directories
-    nbdvm.make_disk(disk, work / "disk", megabytes=256, inodes=160000)
+    nbdvm.make_disk(disk, work / "disk")
     shutil.rmtree(work / "disk")
 
     initrd = work / "initramfs.cpio"
