@@ -5,13 +5,13 @@ Serves one 512 MiB image several ways over unix sockets and reads it through
 fio's NBD engine (libnbd), all in the same run:
 
   * ihop serve, from stores of the image cut into ever more chunks:
-      bita's defaults        (RollSum, 64 KiB average: ~3,700 unique chunks)
-      16 KiB average         (RollSum: ~16,000)
-      fixed 4 KiB            (~33,000: the image is mostly zeros, stored once)
-      fixed 2 KiB            (~65,000)
+      RollSum, 32 KiB average   (~3,700 unique chunks)
+      RollSum, 8 KiB average    (~16,000)
+      fixed 3 KiB               (~40,000: the image is mostly zeros, stored once)
+      fixed 1792 bytes          (~65,000)
     each under RLIMIT_NOFILE 1024 (soft and hard), as a process started by
     busybox or an initramfs gets: far fewer descriptors than chunk files;
-  * ihop serve --verify on the fixed 4 KiB store (each chunk hashed on its
+  * ihop serve --verify on the fixed 3 KiB store (each chunk hashed on its
     first read);
   * nbdkit's file plugin and qemu-nbd on the raw image (read-only).
 
@@ -45,11 +45,12 @@ PACKAGES = ["fio", "nbdkit", "qemu-utils", "libnbd-bin"]
 FD_LIMIT = 1024
 # name -> ihop compress options
 CUTS = {
-    "defaults": [],
-    "avg16k": ["--avg-chunk-size", "16KiB", "--min-chunk-size", "4KiB"],
-    "fixed4k": ["--fixed-size", "4KiB"],
-    "fixed2k": ["--fixed-size", "2KiB"],
+    "avg32k": ["--avg-chunk-size", "32KiB", "--min-chunk-size", "8KiB"],
+    "avg8k": ["--avg-chunk-size", "8KiB", "--min-chunk-size", "2KiB"],
+    "fixed3k": ["--fixed-size", "3KiB"],
+    "fixed1792": ["--fixed-size", "1792"],
 }
+VERIFIED = "fixed3k"
 
 
 def ensure_packages():
@@ -146,8 +147,9 @@ def main():
             start("ihop %s" % cut, [IHOP, "serve", "--unix", s, os.path.join(store, cut)], s, cut,
                   preexec_fn=limit_fds)
         s = os.path.join(work, "verify.sock")
-        start("ihop fixed4k --verify", [IHOP, "serve", "--verify", "--unix", s, os.path.join(work, "store", "fixed4k")],
-              s, "fixed4k", preexec_fn=limit_fds)
+        start("ihop %s --verify" % VERIFIED,
+              [IHOP, "serve", "--verify", "--unix", s, os.path.join(work, "store", VERIFIED)],
+              s, VERIFIED, preexec_fn=limit_fds)
         s = os.path.join(work, "nbdkit.sock")
         start("nbdkit file", ["nbdkit", "-f", "-r", "-U", s, "file", "file=" + raw], s, "")
         s = os.path.join(work, "qemu.sock")

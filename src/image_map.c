@@ -15,11 +15,68 @@
  * or the failure was for want of a descriptor). A chunk that failed
  * --verify stays failed: its content is wrong, and stays so. */
 enum {
-        STATE_UNKNOWN = 0,
-        STATE_READABLE = 1, /* opened (and with verify, hashed) once */
-        STATE_CORRUPT = 2,
-        STATE_REPORTED = 0x80, /* a problem with it was logged */
+        STATE_READABLE = 1 << 0, /* opened (and with verify, hashed) once */
+        STATE_CORRUPT = 1 << 1,
+        STATE_ZERO = 1 << 2,     /* its hash is that of zeros: read without its file */
+        STATE_REPORTED = 1 << 7, /* a problem with it was logged */
 };
+
+/* Zeros hashed at most, to find the chunks that hold nothing else. */
+#define ZERO_HASH_BUDGET (64u << 20)
+#define ZERO_SIZES 16u
+
+/* An image's unused space is zeros, stored once per chunk size and used
+ * many times: such a chunk is read as a memset, not a pread per chunk
+ * (with small chunks, most of a sequential read of a mostly empty image).
+ * A chunk is zeros when its hash is the hash of zeros of its size, which
+ * is the very test that makes a chunk file stand for its content at all.
+ * Only chunks used more than once are candidates, and the hashing is
+ * bounded: a release of many distinct sizes costs no more than that. */
+static void find_zero_chunks(struct image_map *m)
+{
+        static const uint8_t zeros[64 << 10];
+        const struct release *r = m->release;
+        struct {
+                uint32_t size;
+                uint8_t digest[HASH_MAX_LEN];
+        } known[ZERO_SIZES];
+        size_t n_known = 0;
+        uint64_t hashed = 0;
+        uint8_t *uses = calloc(r->n_chunks ? r->n_chunks : 1, 1);
+
+        if (!uses)
+                return; /* an optimisation only */
+        for (size_t i = 0; i < r->n_order; i++)
+                if (uses[r->order[i]] < 2)
+                        uses[r->order[i]]++;
+        for (size_t i = 0; i < r->n_chunks; i++) {
+                uint32_t size = r->chunks[i].source_size;
+                size_t k = 0;
+
+                if (uses[i] < 2)
+                        continue;
+                while (k < n_known && known[k].size != size)
+                        k++;
+                if (k == n_known) {
+                        hash_state st;
+                        if (n_known == ZERO_SIZES || hashed + size > ZERO_HASH_BUDGET)
+                                continue;
+                        hash_init(&st);
+                        for (uint32_t done = 0; done < size;) {
+                                uint32_t n = size - done < sizeof(zeros) ? size - done : (uint32_t)sizeof(zeros);
+                                hash_update(&st, zeros, n);
+                                done += n;
+                        }
+                        hash_final(&st, known[k].digest);
+                        known[k].size = size;
+                        n_known++;
+                        hashed += size;
+                }
+                if (memcmp(known[k].digest, r->chunks[i].hash, r->hash_len) == 0)
+                        atomic_init(&m->state[i], STATE_ZERO);
+        }
+        free(uses);
+}
 
 int image_map_new(struct store *store, struct release *release, bool verify, struct image_map **out)
 {
@@ -48,6 +105,7 @@ int image_map_new(struct store *store, struct release *release, bool verify, str
         m->starts[release->n_order] = off;
         for (size_t i = 0; i < n; i++)
                 atomic_init(&m->cached[i], -1);
+        find_zero_chunks(m);
         *out = m;
         return 0;
 }
@@ -111,17 +169,17 @@ static int open_chunk(void *opaque)
 static int chunk_acquire(struct image_map *m, uint32_t idx, struct fd_ref *ref)
 {
         struct chunk_opener o = { m, idx };
-        unsigned char s = atomic_load_explicit(&m->state[idx], memory_order_acquire) & ~STATE_REPORTED;
+        unsigned char s = atomic_load_explicit(&m->state[idx], memory_order_acquire);
         int err;
 
-        if (s == STATE_CORRUPT)
+        if (s & STATE_CORRUPT)
                 return -EIO;
         err = fd_cache_get(m->files, &m->cached[idx], open_chunk, &o, ref);
         if (err < 0) {
                 report_chunk(m, idx, err == -ENOENT ? "is missing" : "cannot be opened", err == -ENOENT ? 0 : err);
                 return -EIO;
         }
-        if (s == STATE_READABLE)
+        if (s & STATE_READABLE)
                 return 0;
         if (m->verify && !store_fd_holds_chunk(ref->fd, &m->release->chunks[idx], m->release->hash_len)) {
                 fd_cache_put(m->files, ref);
@@ -148,6 +206,14 @@ int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset)
                 uint64_t avail = m->starts[pos + 1] - offset;
                 size_t take = len < avail ? len : (size_t)avail;
                 struct fd_ref ref;
+                if (atomic_load_explicit(&m->state[idx], memory_order_relaxed) & STATE_ZERO) {
+                        memset(out, 0, take);
+                        out += take;
+                        offset += take;
+                        len -= take;
+                        pos++;
+                        continue;
+                }
                 int err = chunk_acquire(m, idx, &ref);
                 if (err < 0)
                         return err;
@@ -176,8 +242,7 @@ int image_map_check_range(struct image_map *m, uint64_t offset, uint64_t len)
              pos++) {
                 uint32_t idx = m->release->order[pos];
                 struct fd_ref ref;
-                if ((atomic_load_explicit(&m->state[idx], memory_order_acquire) & ~STATE_REPORTED) ==
-                    STATE_READABLE)
+                if (atomic_load_explicit(&m->state[idx], memory_order_acquire) & (STATE_READABLE | STATE_ZERO))
                         continue;
                 int err = chunk_acquire(m, idx, &ref);
                 if (err < 0)

@@ -178,3 +178,39 @@ def test_chunk_unreadable_for_want_of_descriptors_reads_once_they_are_free(many)
         p.terminate()
         p.wait(STEP)
         subprocess.run(["rm", "-rf", str(d)])
+
+
+def test_zero_chunks_are_read_without_their_file(tmp_path):
+    """An image's unused space is zeros: the chunk of zeros, stored once and
+    used many times, is recognised by its hash and read as zeros, with no
+    open and no pread per chunk; gone from the store after the start, it
+    still reads (every other chunk still needs its file)."""
+    data = os.urandom(1 << 20) + bytes(2 << 20) + os.urandom(1 << 20)
+    img = tmp_path / "z.img"
+    img.write_bytes(data)
+    r = ihop("compress", "--fixed-size", "4KiB", "--compression", "none", "-i", img, tmp_path / "z.cba")
+    assert r.returncode == 0, r.stderr
+    store = tmp_path / "s"
+    clone_ok(tmp_path / "z.cba", store / "z")
+    zero_hash = hashlib.blake2b(bytes(4096)).hexdigest()
+    zero_chunk = store / "chunks" / zero_hash[:4] / f"{zero_hash}.chunk"
+    assert zero_chunk.is_file()
+    srv, untouched = Server([store / "z"]), Server([store / "z"])
+    try:
+        zero_chunk.unlink()
+        rc, digest, msg = nbdcopy_digest(srv.uri("z"), timeout=STEP)
+        assert rc == 0, msg + srv.stderr
+        assert digest == hashlib.blake2b(data).digest()
+        # A chunk of data removed does fail, on a server that never opened
+        # it: the zeros are no accident.
+        victim = hashlib.blake2b(data[:4096]).hexdigest()
+        (store / "chunks" / victim[:4] / f"{victim}.chunk").unlink()
+        with untouched.client() as c:
+            c.go("z")
+            assert c.read(0, 4096)[0] == EIO
+            assert c.read(1 << 20, 8192) == (0, bytes(8192))
+        assert srv.stop() == 0
+        assert untouched.stop() == 0
+    finally:
+        srv.cleanup()
+        untouched.cleanup()
