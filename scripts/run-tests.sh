@@ -17,14 +17,14 @@ trap 'rm -f "$log"' EXIT
 count_meson() {
         local n
         for key in Ok Expected\ Fail; do
-                n=$(sed -n "s/^${key}: *\([0-9]*\)$/\1/p" "$log" | tail -n1)
+                n=$(sed -n "s/^${key}: *\([0-9]*\) *$/\1/p" "$log" | tail -n1)
                 passed=$((passed + ${n:-0}))
         done
         for key in Fail Unexpected\ Pass Timeout; do
-                n=$(sed -n "s/^${key}: *\([0-9]*\)$/\1/p" "$log" | tail -n1)
+                n=$(sed -n "s/^${key}: *\([0-9]*\) *$/\1/p" "$log" | tail -n1)
                 failed=$((failed + ${n:-0}))
         done
-        n=$(sed -n "s/^Skipped: *\([0-9]*\)$/\1/p" "$log" | tail -n1)
+        n=$(sed -n "s/^Skipped: *\([0-9]*\) *$/\1/p" "$log" | tail -n1)
         skipped=$((skipped + ${n:-0}))
         grep -q "^Ok:" "$log" || failed=$((failed + 1))
 }
