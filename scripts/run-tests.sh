@@ -1,6 +1,7 @@
 #!/bin/bash
 # The whole test suite: unit tests (cmocka) and end-to-end tests (pytest,
-# real nginx), on a normal build and on an ASan+UBSan build. Installs what
+# real nginx), on a normal build and on an ASan+UBSan build, then every fuzz
+# target for 30 s (scripts/fuzz.sh, one pass or fail each). Installs what
 # it needs first. Ends with one line: "N passed, N failed".
 set -uo pipefail
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -39,6 +40,15 @@ count_pytest() {
         n=$(grep -oE "[0-9]+ skipped" <<<"$last" | grep -oE "[0-9]+"); skipped=$((skipped + ${n:-0}))
 }
 
+# scripts/fuzz.sh's last line: "fuzz: 3 passed, 1 failed"
+count_fuzz() {
+        local n
+        n=$(sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -n1)
+        [ -n "$n" ] || { failed=$((failed + 1)); return; }
+        passed=$((passed + ${n% *}))
+        failed=$((failed + ${n#* }))
+}
+
 for b in build build-asan; do
         echo "=== unit tests ($b)"
         meson test -C "$b" --print-errorlogs 2>&1 | tee "$log"
@@ -47,6 +57,10 @@ for b in build build-asan; do
         IHOP="$PWD/$b/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q tests/e2e 2>&1 | tee "$log"
         count_pytest
 done
+
+echo "=== fuzz targets"
+bash scripts/fuzz.sh all 30 2>&1 | tee "$log"
+count_fuzz
 
 echo
 echo "${skipped} skipped"
