@@ -169,11 +169,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct client c = { sv[1], data, size };
         if (pthread_create(&thread, NULL, client_thread, &c) != 0)
                 abort();
-        if (nbd_handshake(sv[0], exports, 2, &chosen) == 0) {
+        /* A handshake timeout as `ihop serve` has (its deadline path), and
+         * a reply buffer smaller than the export, so that reads are sent
+         * both whole and in pieces. */
+        if (nbd_handshake(sv[0], exports, 2, 10000, &chosen) == 0) {
                 uint64_t device_size = map->size;
                 if (chosen == &exports[1])
                         device_size = (map->size + 4095) / 4096 * 4096;
-                nbd_transmission(sv[0], chosen->map, device_size);
+                nbd_transmission(sv[0], chosen->map, device_size, 1024);
         }
         close(sv[0]);
         pthread_join(thread, NULL);
