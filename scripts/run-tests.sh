@@ -3,6 +3,10 @@
 # real nginx), on a normal build and on an ASan+UBSan build, then every fuzz
 # target for 30 s (scripts/fuzz.sh, one pass or fail each). Installs what
 # it needs first. Ends with one line: "N passed, N failed".
+#
+# Two lanes, one per core: the kernel-NBD tests (a qemu guest under TCG,
+# one core for minutes) of both builds run beside everything else, and
+# their output follows the rest.
 set -uo pipefail
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 cd "$(dirname "$0")/.."
@@ -11,7 +15,8 @@ sh scripts/build.sh asan || exit 1
 
 passed=0 failed=0 skipped=0
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+kernel_logs=$(mktemp -d)
+trap 'rm -rf "$log" "$kernel_logs"' EXIT
 
 # meson prints "Ok: N", "Fail: N", "Skipped: N", ... at the end of a run.
 count_meson() {
@@ -49,18 +54,36 @@ count_fuzz() {
         failed=$((failed + ${n#* }))
 }
 
+KERNEL_TESTS=tests/e2e/test_kernel_nbd.py
+(
+        for b in build build-asan; do
+                IHOP="$PWD/$b/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q "$KERNEL_TESTS" \
+                        >"$kernel_logs/$b" 2>&1
+        done
+) &
+kernel_lane=$!
+
 for b in build build-asan; do
         echo "=== unit tests ($b)"
         meson test -C "$b" --print-errorlogs 2>&1 | tee "$log"
         count_meson
         echo "=== end-to-end tests ($b)"
-        IHOP="$PWD/$b/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q tests/e2e 2>&1 | tee "$log"
+        IHOP="$PWD/$b/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q --ignore="$KERNEL_TESTS" \
+                tests/e2e 2>&1 | tee "$log"
         count_pytest
 done
 
 echo "=== fuzz targets"
 bash scripts/fuzz.sh all 30 2>&1 | tee "$log"
 count_fuzz
+
+wait "$kernel_lane"
+for b in build build-asan; do
+        echo "=== kernel NBD tests ($b)"
+        cp "$kernel_logs/$b" "$log"
+        cat "$log"
+        count_pytest
+done
 
 echo
 echo "${skipped} skipped"
