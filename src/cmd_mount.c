@@ -9,9 +9,7 @@
 #ifdef HAVE_FUSE
 #include "fuse_file.h"
 #endif
-#ifdef HAVE_NBD
 #include "nbd_kernel.h"
-#endif
 
 #include <errno.h>
 #include <getopt.h>
@@ -30,14 +28,15 @@ static void mount_usage(FILE *f)
                    "'mount -o loop,ro FILE /mnt' works on kernels without NBD.\n"
                    "\n"
                    "  --verify            hash each chunk on its first read; a corrupt chunk reads as EIO\n"
-                   "  --block-size SIZE   NBD block size, 512..4096, a power of two (default 512)\n"
-                   "  --connections N     NBD connections, served in parallel (default 4)\n"
+                   "  --block-size SIZE   NBD block size, 512..4096, a power of two (default %u)\n"
+                   "  --connections N     NBD connections, served in parallel (default %u)\n"
                    "  --detach            go to the background once the release is attached\n"
                    "  --pid-file PATH     with --detach, write the daemon's pid to PATH\n"
                    "  --root-storage      start argv[0] with '@' so that systemd does not kill ihop\n"
                    "                      at shutdown (for a release backing the root filesystem)\n"
                    "  --allow-other       FILE only: let every user read the image (FUSE allow_other);\n"
-                   "                      by default only the user who mounted it can\n");
+                   "                      by default only the user who mounted it can\n",
+                NBD_KERNEL_DEFAULT_BLOCK_SIZE, NBD_KERNEL_DEFAULT_CONNECTIONS);
 }
 
 int cmd_mount(int argc, char **argv)
@@ -61,7 +60,7 @@ int cmd_mount(int argc, char **argv)
         struct image_map *map = NULL;
         bool verify = false, detach = false, root_storage = false, allow_other = false;
         const char *pid_file = NULL;
-        uint64_t block_size = 512, connections = 4;
+        uint64_t block_size = NBD_KERNEL_DEFAULT_BLOCK_SIZE, connections = NBD_KERNEL_DEFAULT_CONNECTIONS;
         struct stat st;
         int c, err;
 

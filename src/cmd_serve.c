@@ -14,20 +14,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-
-/* The read end is the stop's: the one global, since a signal handler has
- * no other way to reach the accept loop. */
-static int stop_pipe[2] = { -1, -1 };
-
-static void on_stop_signal(int sig)
-{
-        (void)sig;
-        if (write(stop_pipe[1], "x", 1) < 0) {
-                /* nothing to do: the pipe is full, a stop is already pending */
-        }
-}
 
 static void serve_usage(FILE *f)
 {
@@ -152,7 +142,8 @@ int cmd_serve(int argc, char **argv)
         const char *unix_path = NULL, *tcp = NULL;
         struct nbd_export *exports;
         struct nbd_listener_options lo = { .handshake_timeout_ms = NBD_LISTENER_DEFAULT_HANDSHAKE_TIMEOUT_S * 1000 };
-        struct sigaction sa = { .sa_handler = on_stop_signal };
+        sigset_t stop_signals;
+        int stop = -1;
         bool verify = false;
         uint64_t secs;
         size_t n = 0;
@@ -197,12 +188,19 @@ int cmd_serve(int argc, char **argv)
                 if (err == 0)
                         exports[n++].name = name;
         }
-        if (err == 0 && pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-                err = log_errno(-errno, "pipe");
+        /* The stop signals arrive through a signalfd that the accept loop
+         * watches: blocked here, before any client thread exists. */
+        sigemptyset(&stop_signals);
+        sigaddset(&stop_signals, SIGINT);
+        sigaddset(&stop_signals, SIGTERM);
         if (err == 0) {
+                pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
                 signal(SIGPIPE, SIG_IGN);
-                sigaction(SIGINT, &sa, NULL);
-                sigaction(SIGTERM, &sa, NULL);
+                stop = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+                if (stop < 0)
+                        err = log_errno(-errno, "signalfd");
+        }
+        if (err == 0) {
                 listen_fd = unix_path ? listen_unix(unix_path) : listen_tcp(tcp);
                 if (listen_fd < 0) {
                         err = listen_fd;
@@ -210,12 +208,14 @@ int cmd_serve(int argc, char **argv)
                         log_info("serving %zu release%s on %s", n, n == 1 ? "" : "s", unix_path ? unix_path : tcp);
                         lo.exports = exports;
                         lo.n_exports = n;
-                        err = nbd_listener_run(listen_fd, stop_pipe[0], &lo);
+                        err = nbd_listener_run(listen_fd, stop, &lo);
                         close(listen_fd);
                         if (unix_path)
                                 unlink(unix_path);
                 }
         }
+        if (stop >= 0)
+                close(stop);
         free_exports(exports, n);
         return err < 0 ? 1 : 0;
 }

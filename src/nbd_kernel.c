@@ -12,21 +12,33 @@
 #include <netlink/genl/ctrl.h>
 #include <netlink/genl/genl.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
-#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_CONNECTIONS 16
 /* The kernel's largest read by default (max_sectors_kb, 1280 KiB) fits:
  * every failing read is answered with EIO, none ends its connection. */
 #define NBD_KERNEL_REPLY_BUFFER (2u << 20)
+
+struct attach;
+
+/* One socket pair: ours serves, theirs goes to the kernel. */
+struct connection {
+        struct attach *a;
+        unsigned i;
+        int ours, theirs;
+        pthread_t thread;
+        bool started;
+};
 
 struct attach {
         struct image_map *map;
@@ -35,30 +47,25 @@ struct attach {
         unsigned block_size;
         const char *device;
         int dev_fd; /* ioctl path only */
-        int ours[MAX_CONNECTIONS], theirs[MAX_CONNECTIONS];
+        struct connection conns[MAX_CONNECTIONS];
         unsigned n;
-        pthread_t threads[MAX_CONNECTIONS];
-        atomic_uint running;
+        int ended[2]; /* a connection thread writes a byte here as it ends */
 };
-
-struct conn_arg {
-        struct attach *a;
-        unsigned i;
-};
-static struct conn_arg conn_args[MAX_CONNECTIONS];
 
 static void *connection_thread(void *arg)
 {
-        struct conn_arg *c = arg;
-        int err = nbd_transmission(c->a->ours[c->i], c->a->map, c->a->device_size, NBD_KERNEL_REPLY_BUFFER);
+        struct connection *c = arg;
+        int err = nbd_transmission(c->ours, c->a->map, c->a->device_size, NBD_KERNEL_REPLY_BUFFER);
 
         /* The kernel's receiver reads until the socket ends: after a
          * disconnect, NBD_DO_IT returns only once our end is shut. */
-        shutdown(c->a->ours[c->i], SHUT_RDWR);
+        shutdown(c->ours, SHUT_RDWR);
 
         if (err < 0 && err != -ECONNRESET)
                 log_warn("%s: connection %u ended: %s", c->a->device, c->i, strerror(-err));
-        atomic_fetch_sub(&c->a->running, 1);
+        if (write(c->a->ended[1], "e", 1) < 0) {
+                /* cannot happen: the pipe holds a byte per connection */
+        }
         return NULL;
 }
 
@@ -93,7 +100,7 @@ static int netlink_connect(struct attach *a, struct nl_sock *nl, int family)
                 return -ENOMEM;
         }
         for (unsigned i = 0; i < a->n; i++) {
-                if (!(item = nla_nest_start(msg, NBD_SOCK_ITEM)) || nla_put_u32(msg, NBD_SOCK_FD, (uint32_t)a->theirs[i]) < 0) {
+                if (!(item = nla_nest_start(msg, NBD_SOCK_ITEM)) || nla_put_u32(msg, NBD_SOCK_FD, (uint32_t)a->conns[i].theirs) < 0) {
                         nlmsg_free(msg);
                         return -ENOMEM;
                 }
@@ -147,7 +154,7 @@ static int ioctl_connect(struct attach *a, pthread_t *doit)
             ioctl(a->dev_fd, NBD_SET_SIZE_BLOCKS, (unsigned long)(a->device_size / a->block_size)) < 0 ||
             ioctl(a->dev_fd, NBD_SET_FLAGS, (unsigned long)nbd_transmission_flags()) < 0)
                 return log_errno(-errno, "cannot configure %s", a->device);
-        if (ioctl(a->dev_fd, NBD_SET_SOCK, (unsigned long)a->theirs[0]) < 0) {
+        if (ioctl(a->dev_fd, NBD_SET_SOCK, (unsigned long)a->conns[0].theirs) < 0) {
                 if (errno == EBUSY) {
                         log_error("%s is busy (already connected)", a->device);
                         return -EBUSY;
@@ -186,39 +193,65 @@ static int device_index(const char *device, unsigned *index)
         return 0;
 }
 
-/* Waits for SIGINT/SIGTERM or for the kernel to drop every connection. */
-static bool wait_for_end(struct attach *a, const sigset_t *stop)
+/* Waits for SIGINT/SIGTERM (on stop, a signalfd) or for every connection
+ * to end (the kernel dropped them): true for a signal. */
+static bool wait_for_end(struct attach *a, int stop, unsigned running)
 {
-        struct timespec tick = { 0, 200 * 1000 * 1000 };
+        while (running > 0) {
+                struct pollfd pfd[2] = { { stop, POLLIN, 0 }, { a->ended[0], POLLIN, 0 } };
+                char buf[MAX_CONNECTIONS];
+                ssize_t n;
 
-        while (atomic_load(&a->running) > 0) {
-                int sig = sigtimedwait(stop, NULL, &tick);
-                if (sig == SIGINT || sig == SIGTERM)
+                if (poll(pfd, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        log_warn("poll: %s", strerror(errno));
+                        return true; /* cannot wait: disconnect and end */
+                }
+                if (pfd[0].revents)
                         return true;
+                n = read(a->ended[0], buf, sizeof(buf));
+                if (n > 0)
+                        running -= (unsigned)n < running ? (unsigned)n : running;
         }
         return false;
 }
 
+static void close_fd(int fd)
+{
+        if (fd >= 0)
+                close(fd);
+}
+
 int nbd_kernel_serve(struct image_map *map, const char *device, unsigned block_size, unsigned connections)
 {
-        struct attach a = { .map = map, .device = device, .block_size = block_size, .dev_fd = -1 };
-        struct nl_sock *nl;
+        struct attach a = { .map = map, .device = device, .block_size = block_size, .dev_fd = -1,
+                            .ended = { -1, -1 } };
+        struct nl_sock *nl = NULL;
         pthread_t doit;
         bool used_ioctl = false;
-        sigset_t stop;
-        int family = -1, err;
+        unsigned running = 0;
+        sigset_t stop_signals;
+        int stop = -1, family = -1, err;
 
+        for (unsigned i = 0; i < MAX_CONNECTIONS; i++)
+                a.conns[i] = (struct connection){ .a = &a, .i = i, .ours = -1, .theirs = -1 };
         err = device_index(device, &a.index);
         if (err < 0)
                 return err;
         a.device_size = (map->size + block_size - 1) / block_size * block_size;
 
-        /* Only the waiting thread takes the stop signals. */
-        sigemptyset(&stop);
-        sigaddset(&stop, SIGINT);
-        sigaddset(&stop, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &stop, NULL);
+        /* The stop signals arrive through a signalfd, blocked in every thread. */
+        sigemptyset(&stop_signals);
+        sigaddset(&stop_signals, SIGINT);
+        sigaddset(&stop_signals, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
         signal(SIGPIPE, SIG_IGN);
+        stop = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+        if (stop < 0 || pipe2(a.ended, O_CLOEXEC) < 0) {
+                err = log_errno(-errno, "cannot set up %s", device);
+                goto out;
+        }
 
         /* IHOP_NBD_INTERFACE=ioctl takes the older path even where netlink
          * exists, so that the fallback is tested on kernels that have both. */
@@ -228,12 +261,11 @@ int nbd_kernel_serve(struct image_map *map, const char *device, unsigned block_s
         for (unsigned i = 0; i < a.n; i++) {
                 int sv[2];
                 if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-                        a.n = i;
                         err = log_errno(-errno, "socketpair");
                         goto out;
                 }
-                a.ours[i] = sv[0];
-                a.theirs[i] = sv[1];
+                a.conns[i].ours = sv[0];
+                a.conns[i].theirs = sv[1];
         }
         if (nl) {
                 err = netlink_connect(&a, nl, family);
@@ -245,18 +277,18 @@ int nbd_kernel_serve(struct image_map *map, const char *device, unsigned block_s
         if (err < 0)
                 goto out;
         for (unsigned i = 0; i < a.n; i++) {
-                conn_args[i] = (struct conn_arg){ &a, i };
-                atomic_fetch_add(&a.running, 1);
-                if (pthread_create(&a.threads[i], NULL, connection_thread, &conn_args[i]) != 0) {
-                        atomic_fetch_sub(&a.running, 1);
-                        a.threads[i] = 0;
-                }
+                struct connection *c = &a.conns[i];
+                c->started = pthread_create(&c->thread, NULL, connection_thread, c) == 0;
+                if (c->started)
+                        running++;
+                else
+                        shutdown(c->ours, SHUT_RDWR); /* the kernel sees this connection dead */
         }
         log_info("release mounted on %s (%llu bytes, block size %u, %u connection%s, %s)", device,
                  (unsigned long long)a.device_size, block_size, a.n, a.n == 1 ? "" : "s",
                  nl ? "netlink" : "ioctl");
         daemon_ready();
-        if (wait_for_end(&a, &stop)) {
+        if (wait_for_end(&a, stop, running)) {
                 log_info("disconnecting %s", device);
                 if (nl)
                         netlink_disconnect(&a, nl, family);
@@ -264,17 +296,19 @@ int nbd_kernel_serve(struct image_map *map, const char *device, unsigned block_s
                         ioctl(a.dev_fd, NBD_DISCONNECT);
         }
         for (unsigned i = 0; i < a.n; i++)
-                if (a.threads[i])
-                        pthread_join(a.threads[i], NULL);
+                if (a.conns[i].started)
+                        pthread_join(a.conns[i].thread, NULL);
         if (used_ioctl)
                 pthread_join(doit, NULL);
 out:
         for (unsigned i = 0; i < a.n; i++) {
-                close(a.ours[i]);
-                close(a.theirs[i]);
+                close_fd(a.conns[i].ours);
+                close_fd(a.conns[i].theirs);
         }
-        if (a.dev_fd >= 0)
-                close(a.dev_fd);
+        close_fd(a.dev_fd);
+        close_fd(a.ended[0]);
+        close_fd(a.ended[1]);
+        close_fd(stop);
         if (nl)
                 nl_socket_free(nl);
         return err;

@@ -6,6 +6,8 @@
 
 #include "image_map.h"
 
+/* 512-byte blocks: every file system mounts (one made with 1 KiB blocks
+ * does not on a 4 KiB device). Four connections: requests in parallel. */
 #define NBD_KERNEL_DEFAULT_BLOCK_SIZE 512u
 #define NBD_KERNEL_DEFAULT_CONNECTIONS 4u
 

@@ -99,7 +99,7 @@ diag() {
                         ;;
                 esac
                 case "$comm/$stack" in
-                ihop/*unix_stream_read_generic* | ihop/*do_sigtimedwait*) ;;
+                ihop/*unix_stream_read_generic* | ihop/*do_sys_poll*) ;;
                 ihop/*) busy=$((busy + 1)) ;;
                 esac
                 case "$stack" in
