@@ -53,7 +53,7 @@ static void *client_thread(void *arg)
 
         if (err == 0 && !dropped) {
                 log_debug("client connected to export '%s'", e->name);
-                err = nbd_transmission(c->fd, e->map, e->map->size, NBD_LISTENER_REPLY_BUFFER);
+                err = nbd_transmission(c->fd, e->map, e->map->size, NBD_LISTENER_REPLY_BUFFER, NBD_LISTENER_WORKERS);
         }
         if (err == -ETIMEDOUT)
                 log_warn("client dropped: no export chosen within %u s", l->o->handshake_timeout_ms / 1000);

@@ -13,7 +13,10 @@
 #define NBD_LISTENER_MAX_CLIENTS 128u
 /* Clients in the handshake at once: places left for sessions. */
 #define NBD_LISTENER_MAX_HANDSHAKES 16u
-/* Reply bytes a client's connection holds at once: 128 clients, 16 MiB. */
+/* Threads a session answers reads with, and the reply bytes each holds at
+ * once: 128 sessions hold 16 MiB, or 64 MiB should each keep 4 reads in
+ * flight that its client never takes. */
+#define NBD_LISTENER_WORKERS 4u
 #define NBD_LISTENER_REPLY_BUFFER (128u << 10)
 #define NBD_LISTENER_DEFAULT_HANDSHAKE_TIMEOUT_S 10u
 

@@ -19,12 +19,18 @@ struct nbd_export {
         struct image_map *map;
 };
 
+/* Threads one connection may answer reads with. */
+#define NBD_MAX_WORKERS 16u
+
 /* Answers requests on fd until the client disconnects; returns 0 on NBD_CMD_DISC
  * or EOF, negative errno when the connection broke. The device may be larger
  * than the image (rounded up to the kernel's block size): the tail reads as zeros.
- * A connection holds at most reply_buffer_max bytes of reply at a time:
- * larger reads are sent in pieces. */
-int nbd_transmission(int fd, struct image_map *map, uint64_t device_size, size_t reply_buffer_max);
+ * Reads are answered by up to `workers` threads of the connection's own, in
+ * any order (0: one after the other, by the calling thread). Each holds at
+ * most reply_buffer_max bytes of reply at a time: larger reads are sent in
+ * pieces. */
+int nbd_transmission(int fd, struct image_map *map, uint64_t device_size, size_t reply_buffer_max,
+                     unsigned workers);
 
 /* Negotiates on a fresh connection; on success *chosen is the export to serve.
  * Returns -ECONNABORTED when the client ends the negotiation, -ETIMEDOUT when

@@ -7,6 +7,7 @@ stopped within its test; every subprocess runs with a timeout."""
 
 import hashlib
 import json
+import random
 import os
 import shutil
 import signal
@@ -694,6 +695,44 @@ def test_clients_beyond_the_limit_wait(serve, store, digests):
     rc, digest, err = nbdcopy_digest(srv.uri("rand"))
     assert rc == 0, err
     assert digest == digests["rand"]
+    assert srv.stop() == 0
+
+
+def test_pipelined_reads_are_all_answered_by_cookie(serve, store, v1_image):
+    """A client with many reads in flight gets every one answered, in any
+    order, each matched by its cookie; reads queued before NBD_CMD_DISC are
+    answered before the server closes."""
+    srv = serve([store / "v1"])
+    size = len(v1_image)
+    rng = random.Random(7)
+    with srv.client() as c:
+        c.go("v1")
+        for _ in range(3):
+            want = {}
+            for _ in range(64):
+                off = rng.randrange(0, size - 1)
+                n = rng.choice([1, 512, 4096, 65536, 200000, 1 << 20])
+                n = min(n, size - off)
+                want[c.request(CMD_READ, off, n)] = (off, n)
+            order = []
+            while want:
+                magic, error, cookie = struct.unpack(">IIQ", c.recv_exact(16))
+                assert magic == SIMPLE_REPLY_MAGIC and error == 0
+                off, n = want.pop(cookie)
+                assert c.recv_exact(n) == v1_image[off:off + n]
+                order.append(cookie)
+        # queued reads, then a disconnect: all answered, then the close
+        cookies = [c.request(CMD_READ, i * 4096, 4096) for i in range(16)]
+        c.send(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_DISC, 0, 0, 0))
+        got = set()
+        for _ in cookies:
+            magic, error, cookie = struct.unpack(">IIQ", c.recv_exact(16))
+            assert error == 0
+            i = cookies.index(cookie)
+            assert c.recv_exact(4096) == v1_image[i * 4096:(i + 1) * 4096]
+            got.add(cookie)
+        assert got == set(cookies)
+        assert c.closed_by_peer()
     assert srv.stop() == 0
 
 

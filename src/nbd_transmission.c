@@ -1,0 +1,321 @@
+/* The transmission phase: requests read off the connection, replies written
+ * back, in any order (the protocol matches them by cookie). With workers,
+ * reads are answered by up to that many threads of the connection's own, so
+ * that a client with many requests in flight (qemu, nbdcopy, fio) is served
+ * in parallel, as a kernel with many connections is: a read that must open
+ * its chunk file no longer holds up the ones behind it. */
+#include "nbd_server.h"
+
+#include "log.h"
+#include "nbd_io.h"
+#include "nbd_proto.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* Reads waiting for a worker; a client with more in flight waits for TCP. */
+#define QUEUE_MAX 16u
+#define WORKER_STACK_SIZE (256u << 10)
+
+struct __attribute__((packed)) simple_reply {
+        uint32_t magic, error;
+        uint64_t cookie;
+};
+
+struct read_request {
+        uint64_t cookie; /* as the client sent it: echoed, never interpreted */
+        uint64_t offset;
+        uint32_t length;
+};
+
+struct session {
+        int fd;
+        struct image_map *map;
+        uint64_t device_size;
+        size_t buffer_max;
+        unsigned max_workers;
+
+        pthread_mutex_t send_lock; /* a reply goes out whole */
+
+        pthread_mutex_t lock; /* the rest */
+        pthread_cond_t queued; /* workers: a read to answer, or the end */
+        pthread_cond_t room;   /* the reader: a place in the queue */
+        struct read_request queue[QUEUE_MAX];
+        unsigned head, count;
+        unsigned n_workers, idle;
+        pthread_t workers[NBD_MAX_WORKERS];
+        bool ending;
+        int err; /* the first failure: it ends the session */
+};
+
+static int send_error(struct session *s, uint64_t cookie, uint32_t error)
+{
+        struct simple_reply hdr = { htobe32(NBD_SIMPLE_REPLY_MAGIC), htobe32(error), cookie };
+
+        pthread_mutex_lock(&s->send_lock);
+        int err = nbd_write_exact(s->fd, &hdr, sizeof(hdr));
+        pthread_mutex_unlock(&s->send_lock);
+        return err;
+}
+
+static uint32_t nbd_errno(int err)
+{
+        switch (err) {
+        case -EINVAL:
+                return NBD_EINVAL;
+        case -ENOMEM:
+                return NBD_ENOMEM;
+        default:
+                return NBD_EIO;
+        }
+}
+
+/* Reads [off, off + len) of the device: the image, then zeros up to the
+ * device size (the kernel's device is rounded up to its block size). */
+static int read_padded(struct image_map *map, uint8_t *buf, size_t len, uint64_t off)
+{
+        if (off >= map->size) {
+                memset(buf, 0, len);
+                return 0;
+        }
+        if (len > map->size - off) {
+                uint64_t in_image = map->size - off;
+                memset(buf + in_image, 0, len - in_image);
+                len = (size_t)in_image;
+        }
+        return image_map_read(map, buf, len, off);
+}
+
+struct reply_buffer {
+        uint8_t *data;
+        size_t size;
+};
+
+/* Answers a read. Up to the buffer's size (buffer_max) a reply is read
+ * whole before it is sent, so any failure is answered with an error. A
+ * larger one is sent in pieces of that size, so that what a connection holds
+ * stays bounded whatever its client asks: its chunks are opened (and with
+ * verify, checked) before the reply begins, so that once it has, only an
+ * I/O error of the storage can interrupt it, and a simple reply cannot be
+ * taken back: the connection is then closed, as the protocol requires. */
+static int reply_read(struct session *s, struct reply_buffer *b, const struct read_request *r)
+{
+        struct simple_reply hdr = { htobe32(NBD_SIMPLE_REPLY_MAGIC), 0, r->cookie };
+        size_t max = s->buffer_max, piece = r->length < max ? r->length : max;
+        uint64_t off = r->offset, len = r->length;
+        int err;
+
+        if (off > s->device_size || len > s->device_size - off)
+                return send_error(s, r->cookie, NBD_EINVAL);
+        if (piece > b->size) {
+                uint8_t *nb = realloc(b->data, piece);
+                if (!nb)
+                        return send_error(s, r->cookie, NBD_ENOMEM);
+                b->data = nb;
+                b->size = piece;
+        }
+        if (len > piece && off < s->map->size) {
+                uint64_t in_image = s->map->size - off < len ? s->map->size - off : len;
+                err = image_map_check_range(s->map, off, in_image);
+                if (err < 0)
+                        return send_error(s, r->cookie, nbd_errno(err));
+        }
+        /* len == 0 reads nothing: an empty reply, and no buffer touched. */
+        err = piece ? read_padded(s->map, b->data, piece, off) : 0;
+        if (err < 0)
+                return send_error(s, r->cookie, nbd_errno(err));
+
+        struct iovec iov[2] = { { &hdr, sizeof(hdr) }, { b->data, piece } };
+        int cnt = piece ? 2 : 1;
+        pthread_mutex_lock(&s->send_lock);
+        for (uint64_t done = piece;;) {
+                err = nbd_write_iov(s->fd, iov, cnt, done < len ? MSG_MORE : 0);
+                if (err < 0 || done == len)
+                        break;
+                piece = len - done < max ? (size_t)(len - done) : max;
+                err = read_padded(s->map, b->data, piece, off + done);
+                if (err < 0) {
+                        log_error("a read of %" PRIu64 " bytes at offset %" PRIu64
+                                  " failed after its reply began: closing the connection",
+                                  len, off);
+                        err = -EIO;
+                        break;
+                }
+                iov[0] = (struct iovec){ b->data, piece };
+                cnt = 1;
+                done += piece;
+        }
+        pthread_mutex_unlock(&s->send_lock);
+        return err;
+}
+
+/* Records the session's first failure and ends it: the reader, blocked in
+ * recv, sees its socket shut. (lock held) */
+static void fail(struct session *s, int err)
+{
+        if (s->err == 0)
+                s->err = err;
+        s->ending = true;
+        shutdown(s->fd, SHUT_RDWR);
+        pthread_cond_broadcast(&s->queued);
+        pthread_cond_broadcast(&s->room);
+}
+
+static void *worker(void *arg)
+{
+        struct session *s = arg;
+        struct reply_buffer b = {};
+
+        pthread_mutex_lock(&s->lock);
+        for (;;) {
+                while (s->count == 0 && !s->ending)
+                        pthread_cond_wait(&s->queued, &s->lock);
+                if (s->count == 0)
+                        break; /* ending, and every read queued is answered */
+                struct read_request r = s->queue[s->head];
+                s->head = (s->head + 1) % QUEUE_MAX;
+                s->count--;
+                s->idle--;
+                pthread_cond_signal(&s->room);
+                pthread_mutex_unlock(&s->lock);
+
+                int err = reply_read(s, &b, &r);
+
+                pthread_mutex_lock(&s->lock);
+                s->idle++;
+                if (err < 0)
+                        fail(s, err);
+        }
+        pthread_mutex_unlock(&s->lock);
+        free(b.data);
+        return NULL;
+}
+
+/* Hands a read to the workers, starting one more when none is idle. */
+static int queue_read(struct session *s, const struct read_request *r)
+{
+        int err = 0;
+
+        pthread_mutex_lock(&s->lock);
+        while (s->count == QUEUE_MAX && !s->ending)
+                pthread_cond_wait(&s->room, &s->lock);
+        if (s->ending) {
+                err = s->err ? s->err : -ECONNRESET;
+        } else {
+                s->queue[(s->head + s->count) % QUEUE_MAX] = *r;
+                s->count++;
+                if (s->idle < s->count && s->n_workers < s->max_workers) {
+                        pthread_attr_t attr;
+                        pthread_attr_init(&attr);
+                        pthread_attr_setstacksize(&attr, WORKER_STACK_SIZE);
+                        if (pthread_create(&s->workers[s->n_workers], &attr, worker, s) == 0) {
+                                s->n_workers++;
+                                s->idle++;
+                        }
+                        pthread_attr_destroy(&attr);
+                }
+                if (s->n_workers == 0)
+                        err = -EAGAIN; /* not one worker could be started */
+                pthread_cond_signal(&s->queued);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return err;
+}
+
+/* Reads requests until the client disconnects or the session fails. */
+static int read_requests(struct session *s, struct reply_buffer *inline_buffer)
+{
+        for (;;) {
+                struct __attribute__((packed)) {
+                        uint32_t magic;
+                        uint16_t flags, type;
+                        uint64_t cookie, offset;
+                        uint32_t length;
+                } req;
+                int err = nbd_read_exact(s->fd, &req, sizeof(req));
+                if (err == -ECONNRESET)
+                        return 0;
+                if (err < 0)
+                        return err;
+                if (be32toh(req.magic) != NBD_REQUEST_MAGIC)
+                        return -EPROTO;
+                struct read_request r = { req.cookie, be64toh(req.offset), be32toh(req.length) };
+
+                switch (be16toh(req.type)) {
+                case NBD_CMD_READ:
+                        if (r.length > NBD_MAX_REQUEST)
+                                err = send_error(s, r.cookie, NBD_EINVAL);
+                        else if (s->max_workers)
+                                err = queue_read(s, &r);
+                        else
+                                err = reply_read(s, inline_buffer, &r);
+                        break;
+                case NBD_CMD_WRITE:
+                        /* The payload follows the request: consume it to stay in sync. */
+                        err = nbd_discard(s->fd, r.length, 0);
+                        if (err == 0)
+                                err = send_error(s, r.cookie, NBD_EPERM);
+                        break;
+                case NBD_CMD_TRIM:
+                case NBD_CMD_WRITE_ZEROES:
+                        err = send_error(s, r.cookie, NBD_EPERM);
+                        break;
+                case NBD_CMD_FLUSH:
+                case NBD_CMD_CACHE:
+                        err = send_error(s, r.cookie, 0);
+                        break;
+                case NBD_CMD_DISC:
+                        return 0;
+                default:
+                        err = send_error(s, r.cookie, NBD_EINVAL);
+                        break;
+                }
+                if (err < 0)
+                        return err;
+        }
+}
+
+int nbd_transmission(int fd, struct image_map *map, uint64_t device_size, size_t reply_buffer_max,
+                     unsigned workers)
+{
+        struct session s = {
+                .fd = fd, .map = map, .device_size = device_size,
+                .buffer_max = reply_buffer_max ? reply_buffer_max : 1,
+                .max_workers = workers < NBD_MAX_WORKERS ? workers : NBD_MAX_WORKERS,
+        };
+        struct reply_buffer inline_buffer = {};
+        int err;
+
+        pthread_mutex_init(&s.send_lock, NULL);
+        pthread_mutex_init(&s.lock, NULL);
+        pthread_cond_init(&s.queued, NULL);
+        pthread_cond_init(&s.room, NULL);
+
+        err = read_requests(&s, &inline_buffer);
+
+        /* The reads already queued are answered before the session ends
+         * (NBD_CMD_DISC asks for that); a failure ends it at once. */
+        pthread_mutex_lock(&s.lock);
+        if (err < 0)
+                fail(&s, err);
+        s.ending = true;
+        pthread_cond_broadcast(&s.queued);
+        pthread_mutex_unlock(&s.lock);
+        for (unsigned i = 0; i < s.n_workers; i++)
+                pthread_join(s.workers[i], NULL);
+        if (s.err < 0 && err == 0)
+                err = s.err;
+
+        free(inline_buffer.data);
+        pthread_cond_destroy(&s.room);
+        pthread_cond_destroy(&s.queued);
+        pthread_mutex_destroy(&s.lock);
+        pthread_mutex_destroy(&s.send_lock);
+        return err;
+}
