@@ -1,15 +1,12 @@
 #include "cleanup.h"
 #include "commands.h"
-#include "fsutil.h"
 #include "gc.h"
 #include "log.h"
 #include "store.h"
 #include "units.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
-#include <string.h>
 
 static void gc_usage(FILE *f)
 {
@@ -90,16 +87,10 @@ int cmd_rm(int argc, char **argv)
                         ret = 1;
                         continue;
                 }
-                if (unlinkat(s->dirfd, name, 0) < 0) {
-                        if (errno == ENOENT)
-                                log_error("release %s does not exist", argv[i]);
-                        else
-                                log_errno(-errno, "cannot remove release %s", argv[i]);
+                if (store_release_remove(s, name) < 0) {
                         ret = 1;
                         continue;
                 }
-                if (fsync(s->dirfd) < 0)
-                        log_warn("cannot sync %s: %s", store_path, strerror(errno));
                 printf("removed release %s; 'ihop gc %s' frees the chunks only it used\n", argv[i], store_path);
         }
         return ret;

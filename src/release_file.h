@@ -2,6 +2,8 @@
  *
  *   "IHOP1\0" | u64-LE size n | protobuf StoreDictionary (n bytes) | BLAKE2b-512 of all before
  *
+ * (the magic is the store's, store_release_magic: its listings recognise descriptions by it)
+ *
  * Written last in a clone, atomically, so a release exists only when complete. */
 #pragma once
 
@@ -12,11 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RELEASE_FILE_MAX_SIZE (64u << 20)
-
 int release_file_write(struct store *s, const char *name, const struct release *r);
 /* Reads and checks STORE/NAME; logs the reason on failure. */
 int release_file_read(struct store *s, const char *name, struct release **out);
+/* The same, also handing back the bytes read (*raw, malloc'ed). */
+int release_file_read_raw(struct store *s, const char *name, struct release **out, uint8_t **raw, size_t *raw_len);
 /* Is buf a whole release description as ihop writes it (magic, length and
  * checksum right)? Quiet: no message either way. */
 bool release_file_is_complete(const uint8_t *buf, size_t len);
