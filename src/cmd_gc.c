@@ -13,7 +13,8 @@ static void gc_usage(FILE *f)
         fprintf(f, "Usage: ihop gc [--dry-run] STORE\n"
                    "\n"
                    "Remove the chunks no release in STORE uses, and temp files left by interrupted\n"
-                   "clones. Waits for running clones to finish (the store lock).\n"
+                   "clones. Waits for running clones to finish (the store lock). Releases in use\n"
+                   "(mounted or served) count as releases, even after 'ihop rm'.\n"
                    "\n"
                    "  -n, --dry-run   print what would go and how much space returns; remove nothing\n");
 }
@@ -56,6 +57,10 @@ int cmd_gc(int argc, char **argv)
                dry_run ? "would remove" : "removed", r.chunks_removed, r.tmp_removed,
                format_size(r.bytes_removed, a, sizeof(a)), dry_run ? "would be freed" : "freed", r.chunks_kept,
                format_size(r.bytes_kept, b, sizeof(b)));
+        if (r.chunks_kept_in_use)
+                printf("kept %zu chunks (%s) for releases in use (mounted or served) that no release description "
+                       "names any more\n",
+                       r.chunks_kept_in_use, format_size(r.bytes_kept_in_use, a, sizeof(a)));
         return 0;
 }
 
@@ -63,7 +68,8 @@ static void rm_usage(FILE *f)
 {
         fprintf(f, "Usage: ihop rm STORE/NAME...\n"
                    "\n"
-                   "Remove releases from their store. Their chunks stay until 'ihop gc STORE'.\n");
+                   "Remove releases from their store. Their chunks stay until 'ihop gc STORE';\n"
+                   "those of a release still mounted or served stay until it no longer is.\n");
 }
 
 int cmd_rm(int argc, char **argv)

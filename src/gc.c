@@ -76,8 +76,13 @@ static void name_list_free(struct name_list *l)
         memset(l, 0, sizeof(*l));
 }
 
+/* What keeps a chunk: a release, or a release in use. */
+struct gc_refs {
+        struct store_usage releases, in_use;
+};
+
 /* chunks_fd: the store's chunks/ directory; sub: one of its fan-out directories. */
-static int collect_dir(struct store *s, int chunks_fd, const struct store_usage *u, const char *sub, bool dry_run,
+static int collect_dir(struct store *s, int chunks_fd, const struct gc_refs *refs, const char *sub, bool dry_run,
                        struct gc_result *res)
 {
         _cleanup_dir_iter_ struct dir_iter it = {};
@@ -103,9 +108,14 @@ static int collect_dir(struct store *s, int chunks_fd, const struct store_usage 
                         res->bytes_removed += (uint64_t)st.st_size;
                 } else if (!parse_chunk_name(e->d_name, hash, &len)) {
                         continue; /* not ours: leave it */
-                } else if (store_usage_references(u, hash, len)) {
+                } else if (store_usage_references(&refs->releases, hash, len)) {
                         res->chunks_kept++;
                         res->bytes_kept += (uint64_t)st.st_size;
+                } else if (store_usage_references(&refs->in_use, hash, len)) {
+                        res->chunks_kept++;
+                        res->bytes_kept += (uint64_t)st.st_size;
+                        res->chunks_kept_in_use++;
+                        res->bytes_kept_in_use += (uint64_t)st.st_size;
                 } else {
                         drop(fd, path, e->d_name, (uint64_t)st.st_size, dry_run, "no release uses it");
                         res->chunks_removed++;
@@ -246,18 +256,62 @@ static int scan_chunks(struct store *s, struct dir_iter *it, struct name_list *d
         return 0;
 }
 
+/* The releases and the releases in use: nothing is collected unless both
+ * are known whole. */
+static int load_refs(struct store *s, struct gc_refs *refs, struct store_use_entry **uses, size_t *n_uses)
+{
+        const char *path = store_path(s);
+        int err;
+
+        err = store_usage_load(s, &refs->releases);
+        if (err < 0) {
+                log_error("refusing to collect garbage in %s: its releases cannot all be read", path);
+                return err;
+        }
+        err = store_use_list(s, true, uses, n_uses);
+        if (err == 0)
+                err = store_usage_load_in_use(s, *uses, *n_uses, &refs->in_use);
+        if (err < 0) {
+                log_error("refusing to collect garbage in %s: the releases in use cannot all be read", path);
+                store_usage_free(&refs->releases);
+        }
+        return err;
+}
+
+/* Registrations whose process is gone pin nothing: they go, like temp files. */
+static void drop_stale(struct store *s, const struct store_use_entry *uses, size_t n_uses, bool dry_run,
+                       struct gc_result *res)
+{
+        _cleanup_close_ int fd = -1;
+        char dir[PATH_MAX];
+
+        snprintf(dir, sizeof(dir), "%s/%s", store_path(s), STORE_IN_USE_DIR);
+        for (size_t i = 0; i < n_uses; i++) {
+                if (uses[i].live)
+                        continue;
+                if (fd < 0 && (fd = store_dir_open(s, STORE_DIR_IN_USE, false)) < 0) {
+                        log_warn("cannot open %s: %s", dir, strerror(-fd));
+                        return;
+                }
+                drop(fd, dir, uses[i].file, uses[i].size, dry_run, "its process no longer runs");
+                res->stale_removed++;
+        }
+}
+
 int store_gc(struct store *s, bool dry_run, struct gc_result *res)
 {
         _cleanup_dir_iter_ struct dir_iter top = {}, chunks = {};
         struct name_list temps = {}, dirs = {};
         const char *path = store_path(s);
-        struct store_usage u;
+        struct store_use_entry *uses = NULL;
+        struct gc_refs refs;
+        size_t n_uses = 0;
         int err;
 
         memset(res, 0, sizeof(*res));
-        err = store_usage_load(s, &u);
+        err = load_refs(s, &refs, &uses, &n_uses);
         if (err < 0) {
-                log_error("refusing to collect garbage in %s: its releases cannot all be read", path);
+                store_use_list_free(uses, n_uses);
                 return err;
         }
         err = store_dir_iter_open(s, STORE_DIR_TOP, &top);
@@ -266,11 +320,11 @@ int store_gc(struct store *s, bool dry_run, struct gc_result *res)
         else if ((err = store_dir_iter_open(s, STORE_DIR_CHUNKS, &chunks)) < 0)
                 log_errno(err, "refusing to collect garbage in %s: cannot list %s/%s", path, path, STORE_CHUNKS_DIR);
         if (err == 0)
-                err = scan_top(s, &top, &u, &temps);
+                err = scan_top(s, &top, &refs.releases, &temps);
         if (err == 0)
                 err = scan_chunks(s, &chunks, &dirs);
         for (size_t i = 0; err == 0 && i < dirs.n; i++)
-                err = collect_dir(s, dir_iter_fd(&chunks), &u, dirs.names[i], dry_run, res);
+                err = collect_dir(s, dir_iter_fd(&chunks), &refs, dirs.names[i], dry_run, res);
         for (size_t i = 0; err == 0 && i < temps.n; i++) {
                 int fd = dir_iter_fd(&top);
                 struct stat st;
@@ -280,10 +334,14 @@ int store_gc(struct store *s, bool dry_run, struct gc_result *res)
                 res->tmp_removed++;
                 res->bytes_removed += (uint64_t)st.st_size;
         }
+        if (err == 0)
+                drop_stale(s, uses, n_uses, dry_run, res);
         if (err == -ENOMEM)
                 log_errno(err, "garbage collection in %s", path);
         name_list_free(&temps);
         name_list_free(&dirs);
-        store_usage_free(&u);
+        store_usage_free(&refs.releases);
+        store_usage_free(&refs.in_use);
+        store_use_list_free(uses, n_uses);
         return err;
 }

@@ -120,6 +120,7 @@ void image_map_free(struct image_map *m)
         free(m->cached);
         free(m->state);
         release_free(m->release);
+        store_use_end(m->use);
         store_close(m->store);
         free(m);
 }
@@ -330,19 +331,22 @@ int image_map_open(const char *arg, bool verify, struct image_map **out, char **
 {
         struct store *s = NULL;
         struct release *r = NULL;
+        struct store_use *use = NULL;
         char *n = NULL;
         int err;
 
-        err = release_file_open(arg, &s, &n, &r);
+        err = release_file_open_in_use(arg, &s, &n, &r, &use);
         if (err < 0)
                 return err;
         err = image_map_new(s, r, verify, out);
         if (err < 0) {
                 release_free(r);
+                store_use_end(use);
                 store_close(s);
                 free(n);
                 return log_errno(err, "cannot map release %s", arg);
         }
+        (*out)->use = use;
         err = check_complete(*out, arg);
         if (err < 0) {
                 image_map_free(*out);

@@ -198,23 +198,47 @@ int release_file_read(struct store *s, const char *name, struct release **out)
         return release_file_read_raw(s, name, out, NULL, NULL);
 }
 
-int release_file_open(const char *arg, struct store **store, char **name, struct release **out)
+static int open_release(const char *arg, struct store **store, char **name, struct release **out,
+                        struct store_use **use)
 {
         _cleanup_free_ char *store_path = NULL, *n = NULL;
+        _cleanup_free_ uint8_t *raw = NULL;
         struct store *s = NULL;
+        size_t len;
         int err;
 
         err = store_split_release_path(arg, &store_path, &n);
         if (err == 0)
                 err = store_open(store_path, false, &s);
+        /* From before the description is read until it is registered: a gc
+         * either ended before the read or finds the registration. */
+        if (err == 0 && use)
+                err = store_lock(s, STORE_LOCK_SHARED);
         if (err == 0)
-                err = release_file_read(s, n, out);
+                err = release_file_read_raw(s, n, out, use ? &raw : NULL, &len);
+        if (err == 0 && use && (err = store_use_begin(s, n, raw, len, use)) < 0) {
+                release_free(*out);
+                *out = NULL;
+        }
         if (err < 0) {
                 store_close(s);
                 return err;
         }
+        if (use)
+                store_unlock(s);
         *store = s;
         if (name)
                 *name = TAKE_PTR(n);
         return 0;
+}
+
+int release_file_open(const char *arg, struct store **store, char **name, struct release **out)
+{
+        return open_release(arg, store, name, out, NULL);
+}
+
+int release_file_open_in_use(const char *arg, struct store **store, char **name, struct release **out,
+                             struct store_use **use)
+{
+        return open_release(arg, store, name, out, use);
 }

@@ -9,6 +9,7 @@
 
 #include "release.h"
 #include "store.h"
+#include "store_use.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -28,3 +29,8 @@ int release_file_parse(const uint8_t *buf, size_t len, const char *where, struct
 /* "STORE/NAME" → the opened store, the release name and its description,
  * all checked; on failure (logged) nothing is left allocated. */
 int release_file_open(const char *arg, struct store **store, char **name, struct release **out);
+/* The same, the release registered as in use by this process (store_use.h)
+ * in *use (NULL when the store cannot take it, as on a read-only one) until
+ * store_use_end(): what `ihop mount` and `ihop serve` read stays in the store. */
+int release_file_open_in_use(const char *arg, struct store **store, char **name, struct release **out,
+                             struct store_use **use);

@@ -413,6 +413,12 @@ int store_lock(struct store *s, enum store_lock_mode mode)
         return 0;
 }
 
+void store_unlock(struct store *s)
+{
+        if (s->lock_fd >= 0)
+                flock(s->lock_fd, LOCK_UN);
+}
+
 bool store_tmp_is_stale(const char *name)
 {
         const char *mark = strstr(name, STORE_TMP_MARK);
@@ -557,9 +563,30 @@ int store_release_remove(struct store *s, const char *name)
         return 0;
 }
 
+/* The directory d as a parent descriptor and a name below it. */
+static const char *dir_location(const struct store *s, enum store_dir d, int *parent)
+{
+        *parent = d == STORE_DIR_CHUNKS ? s->chunks_dirfd : s->dirfd;
+        return d == STORE_DIR_IN_USE ? STORE_IN_USE_DIR : ".";
+}
+
+int store_dir_open(struct store *s, enum store_dir d, bool create)
+{
+        int parent, fd;
+        const char *name = dir_location(s, d, &parent);
+
+        if (create && d == STORE_DIR_IN_USE && mkdirat(parent, name, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
 int store_dir_iter_open(struct store *s, enum store_dir d, struct dir_iter *it)
 {
-        return dir_iter_open(it, d == STORE_DIR_CHUNKS ? s->chunks_dirfd : s->dirfd, ".");
+        int parent;
+        const char *name = dir_location(s, d, &parent);
+
+        return dir_iter_open(it, parent, name);
 }
 
 int store_chunk_recover(struct store *s, const struct chunk *c, size_t hash_len, bool *recovered)

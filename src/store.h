@@ -2,6 +2,7 @@
  *
  *   STORE/chunks/<first 2 hash bytes, hex>/<full hash, hex>.chunk   uncompressed chunk data
  *   STORE/NAME                                                      a release description
+ *   STORE/.in-use/NAME.XXXXXX                                       a release in use (store_use.h)
  *
  * A chunk appears under its final name only once its content is verified
  * and durable (store_batch_commit), so a crash leaves at worst a temp file:
@@ -27,6 +28,7 @@
 #include <stdint.h>
 
 #define STORE_CHUNKS_DIR "chunks"
+#define STORE_IN_USE_DIR ".in-use"
 #define STORE_TMP_MARK ".tmp-"
 /* "chunks/" + 4 + "/" + 128 + ".chunk" + temp suffix + NUL */
 #define STORE_CHUNK_PATH_MAX 192
@@ -41,14 +43,17 @@ extern const uint8_t store_release_magic[STORE_RELEASE_MAGIC_LEN];
 struct store;
 
 enum store_lock_mode {
-        STORE_LOCK_SHARED,    /* clones: many at once */
+        STORE_LOCK_SHARED,    /* clones, and mount and serve while they register: many at once */
         STORE_LOCK_EXCLUSIVE, /* gc and rm: alone */
 };
 
 /* Takes the store lock (flock on the STORE directory), waiting for it if needed;
- * held until store_close(). gc holds it exclusively, so it never removes a
+ * held until store_unlock() or store_close(). gc holds it exclusively, so it never removes a
  * chunk that a running clone has stored or is about to name in a release. */
 int store_lock(struct store *s, enum store_lock_mode mode);
+/* Lets go of the lock before store_close(): a mount or serve holds it only
+ * while it registers its release as in use (store_use.h), not for its life. */
+void store_unlock(struct store *s);
 
 /* Opens STORE (creating it when create is set). */
 int store_open(const char *path, bool create, struct store **out);
@@ -160,11 +165,19 @@ int store_release_write(struct store *s, const char *name, const uint8_t *buf, s
  * when there is no such release. Wants the exclusive store lock. */
 int store_release_remove(struct store *s, const char *name);
 
-/* The store's directories, for the modules that walk them (gc). */
+/* The store's directories, for the modules that walk them: gc and the
+ * registry of releases in use (store_use.h). */
 enum store_dir {
         STORE_DIR_TOP,    /* STORE itself */
         STORE_DIR_CHUNKS, /* STORE/chunks */
+        STORE_DIR_IN_USE, /* STORE/.in-use, which may not exist yet */
 };
 
-/* Lists the directory (dir_iter.h), never opened through a symlink. Quiet. */
+/* A new descriptor of the directory (the caller's to close), never opened
+ * through a symlink; with create, STORE_DIR_IN_USE is made when missing.
+ * Negative errno, quiet. */
+int store_dir_open(struct store *s, enum store_dir d, bool create);
+
+/* Lists the directory (dir_iter.h), never opened through a symlink: -ENOENT
+ * when STORE_DIR_IN_USE does not exist. Quiet. */
 int store_dir_iter_open(struct store *s, enum store_dir d, struct dir_iter *it);
