@@ -10,8 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const uint8_t magic[6] = { 'B', 'I', 'T', 'A', '1', 0 };
-static const uint8_t legacy_magic[6] = { 0, 'B', 'I', 'T', 'A', '1' };
+const uint8_t archive_magic[ARCHIVE_MAGIC_LEN] = { 'B', 'I', 'T', 'A', '1', 0 };
+static const uint8_t legacy_magic[ARCHIVE_MAGIC_LEN] = { 0, 'B', 'I', 'T', 'A', '1' };
+
+bool archive_magic_ok(const uint8_t *buf, size_t len)
+{
+        return len >= ARCHIVE_MAGIC_LEN && (memcmp(buf, archive_magic, ARCHIVE_MAGIC_LEN) == 0 ||
+                                            memcmp(buf, legacy_magic, ARCHIVE_MAGIC_LEN) == 0);
+}
 
 static uint64_t read_le64(const uint8_t *p)
 {
@@ -25,12 +31,11 @@ int archive_header_length(const uint8_t *pre, size_t len, const char *where, uin
 {
         uint64_t dict_size;
 
-        if (len < ARCHIVE_PRE_HEADER_SIZE ||
-            (memcmp(pre, magic, sizeof(magic)) != 0 && memcmp(pre, legacy_magic, sizeof(magic)) != 0)) {
+        if (len < ARCHIVE_PRE_HEADER_SIZE || !archive_magic_ok(pre, len)) {
                 log_error("%s: not a bita archive (no BITA1 magic)", where);
                 return -EBADMSG;
         }
-        dict_size = read_le64(pre + 6);
+        dict_size = read_le64(pre + ARCHIVE_MAGIC_LEN);
         if (dict_size > ARCHIVE_MAX_DICTIONARY_SIZE) {
                 log_error("%s: dictionary size %llu is larger than the %u bytes ihop accepts", where,
                           (unsigned long long)dict_size, ARCHIVE_MAX_DICTIONARY_SIZE);

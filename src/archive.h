@@ -13,8 +13,11 @@
 #include "codec.h"
 #include "release.h"
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#define ARCHIVE_MAGIC_LEN 6u
 #define ARCHIVE_PRE_HEADER_SIZE 14u
 #define ARCHIVE_TRAILER_SIZE (8u + 64u)
 /* A 64 GiB image at bita's smallest useful chunk size stays well below this. */
@@ -38,6 +41,12 @@ struct archive {
         struct archive_metadata *metadata;
         size_t n_metadata;
 };
+
+/* The magic ihop writes ("BITA1\0"). */
+extern const uint8_t archive_magic[ARCHIVE_MAGIC_LEN];
+
+/* Does buf (len bytes) start with a bita magic, current or legacy? */
+bool archive_magic_ok(const uint8_t *buf, size_t len);
 
 /* From the first ARCHIVE_PRE_HEADER_SIZE bytes, the length of the whole header. */
 int archive_header_length(const uint8_t *pre, size_t len, const char *where, uint64_t *header_len);

@@ -16,8 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const uint8_t magic[6] = { 'B', 'I', 'T', 'A', '1', 0 };
-
 static ChunkDictionary__ChunkerParameters__ChunkingAlgorithm algorithm_to_pb(enum chunking_algorithm a)
 {
         switch (a) {
@@ -129,8 +127,8 @@ int archive_header_build(const struct release *r, enum codec codec, uint32_t lev
         buf = malloc(header_len);
         if (!buf)
                 return log_errno(-ENOMEM, "building the archive header");
-        memcpy(buf, magic, sizeof(magic));
-        put_le64(buf + sizeof(magic), dict_len);
+        memcpy(buf, archive_magic, ARCHIVE_MAGIC_LEN);
+        put_le64(buf + ARCHIVE_MAGIC_LEN, dict_len);
         chunk_dictionary__chunk_dictionary__pack(&d, buf + ARCHIVE_PRE_HEADER_SIZE);
         /* The chunk data follows the header directly. */
         put_le64(buf + ARCHIVE_PRE_HEADER_SIZE + dict_len, header_len);

@@ -87,10 +87,8 @@ static int check_work(void *opaque, unsigned index)
                         }
                 }
                 if (err < 0) {
-                        char rel[STORE_CHUNK_PATH_MAX];
-                        store_chunk_relpath(ctx->unique[i]->hash, hash_len, rel);
                         atomic_store(&ctx->failed, true);
-                        return store_log_chunk_error(ctx->store, rel, err, "read");
+                        return store_log_chunk_error(ctx->store, ctx->unique[i]->hash, hash_len, err, "read");
                 }
                 atomic_fetch_add(&ctx->checked, 1);
         }
@@ -146,10 +144,8 @@ static int finish_chunk(struct range_cursor *cur, const struct chunk *c)
         if (err < 0)
                 return err;
         err = store_batch_add(cur->batch, &cur->writer);
-        if (err < 0) {
-                unlinkat(cur->ctx->store->chunks_dirfd, cur->writer.tmp, 0);
+        if (err < 0)
                 return err;
-        }
         atomic_fetch_add(&cur->ctx->fetched_chunks, 1);
         atomic_fetch_add(&cur->ctx->fetched_bytes, c->source_size);
         if (cur->batch->bytes >= BATCH_MAX_BYTES || cur->batch->n >= BATCH_MAX_CHUNKS)
@@ -262,11 +258,6 @@ static int collect_unique(struct clone_ctx *ctx, const struct release *r)
         ctx->n_unique = k;
         ctx->state = calloc(k ? k : 1, sizeof(*ctx->state));
         return ctx->state ? 0 : -ENOMEM;
-}
-
-static int release_exists(struct store *s, const char *name)
-{
-        return faccessat(s->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 static int open_connections(struct clone_ctx *ctx)
@@ -430,9 +421,9 @@ static int clone_fetch(struct clone_ctx *ctx, struct clone_result *res)
                         continue;
                 }
                 if (ctx->state[i] == CHUNK_CORRUPT) {
-                        char rel[STORE_CHUNK_PATH_MAX];
-                        store_chunk_relpath(ctx->unique[i]->hash, r->hash_len, rel);
-                        log_warn("%s/%s/%s is corrupt; fetching it again", ctx->store->path, STORE_CHUNKS_DIR, rel);
+                        char shown[STORE_CHUNK_SHOWN_MAX];
+                        log_warn("%s is corrupt; fetching it again",
+                                 store_chunk_path(ctx->store, ctx->unique[i]->hash, r->hash_len, shown));
                         res->chunks_corrupt_in_store++;
                 }
                 ctx->missing[ctx->n_missing++] = ctx->unique[i];
@@ -458,7 +449,7 @@ int clone_run(const struct clone_options *o, struct clone_result *res)
                 store_close(ctx.store);
                 return err;
         }
-        if (!o->force && release_exists(ctx.store, o->name)) {
+        if (!o->force && store_release_exists(ctx.store, o->name)) {
                 log_error("release %s/%s already exists (use --force to replace it)", o->store_path, o->name);
                 store_close(ctx.store);
                 return -EEXIST;
@@ -532,10 +523,9 @@ static int repair_fetch(struct clone_ctx *ctx, const struct release *r, const ch
                 res->chunks_damaged++;
                 have = find_in_archive(sorted, a->n_chunks, want->hash, cmp_len);
                 if (!have || have->source_size != want->source_size) {
-                        char rel[STORE_CHUNK_PATH_MAX];
-                        store_chunk_relpath(want->hash, r->hash_len, rel);
-                        printf("not repairable: %s/%s/%s is not in %s\n", ctx->store->path, STORE_CHUNKS_DIR, rel,
-                               ctx->src->where);
+                        char shown[STORE_CHUNK_SHOWN_MAX];
+                        printf("not repairable: %s is not in %s\n",
+                               store_chunk_path(ctx->store, want->hash, r->hash_len, shown), ctx->src->where);
                         res->chunks_unavailable++;
                         continue;
                 }

@@ -1,22 +1,20 @@
 #include "cleanup.h"
 #include "commands.h"
-#include "fsutil.h"
 #include "gc.h"
 #include "log.h"
 #include "store.h"
 #include "units.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
-#include <string.h>
 
 static void gc_usage(FILE *f)
 {
         fprintf(f, "Usage: ihop gc [--dry-run] STORE\n"
                    "\n"
                    "Remove the chunks no release in STORE uses, and temp files left by interrupted\n"
-                   "clones. Waits for running clones to finish (the store lock).\n"
+                   "clones. Waits for running clones to finish (the store lock). Releases in use\n"
+                   "(mounted or served) count as releases, even after 'ihop rm'.\n"
                    "\n"
                    "  -n, --dry-run   print what would go and how much space returns; remove nothing\n");
 }
@@ -59,6 +57,10 @@ int cmd_gc(int argc, char **argv)
                dry_run ? "would remove" : "removed", r.chunks_removed, r.tmp_removed,
                format_size(r.bytes_removed, a, sizeof(a)), dry_run ? "would be freed" : "freed", r.chunks_kept,
                format_size(r.bytes_kept, b, sizeof(b)));
+        if (r.chunks_kept_in_use)
+                printf("kept %zu chunks (%s) for releases in use (mounted or served) that no release description "
+                       "names any more\n",
+                       r.chunks_kept_in_use, format_size(r.bytes_kept_in_use, a, sizeof(a)));
         return 0;
 }
 
@@ -66,7 +68,8 @@ static void rm_usage(FILE *f)
 {
         fprintf(f, "Usage: ihop rm STORE/NAME...\n"
                    "\n"
-                   "Remove releases from their store. Their chunks stay until 'ihop gc STORE'.\n");
+                   "Remove releases from their store. Their chunks stay until 'ihop gc STORE';\n"
+                   "those of a release still mounted or served stay until it no longer is.\n");
 }
 
 int cmd_rm(int argc, char **argv)
@@ -90,16 +93,10 @@ int cmd_rm(int argc, char **argv)
                         ret = 1;
                         continue;
                 }
-                if (unlinkat(s->dirfd, name, 0) < 0) {
-                        if (errno == ENOENT)
-                                log_error("release %s does not exist", argv[i]);
-                        else
-                                log_errno(-errno, "cannot remove release %s", argv[i]);
+                if (store_release_remove(s, name) < 0) {
                         ret = 1;
                         continue;
                 }
-                if (fsync(s->dirfd) < 0)
-                        log_warn("cannot sync %s: %s", store_path, strerror(errno));
                 printf("removed release %s; 'ihop gc %s' frees the chunks only it used\n", argv[i], store_path);
         }
         return ret;

@@ -141,7 +141,7 @@ static int info_release(const char *arg)
 int cmd_info(int argc, char **argv)
 {
         static const struct option options[] = { { "help", no_argument, NULL, 'h' }, {} };
-        uint8_t magic[6] = {};
+        uint8_t magic[STORE_RELEASE_MAGIC_LEN] = {};
         int c;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
@@ -164,7 +164,7 @@ int cmd_info(int argc, char **argv)
                         return 1;
                 }
                 if (pread_full(fd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
-                    memcmp(magic, "IHOP1", 6) == 0)
+                    store_release_magic_ok(magic, sizeof(magic)))
                         return info_release(arg) < 0 ? 1 : 0;
         }
         return info_archive(arg) < 0 ? 1 : 0;

@@ -1,5 +1,6 @@
 #include "diff.h"
 
+#include "archive.h"
 #include "archive_source.h"
 #include "chunk_pipeline.h"
 #include "chunk_set.h"
@@ -33,11 +34,11 @@ static void input_clear(struct diff_input *in)
 
 static bool has_archive_magic(const char *path)
 {
-        uint8_t magic[6];
+        uint8_t magic[ARCHIVE_MAGIC_LEN];
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 
         return fd >= 0 && pread_full(fd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
-               (memcmp(magic, "BITA1\0", 6) == 0 || memcmp(magic, "\0BITA1", 6) == 0);
+               archive_magic_ok(magic, sizeof(magic));
 }
 
 static int read_archive(struct diff_input *in)

@@ -189,7 +189,9 @@ static void random_letters(char *out, size_t n)
         out[n] = '\0';
 }
 
-int create_unique_at(int dirfd, const char *prefix, char *name)
+/* make(name, ctx) with name = prefix + 6 random characters, until one is
+ * new: make answers -EEXIST for a name taken, else what it made. */
+static int make_unique(const char *prefix, char *name, int (*make)(const char *name, void *ctx), void *ctx)
 {
         size_t n = strlen(prefix);
 
@@ -198,14 +200,44 @@ int create_unique_at(int dirfd, const char *prefix, char *name)
         memcpy(name, prefix, n);
         for (int attempt = 0; attempt < 100; attempt++) {
                 random_letters(name + n, 6);
-                /* 0666: the kernel takes the umask off, as for any program's output. */
-                int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-                if (fd >= 0)
-                        return fd;
-                if (errno != EEXIST)
-                        return -errno;
+                int r = make(name, ctx);
+                if (r != -EEXIST)
+                        return r;
         }
         return -EEXIST;
+}
+
+static int create_new(const char *name, void *dirfd)
+{
+        /* 0666: the kernel takes the umask off, as for any program's output. */
+        int fd = openat(*(int *)dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+
+        return fd < 0 ? -errno : fd;
+}
+
+int create_unique_at(int dirfd, const char *prefix, char *name)
+{
+        return make_unique(prefix, name, create_new, &dirfd);
+}
+
+struct link_source {
+        int dirfd, new_dirfd;
+        const char *name;
+};
+
+static int link_new(const char *name, void *opaque)
+{
+        const struct link_source *src = opaque;
+
+        /* No AT_SYMLINK_FOLLOW: a symlink is linked as itself, never its target. */
+        return linkat(src->dirfd, src->name, src->new_dirfd, name, 0) < 0 ? -errno : 0;
+}
+
+int link_unique_at(int dirfd, const char *oldname, int new_dirfd, const char *prefix, char *name)
+{
+        struct link_source src = { dirfd, new_dirfd, oldname };
+
+        return make_unique(prefix, name, link_new, &src);
 }
 
 int write_file_atomic_at(int dirfd, const char *name, const char *tmp_prefix, const void *data, size_t len)
@@ -239,7 +271,7 @@ int write_file_atomic(const char *path, const void *data, size_t len)
         return write_file_atomic_at(AT_FDCWD, path, prefix, data, len);
 }
 
-static int read_fd_bounded(int fd, size_t max, uint8_t **out, size_t *out_len)
+int read_fd_bounded(int fd, size_t max, uint8_t **out, size_t *out_len)
 {
         struct stat st;
 

@@ -28,6 +28,11 @@ int openat_beneath(int dirfd, const char *rel, int flags, mode_t mode);
  * umask, as any program's output; name (PATH_MAX bytes) gets its name. */
 int create_unique_at(int dirfd, const char *prefix, char *name);
 
+/* Hard-links oldname (relative to dirfd; a symlink is linked as itself) as
+ * prefix + 6 random characters in new_dirfd; name (PATH_MAX bytes) gets the
+ * new name. */
+int link_unique_at(int dirfd, const char *oldname, int new_dirfd, const char *prefix, char *name);
+
 /* Replaces name (relative to dirfd, or AT_FDCWD) with data: a temp file
  * named tmp_prefix + 6 random characters in the same directory, fsync,
  * rename, fsync of the directory, so readers see the old content or the new,
@@ -37,7 +42,10 @@ int write_file_atomic_at(int dirfd, const char *name, const char *tmp_prefix, co
 /* The same, the temp file being path + ".tmp-XXXXXX". */
 int write_file_atomic(const char *path, const void *data, size_t len);
 
-/* Reads a whole regular file of at most max bytes into a new buffer. */
+/* Reads a whole regular file of at most max bytes into a new buffer:
+ * -EINVAL when it is not a regular file, -EFBIG when it is larger. */
 int read_file_bounded(const char *path, size_t max, uint8_t **out, size_t *out_len);
+/* The same for an open file. */
+int read_fd_bounded(int fd, size_t max, uint8_t **out, size_t *out_len);
 /* The same for name in dirfd, never through a symlink (-ELOOP). */
 int read_file_bounded_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len);

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -75,16 +76,22 @@ static void name_list_free(struct name_list *l)
         memset(l, 0, sizeof(*l));
 }
 
-static int collect_dir(struct store *s, const struct store_usage *u, const char *sub, bool dry_run,
+/* What keeps a chunk: a release, or a release in use. */
+struct gc_refs {
+        struct store_usage releases, in_use;
+};
+
+/* chunks_fd: the store's chunks/ directory; sub: one of its fan-out directories. */
+static int collect_dir(struct store *s, int chunks_fd, const struct gc_refs *refs, const char *sub, bool dry_run,
                        struct gc_result *res)
 {
         _cleanup_dir_iter_ struct dir_iter it = {};
         const struct dirent *e;
-        char path[512];
+        char path[PATH_MAX];
         int r, fd;
 
-        snprintf(path, sizeof(path), "%s/%s/%s", s->path, STORE_CHUNKS_DIR, sub);
-        r = dir_iter_open(&it, s->chunks_dirfd, sub);
+        snprintf(path, sizeof(path), "%s/%s/%s", store_path(s), STORE_CHUNKS_DIR, sub);
+        r = dir_iter_open(&it, chunks_fd, sub);
         if (r < 0)
                 return log_errno(r, "cannot list %s: garbage collection stopped", path);
         fd = dir_iter_fd(&it);
@@ -101,9 +108,14 @@ static int collect_dir(struct store *s, const struct store_usage *u, const char 
                         res->bytes_removed += (uint64_t)st.st_size;
                 } else if (!parse_chunk_name(e->d_name, hash, &len)) {
                         continue; /* not ours: leave it */
-                } else if (store_usage_references(u, hash, len)) {
+                } else if (store_usage_references(&refs->releases, hash, len)) {
                         res->chunks_kept++;
                         res->bytes_kept += (uint64_t)st.st_size;
+                } else if (store_usage_references(&refs->in_use, hash, len)) {
+                        res->chunks_kept++;
+                        res->bytes_kept += (uint64_t)st.st_size;
+                        res->chunks_kept_in_use++;
+                        res->bytes_kept_in_use += (uint64_t)st.st_size;
                 } else {
                         drop(fd, path, e->d_name, (uint64_t)st.st_size, dry_run, "no release uses it");
                         res->chunks_removed++;
@@ -113,7 +125,7 @@ static int collect_dir(struct store *s, const struct store_usage *u, const char 
         if (r < 0)
                 return log_errno(r, "cannot list %s: garbage collection stopped", path);
         if (!dry_run)
-                unlinkat(s->chunks_dirfd, sub, AT_REMOVEDIR); /* only succeeds once empty */
+                unlinkat(chunks_fd, sub, AT_REMOVEDIR); /* only succeeds once empty */
         return 0;
 }
 
@@ -132,31 +144,28 @@ static int check_legacy_temp(struct store *s, int fd, const char *name, const ch
 {
         _cleanup_free_ uint8_t *buf = NULL;
         size_t len;
-        int r = read_file_bounded_at(fd, name, RELEASE_FILE_MAX_SIZE, &buf, &len);
+        int r = read_file_bounded_at(fd, name, STORE_RELEASE_MAX_SIZE, &buf, &len);
 
         *is_release = false;
         if (r == -EFBIG)
                 return 0;
         if (r < 0)
-                return log_errno(r, "refusing to collect garbage in %s: cannot read %s/%s", s->path, s->path, shown);
+                return log_errno(r, "refusing to collect garbage in %s: cannot read %s/%s", store_path(s),
+                                 store_path(s), shown);
         *is_release = release_file_is_complete(buf, len);
         return 0;
 }
 
-/* The top of the store, read whole before anything goes: every plain file
- * with a release's name must be a release gc knows, and what is left of
- * interrupted clones (release temp files) is gathered in temps. */
-static int scan_top(struct store *s, const struct store_usage *u, struct name_list *temps)
+/* The top of the store (listed by it), read whole before anything goes:
+ * every plain file with a release's name must be a release gc knows, and
+ * what is left of interrupted clones (release temp files) is gathered in temps. */
+static int scan_top(struct store *s, struct dir_iter *it, const struct store_usage *u, struct name_list *temps)
 {
-        _cleanup_dir_iter_ struct dir_iter it = {};
+        const char *path = store_path(s);
         const struct dirent *e;
-        int r, fd;
+        int r, fd = dir_iter_fd(it);
 
-        r = dir_iter_open(&it, s->dirfd, ".");
-        if (r < 0)
-                return log_errno(r, "refusing to collect garbage in %s: cannot list it", s->path);
-        fd = dir_iter_fd(&it);
-        while ((r = dir_iter_next(&it, &e)) > 0) {
+        while ((r = dir_iter_next(it, &e)) > 0) {
                 struct stat st;
                 /* Names go into messages: escaped, whoever made the files. */
                 _cleanup_free_ char *name = text_escape_str(e->d_name);
@@ -165,21 +174,21 @@ static int scan_top(struct store *s, const struct store_usage *u, struct name_li
                 if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
                         if (errno == ENOENT)
                                 continue;
-                        return log_errno(-errno, "refusing to collect garbage in %s: cannot read %s/%s", s->path,
-                                         s->path, name);
+                        return log_errno(-errno, "refusing to collect garbage in %s: cannot read %s/%s", path,
+                                         path, name);
                 }
                 if (store_release_name_valid(e->d_name)) {
                         if (S_ISLNK(st.st_mode)) {
                                 log_error("refusing to collect garbage in %s: %s/%s is a symlink, not a release "
                                           "description (move it out of the store)",
-                                          s->path, s->path, name);
+                                          path, path, name);
                                 return -ELOOP;
                         }
                         if (S_ISREG(st.st_mode) && !is_listed(u, e->d_name)) {
                                 /* Damaged magic or length: its chunks are not garbage. */
                                 log_error("refusing to collect garbage in %s: %s/%s is not a readable release "
                                           "description (move it out of the store if it is not a release)",
-                                          s->path, s->path, name);
+                                          path, path, name);
                                 return -EBADMSG;
                         }
                         continue;
@@ -195,7 +204,7 @@ static int scan_top(struct store *s, const struct store_usage *u, struct name_li
                                 log_error("refusing to collect garbage in %s: %s/%s is a whole release description "
                                           "with a temp file's name; rename it to a name without '%s' (or remove "
                                           "it) and run gc again",
-                                          s->path, s->path, name, STORE_TMP_MARK);
+                                          path, path, name, STORE_TMP_MARK);
                                 return -EEXIST;
                         }
                 }
@@ -204,24 +213,19 @@ static int scan_top(struct store *s, const struct store_usage *u, struct name_li
                         return r;
         }
         if (r < 0)
-                return log_errno(r, "refusing to collect garbage in %s: cannot list it", s->path);
+                return log_errno(r, "refusing to collect garbage in %s: cannot list it", path);
         return 0;
 }
 
 /* The fan-out directories of chunks/, listed whole before any is walked:
  * one that is a symlink stops gc before it has removed anything. */
-static int scan_chunks(struct store *s, struct name_list *dirs)
+static int scan_chunks(struct store *s, struct dir_iter *it, struct name_list *dirs)
 {
-        _cleanup_dir_iter_ struct dir_iter it = {};
+        const char *path = store_path(s);
         const struct dirent *e;
-        int r, fd;
+        int r, fd = dir_iter_fd(it);
 
-        r = dir_iter_open(&it, s->chunks_dirfd, ".");
-        if (r < 0)
-                return log_errno(r, "refusing to collect garbage in %s: cannot list %s/%s", s->path, s->path,
-                                 STORE_CHUNKS_DIR);
-        fd = dir_iter_fd(&it);
-        while ((r = dir_iter_next(&it, &e)) > 0) {
+        while ((r = dir_iter_next(it, &e)) > 0) {
                 struct stat st;
                 if (e->d_name[0] == '.')
                         continue;
@@ -231,13 +235,13 @@ static int scan_chunks(struct store *s, struct name_list *dirs)
                                 continue;
                         r = -errno;
                         name = text_escape_str(e->d_name);
-                        return log_errno(r, "refusing to collect garbage in %s: cannot read %s/%s/%s", s->path,
-                                         s->path, STORE_CHUNKS_DIR, name ? name : "?");
+                        return log_errno(r, "refusing to collect garbage in %s: cannot read %s/%s/%s", path,
+                                         path, STORE_CHUNKS_DIR, name ? name : "?");
                 }
                 if (S_ISLNK(st.st_mode)) {
                         _cleanup_free_ char *name = text_escape_str(e->d_name);
                         log_error("%s/%s/%s is a symlink, not a directory: refusing to collect garbage in %s",
-                                  s->path, STORE_CHUNKS_DIR, name ? name : "?", s->path);
+                                  path, STORE_CHUNKS_DIR, name ? name : "?", path);
                         return -ELOOP;
                 }
                 if (!S_ISDIR(st.st_mode))
@@ -247,40 +251,97 @@ static int scan_chunks(struct store *s, struct name_list *dirs)
                         return r;
         }
         if (r < 0)
-                return log_errno(r, "refusing to collect garbage in %s: cannot list %s/%s", s->path, s->path,
+                return log_errno(r, "refusing to collect garbage in %s: cannot list %s/%s", path, path,
                                  STORE_CHUNKS_DIR);
         return 0;
 }
 
+/* The releases and the releases in use: nothing is collected unless both
+ * are known whole. */
+static int load_refs(struct store *s, struct gc_refs *refs, struct store_use_entry **uses, size_t *n_uses)
+{
+        const char *path = store_path(s);
+        int err;
+
+        err = store_usage_load(s, &refs->releases);
+        if (err < 0) {
+                log_error("refusing to collect garbage in %s: its releases cannot all be read", path);
+                return err;
+        }
+        err = store_use_list(s, true, uses, n_uses);
+        if (err == 0)
+                err = store_usage_load_in_use(s, *uses, *n_uses, &refs->in_use);
+        if (err < 0) {
+                log_error("refusing to collect garbage in %s: the releases in use cannot all be read", path);
+                store_usage_free(&refs->releases);
+        }
+        return err;
+}
+
+/* Registrations whose process is gone pin nothing: they go, like temp files. */
+static void drop_stale(struct store *s, const struct store_use_entry *uses, size_t n_uses, bool dry_run,
+                       struct gc_result *res)
+{
+        _cleanup_close_ int fd = -1;
+        char dir[PATH_MAX];
+
+        snprintf(dir, sizeof(dir), "%s/%s", store_path(s), STORE_IN_USE_DIR);
+        for (size_t i = 0; i < n_uses; i++) {
+                if (uses[i].live)
+                        continue;
+                if (fd < 0 && (fd = store_dir_open(s, STORE_DIR_IN_USE, false)) < 0) {
+                        log_warn("cannot open %s: %s", dir, strerror(-fd));
+                        return;
+                }
+                drop(fd, dir, uses[i].file, uses[i].size, dry_run, "its process no longer runs");
+                res->stale_removed++;
+        }
+}
+
 int store_gc(struct store *s, bool dry_run, struct gc_result *res)
 {
+        _cleanup_dir_iter_ struct dir_iter top = {}, chunks = {};
         struct name_list temps = {}, dirs = {};
-        struct store_usage u;
+        const char *path = store_path(s);
+        struct store_use_entry *uses = NULL;
+        struct gc_refs refs;
+        size_t n_uses = 0;
         int err;
 
         memset(res, 0, sizeof(*res));
-        err = store_usage_load(s, &u);
+        err = load_refs(s, &refs, &uses, &n_uses);
         if (err < 0) {
-                log_error("refusing to collect garbage in %s: its releases cannot all be read", s->path);
+                store_use_list_free(uses, n_uses);
                 return err;
         }
-        err = scan_top(s, &u, &temps);
+        err = store_dir_iter_open(s, STORE_DIR_TOP, &top);
+        if (err < 0)
+                log_errno(err, "refusing to collect garbage in %s: cannot list it", path);
+        else if ((err = store_dir_iter_open(s, STORE_DIR_CHUNKS, &chunks)) < 0)
+                log_errno(err, "refusing to collect garbage in %s: cannot list %s/%s", path, path, STORE_CHUNKS_DIR);
         if (err == 0)
-                err = scan_chunks(s, &dirs);
+                err = scan_top(s, &top, &refs.releases, &temps);
+        if (err == 0)
+                err = scan_chunks(s, &chunks, &dirs);
         for (size_t i = 0; err == 0 && i < dirs.n; i++)
-                err = collect_dir(s, &u, dirs.names[i], dry_run, res);
+                err = collect_dir(s, dir_iter_fd(&chunks), &refs, dirs.names[i], dry_run, res);
         for (size_t i = 0; err == 0 && i < temps.n; i++) {
+                int fd = dir_iter_fd(&top);
                 struct stat st;
-                if (fstatat(s->dirfd, temps.names[i], &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                if (fstatat(fd, temps.names[i], &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                         continue;
-                drop(s->dirfd, s->path, temps.names[i], (uint64_t)st.st_size, dry_run, "left by an interrupted clone");
+                drop(fd, path, temps.names[i], (uint64_t)st.st_size, dry_run, "left by an interrupted clone");
                 res->tmp_removed++;
                 res->bytes_removed += (uint64_t)st.st_size;
         }
+        if (err == 0)
+                drop_stale(s, uses, n_uses, dry_run, res);
         if (err == -ENOMEM)
-                log_errno(err, "garbage collection in %s", s->path);
+                log_errno(err, "garbage collection in %s", path);
         name_list_free(&temps);
         name_list_free(&dirs);
-        store_usage_free(&u);
+        store_usage_free(&refs.releases);
+        store_usage_free(&refs.in_use);
+        store_use_list_free(uses, n_uses);
         return err;
 }

@@ -12,10 +12,9 @@
 
 static void log_chunk(struct store *s, const struct chunk *c, size_t hash_len, size_t pos, const char *what)
 {
-        char rel[STORE_CHUNK_PATH_MAX];
+        char shown[STORE_CHUNK_SHOWN_MAX];
 
-        store_chunk_relpath(c->hash, hash_len, rel);
-        log_error("%s/%s/%s (image chunk %zu) %s", s->path, STORE_CHUNKS_DIR, rel, pos, what);
+        log_error("%s (image chunk %zu) %s", store_chunk_path(s, c->hash, hash_len, shown), pos, what);
 }
 
 int image_export(struct store *s, const struct release *r, int out_fd, const char *out_name)
@@ -37,11 +36,8 @@ int image_export(struct store *s, const struct release *r, int out_fd, const cha
                         log_chunk(s, c, r->hash_len, pos, "is missing");
                         return -ENOENT;
                 }
-                if (fd < 0) {
-                        char rel[STORE_CHUNK_PATH_MAX];
-                        store_chunk_relpath(c->hash, r->hash_len, rel);
-                        return store_log_chunk_error(s, rel, fd, "open");
-                }
+                if (fd < 0)
+                        return store_log_chunk_error(s, c->hash, r->hash_len, fd, "open");
                 while (off < c->source_size) {
                         size_t want = c->source_size - off < COPY_BLOCK ? c->source_size - off : COPY_BLOCK;
                         ssize_t n = pread_full(fd, buf, want, off);
@@ -59,7 +55,7 @@ int image_export(struct store *s, const struct release *r, int out_fd, const cha
         }
         hash_final(&image_hash, digest);
         if (memcmp(digest, r->source_checksum, r->source_checksum_len) != 0) {
-                log_error("the image does not match its checksum: a chunk in %s is corrupt", s->path);
+                log_error("the image does not match its checksum: a chunk in %s is corrupt", store_path(s));
                 return -EBADMSG;
         }
         return 0;

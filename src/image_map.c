@@ -120,6 +120,7 @@ void image_map_free(struct image_map *m)
         free(m->cached);
         free(m->state);
         release_free(m->release);
+        store_use_end(m->use);
         store_close(m->store);
         free(m);
 }
@@ -142,15 +143,15 @@ static size_t find_position(const struct image_map *m, uint64_t offset)
 /* Logs a problem with a chunk, once per chunk whatever the readers do. */
 static void report_chunk(struct image_map *m, uint32_t idx, const char *what, int err)
 {
-        char rel[STORE_CHUNK_PATH_MAX];
+        char shown[STORE_CHUNK_SHOWN_MAX];
 
         if (atomic_fetch_or(&m->state[idx], STATE_REPORTED) & STATE_REPORTED)
                 return;
-        store_chunk_relpath(m->release->chunks[idx].hash, m->release->hash_len, rel);
+        store_chunk_path(m->store, m->release->chunks[idx].hash, m->release->hash_len, shown);
         if (err)
-                log_error("%s/%s/%s %s: %s", m->store->path, STORE_CHUNKS_DIR, rel, what, strerror(-err));
+                log_error("%s %s: %s", shown, what, strerror(-err));
         else
-                log_error("%s/%s/%s %s", m->store->path, STORE_CHUNKS_DIR, rel, what);
+                log_error("%s %s", shown, what);
 }
 
 struct chunk_opener {
@@ -296,7 +297,7 @@ static int check_complete(struct image_map *m, const char *arg)
         struct completeness c = { .map = m };
         size_t missing = 0, damaged = 0, first = SIZE_MAX;
         unsigned threads = (unsigned)(r->n_chunks / CHECK_MIN_CHUNKS_PER_THREAD);
-        char rel[STORE_CHUNK_PATH_MAX];
+        char shown[STORE_CHUNK_SHOWN_MAX];
         int err;
 
         c.state = calloc(r->n_chunks ? r->n_chunks : 1, sizeof(*c.state));
@@ -304,12 +305,10 @@ static int check_complete(struct image_map *m, const char *arg)
                 return log_errno(-ENOMEM, "cannot check release %s", arg);
         threads = threads < 1 ? 1 : threads > CHECK_THREADS ? CHECK_THREADS : threads;
         err = pool_run(threads, check_some, &c, NULL);
-        if (err == 0 && (err = atomic_load(&c.err)) < 0) {
-                store_chunk_relpath(r->chunks[atomic_load(&c.err_index)].hash, r->hash_len, rel);
-                store_log_chunk_error(m->store, rel, err, "open");
-        } else if (err < 0) {
+        if (err == 0 && (err = atomic_load(&c.err)) < 0)
+                store_log_chunk_error(m->store, r->chunks[atomic_load(&c.err_index)].hash, r->hash_len, err, "open");
+        else if (err < 0)
                 log_errno(err, "cannot check release %s", arg);
-        }
         for (size_t i = 0; err == 0 && i < r->n_chunks; i++) {
                 missing += c.state[i] == CHUNK_MISSING;
                 damaged += c.state[i] == CHUNK_CORRUPT;
@@ -317,10 +316,10 @@ static int check_complete(struct image_map *m, const char *arg)
                         first = i;
         }
         if (err == 0 && first != SIZE_MAX) {
-                store_chunk_relpath(r->chunks[first].hash, r->hash_len, rel);
-                log_error("%s is incomplete: %zu of its %zu chunks missing, %zu of the wrong size (first: %s/%s/%s %s); "
+                log_error("%s is incomplete: %zu of its %zu chunks missing, %zu of the wrong size (first: %s %s); "
                           "`ihop verify` lists them, `ihop verify --repair ARCHIVE` fetches them again",
-                          arg, missing, r->n_chunks, damaged, m->store->path, STORE_CHUNKS_DIR, rel,
+                          arg, missing, r->n_chunks, damaged,
+                          store_chunk_path(m->store, r->chunks[first].hash, r->hash_len, shown),
                           c.state[first] == CHUNK_MISSING ? "is missing" : "has the wrong size");
                 err = -EIO;
         }
@@ -332,19 +331,22 @@ int image_map_open(const char *arg, bool verify, struct image_map **out, char **
 {
         struct store *s = NULL;
         struct release *r = NULL;
+        struct store_use *use = NULL;
         char *n = NULL;
         int err;
 
-        err = release_file_open(arg, &s, &n, &r);
+        err = release_file_open_in_use(arg, &s, &n, &r, &use);
         if (err < 0)
                 return err;
         err = image_map_new(s, r, verify, out);
         if (err < 0) {
                 release_free(r);
+                store_use_end(use);
                 store_close(s);
                 free(n);
                 return log_errno(err, "cannot map release %s", arg);
         }
+        (*out)->use = use;
         err = check_complete(*out, arg);
         if (err < 0) {
                 image_map_free(*out);

@@ -8,6 +8,7 @@
 #include "fd_cache.h"
 #include "release.h"
 #include "store.h"
+#include "store_use.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -22,9 +23,11 @@ struct image_map {
         atomic_int *cached;  /* per unique chunk: its key in files */
         atomic_uchar *state; /* per unique chunk: what is known of it */
         bool verify;
+        struct store_use *use; /* the release registered as in use, or NULL */
 };
 
-/* Opens "STORE/NAME" for reading; *name (when not NULL) gets the release name. */
+/* Opens "STORE/NAME" for reading, registered as in use (store_use.h) until
+ * image_map_free(); *name (when not NULL) gets the release name. */
 int image_map_open(const char *arg, bool verify, struct image_map **out, char **name);
 
 /* Takes ownership of store and release. */

@@ -2,7 +2,6 @@
 
 #include "chunk_dictionary.pb-c.h"
 #include "cleanup.h"
-#include "fsutil.h"
 #include "log.h"
 #include "pb_budget.h"
 #include "store_dictionary.pb-c.h"
@@ -13,8 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const uint8_t magic[6] = { 'I', 'H', 'O', 'P', '1', 0 };
-#define PRE_SIZE 14u
+#define PRE_SIZE (STORE_RELEASE_MAGIC_LEN + 8u)
 
 int release_file_write(struct store *s, const char *name, const struct release *r)
 {
@@ -23,10 +21,8 @@ int release_file_write(struct store *s, const char *name, const struct release *
         _cleanup_free_ StoreDictionary__ChunkDescriptor *descs = NULL;
         _cleanup_free_ StoreDictionary__ChunkDescriptor **ptrs = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
-        char path[PATH_MAX], tmp_prefix[NAME_MAX];
         size_t n, total;
         uint64_t le;
-        int err;
 
         descs = calloc(r->n_chunks ? r->n_chunks : 1, sizeof(*descs));
         ptrs = calloc(r->n_chunks ? r->n_chunks : 1, sizeof(*ptrs));
@@ -61,21 +57,12 @@ int release_file_write(struct store *s, const char *name, const struct release *
         buf = malloc(total);
         if (!buf)
                 return -ENOMEM;
-        memcpy(buf, magic, sizeof(magic));
+        memcpy(buf, store_release_magic, STORE_RELEASE_MAGIC_LEN);
         le = htole64(n);
-        memcpy(buf + 6, &le, sizeof(le));
+        memcpy(buf + STORE_RELEASE_MAGIC_LEN, &le, sizeof(le));
         store_dictionary__store_dictionary__pack(&d, buf + PRE_SIZE);
         hash_buffer(buf, PRE_SIZE + n, buf + PRE_SIZE + n);
-
-        /* The temp file is hidden (".NAME.tmp-XXXXXX"): no release name is
-         * hidden, so gc can tell a leftover from a release. */
-        snprintf(path, sizeof(path), "%s/%s", s->path, name);
-        if (snprintf(tmp_prefix, sizeof(tmp_prefix), ".%s%s", name, STORE_TMP_MARK) >= (int)sizeof(tmp_prefix))
-                return log_errno(-ENAMETOOLONG, "cannot write release description %s", path);
-        err = write_file_atomic_at(s->dirfd, name, tmp_prefix, buf, total);
-        if (err < 0)
-                return log_errno(err, "cannot write release description %s", path);
-        return 0;
+        return store_release_write(s, name, buf, total);
 }
 
 static int release_from_dictionary(const StoreDictionary__StoreDictionary *d, const char *where,
@@ -144,9 +131,9 @@ bool release_file_is_complete(const uint8_t *buf, size_t len)
         uint8_t digest[HASH_MAX_LEN];
         uint64_t n;
 
-        if (len < PRE_SIZE + HASH_MAX_LEN || memcmp(buf, magic, sizeof(magic)) != 0)
+        if (len < PRE_SIZE + HASH_MAX_LEN || !store_release_magic_ok(buf, len))
                 return false;
-        memcpy(&n, buf + 6, sizeof(n));
+        memcpy(&n, buf + STORE_RELEASE_MAGIC_LEN, sizeof(n));
         if (le64toh(n) != len - PRE_SIZE - HASH_MAX_LEN)
                 return false;
         hash_buffer(buf, len - HASH_MAX_LEN, digest);
@@ -161,11 +148,11 @@ int release_file_parse(const uint8_t *buf, size_t len, const char *where, struct
         uint64_t n;
         int err;
 
-        if (len < PRE_SIZE + HASH_MAX_LEN || memcmp(buf, magic, sizeof(magic)) != 0) {
+        if (len < PRE_SIZE + HASH_MAX_LEN || !store_release_magic_ok(buf, len)) {
                 log_error("%s: not an ihop release description (no IHOP1 magic)", where);
                 return -EBADMSG;
         }
-        memcpy(&n, buf + 6, sizeof(n));
+        memcpy(&n, buf + STORE_RELEASE_MAGIC_LEN, sizeof(n));
         n = le64toh(n);
         if (n != len - PRE_SIZE - HASH_MAX_LEN) {
                 log_error("%s: the release description is truncated or has trailing bytes", where);
@@ -187,50 +174,71 @@ int release_file_parse(const uint8_t *buf, size_t len, const char *where, struct
         return err;
 }
 
-int release_file_read(struct store *s, const char *name, struct release **out)
+int release_file_read_raw(struct store *s, const char *name, struct release **out, uint8_t **raw, size_t *raw_len)
 {
         _cleanup_free_ uint8_t *buf = NULL;
         char path[PATH_MAX];
         size_t len;
         int err;
 
-        snprintf(path, sizeof(path), "%s/%s", s->path, name);
-        err = read_file_bounded_at(s->dirfd, name, RELEASE_FILE_MAX_SIZE, &buf, &len);
-        if (err == -ENOENT) {
-                log_error("release %s does not exist", path);
-                return err;
-        }
-        if (err == -ELOOP) {
-                /* gc, which reads no symlink either, would not keep its chunks. */
-                log_error("%s is a symlink, not a release description: refusing", path);
-                return err;
-        }
-        if (err == -EFBIG || err == -EINVAL) {
-                log_error("%s is not a release description", path);
-                return -EBADMSG;
-        }
+        err = store_release_read(s, name, &buf, &len);
         if (err < 0)
-                return log_errno(err, "cannot read release %s", path);
-        return release_file_parse(buf, len, path, out);
+                return err;
+        snprintf(path, sizeof(path), "%s/%s", store_path(s), name);
+        err = release_file_parse(buf, len, path, out);
+        if (err == 0 && raw) {
+                *raw = TAKE_PTR(buf);
+                *raw_len = len;
+        }
+        return err;
 }
 
-int release_file_open(const char *arg, struct store **store, char **name, struct release **out)
+int release_file_read(struct store *s, const char *name, struct release **out)
+{
+        return release_file_read_raw(s, name, out, NULL, NULL);
+}
+
+static int open_release(const char *arg, struct store **store, char **name, struct release **out,
+                        struct store_use **use)
 {
         _cleanup_free_ char *store_path = NULL, *n = NULL;
+        _cleanup_free_ uint8_t *raw = NULL;
         struct store *s = NULL;
+        size_t len;
         int err;
 
         err = store_split_release_path(arg, &store_path, &n);
         if (err == 0)
                 err = store_open(store_path, false, &s);
+        /* From before the description is read until it is registered: a gc
+         * either ended before the read or finds the registration. */
+        if (err == 0 && use)
+                err = store_lock(s, STORE_LOCK_SHARED);
         if (err == 0)
-                err = release_file_read(s, n, out);
+                err = release_file_read_raw(s, n, out, use ? &raw : NULL, &len);
+        if (err == 0 && use && (err = store_use_begin(s, n, raw, len, use)) < 0) {
+                release_free(*out);
+                *out = NULL;
+        }
         if (err < 0) {
                 store_close(s);
                 return err;
         }
+        if (use)
+                store_unlock(s);
         *store = s;
         if (name)
                 *name = TAKE_PTR(n);
         return 0;
+}
+
+int release_file_open(const char *arg, struct store **store, char **name, struct release **out)
+{
+        return open_release(arg, store, name, out, NULL);
+}
+
+int release_file_open_in_use(const char *arg, struct store **store, char **name, struct release **out,
+                             struct store_use **use)
+{
+        return open_release(arg, store, name, out, use);
 }

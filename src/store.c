@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,15 @@
 #include <sys/stat.h>
 
 #define READ_BLOCK (128u << 10)
+
+struct store {
+        char *path;
+        int dirfd;
+        int chunks_dirfd;
+        int lock_fd; /* -1 until store_lock() */
+};
+
+const uint8_t store_release_magic[STORE_RELEASE_MAGIC_LEN] = { 'I', 'H', 'O', 'P', '1', 0 };
 
 int store_open(const char *path, bool create, struct store **out)
 {
@@ -78,12 +88,33 @@ void store_close(struct store *s)
         free(s);
 }
 
+const char *store_path(const struct store *s)
+{
+        return s->path;
+}
+
 void store_chunk_relpath(const uint8_t *hash, size_t hash_len, char buf[STORE_CHUNK_PATH_MAX])
 {
         char hex[2 * HASH_MAX_LEN + 1];
 
         hash_to_hex(hash, hash_len, hex);
         snprintf(buf, STORE_CHUNK_PATH_MAX, "%.4s/%s.chunk", hex, hex);
+}
+
+/* "STORE/chunks/rel": every chunk file (or its temp file) as messages name it. */
+static const char *shown_chunk_file(const struct store *s, const char *rel, char buf[STORE_CHUNK_SHOWN_MAX])
+{
+        snprintf(buf, STORE_CHUNK_SHOWN_MAX, "%s/%s/%s", s->path, STORE_CHUNKS_DIR, rel);
+        return buf;
+}
+
+const char *store_chunk_path(const struct store *s, const uint8_t *hash, size_t hash_len,
+                             char buf[STORE_CHUNK_SHOWN_MAX])
+{
+        char rel[STORE_CHUNK_PATH_MAX];
+
+        store_chunk_relpath(hash, hash_len, rel);
+        return shown_chunk_file(s, rel, buf);
 }
 
 bool store_release_name_valid(const char *name)
@@ -135,9 +166,10 @@ int store_chunk_open(struct store *s, const struct chunk *c, size_t hash_len)
         return fd;
 }
 
-int store_log_chunk_error(struct store *s, const char *rel, int err, const char *action)
+/* Why STORE/chunks/rel could not be had, in one line; returns err. */
+static int log_chunk_file_error(struct store *s, const char *rel, int err, const char *action)
 {
-        char buf[STORE_CHUNK_PATH_MAX];
+        char buf[STORE_CHUNK_PATH_MAX], shown[STORE_CHUNK_SHOWN_MAX];
         const char *slash = strchr(rel, '/');
         struct stat st;
 
@@ -145,16 +177,24 @@ int store_log_chunk_error(struct store *s, const char *rel, int err, const char 
                 /* Which one: the fan-out directory, or the file itself? */
                 snprintf(buf, sizeof(buf), "%.*s", slash ? (int)(slash - rel) : (int)strlen(rel), rel);
                 if (slash && fstatat(s->chunks_dirfd, buf, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
-                        log_error("%s/%s/%s is %s, not a directory: refusing", s->path, STORE_CHUNKS_DIR, buf,
+                        log_error("%s is %s, not a directory: refusing", shown_chunk_file(s, buf, shown),
                                   S_ISLNK(st.st_mode) ? "a symlink" : "a file");
                         return err;
                 }
                 if (fstatat(s->chunks_dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
-                        log_error("%s/%s/%s is a symlink, not a file: refusing", s->path, STORE_CHUNKS_DIR, rel);
+                        log_error("%s is a symlink, not a file: refusing", shown_chunk_file(s, rel, shown));
                         return err;
                 }
         }
-        return log_errno(err, "cannot %s %s/%s/%s", action, s->path, STORE_CHUNKS_DIR, rel);
+        return log_errno(err, "cannot %s %s", action, shown_chunk_file(s, rel, shown));
+}
+
+int store_log_chunk_error(struct store *s, const uint8_t *hash, size_t hash_len, int err, const char *action)
+{
+        char rel[STORE_CHUNK_PATH_MAX];
+
+        store_chunk_relpath(hash, hash_len, rel);
+        return log_chunk_file_error(s, rel, err, action);
 }
 
 bool store_fd_holds_chunk(int fd, const struct chunk *c, size_t hash_len)
@@ -210,8 +250,10 @@ int chunk_writer_begin(struct chunk_writer *w, struct store *s, const struct chu
         store_chunk_relpath(c->hash, hash_len, rel);
         /* The two-byte fan-out directory is created on first use. */
         rel[4] = '\0';
-        if (mkdirat(s->chunks_dirfd, rel, 0755) < 0 && errno != EEXIST)
-                return log_errno(-errno, "cannot create %s/%s/%s", s->path, STORE_CHUNKS_DIR, rel);
+        if (mkdirat(s->chunks_dirfd, rel, 0755) < 0 && errno != EEXIST) {
+                char shown[STORE_CHUNK_SHOWN_MAX];
+                return log_errno(-errno, "cannot create %s", shown_chunk_file(s, rel, shown));
+        }
         rel[4] = '/';
         w->store = s;
         w->chunk = c;
@@ -223,7 +265,7 @@ int chunk_writer_begin(struct chunk_writer *w, struct store *s, const struct chu
         /* Never through a planted symlink: the fan-out directory must be a real one. */
         w->fd = openat_beneath(s->chunks_dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
         if (w->fd < 0)
-                return store_log_chunk_error(s, w->tmp, w->fd, "create");
+                return log_chunk_file_error(s, w->tmp, w->fd, "create");
         hash_init(&w->hash);
         return 0;
 }
@@ -237,7 +279,7 @@ int chunk_writer_write(struct chunk_writer *w, const uint8_t *data, size_t len)
         hash_update(&w->hash, data, len);
         err = write_full(w->fd, data, len);
         if (err < 0)
-                return log_errno(err, "cannot write %s/%s/%s", w->store->path, STORE_CHUNKS_DIR, w->tmp);
+                return log_chunk_file_error(w->store, w->tmp, err, "write");
         w->written += len;
         return 0;
 }
@@ -252,7 +294,7 @@ int chunk_writer_finish(struct chunk_writer *w)
                 err = -EBADMSG;
         /* close() reports delayed write errors (NFS, quota) that write() did not. */
         if (close(w->fd) < 0 && err == 0)
-                err = log_errno(-errno, "cannot write %s/%s/%s", w->store->path, STORE_CHUNKS_DIR, w->tmp);
+                err = log_chunk_file_error(w->store, w->tmp, -errno, "write");
         w->fd = -1;
         if (err < 0)
                 unlinkat(w->store->chunks_dirfd, w->tmp, 0);
@@ -279,12 +321,16 @@ int store_batch_add(struct store_batch *b, const struct chunk_writer *w)
         if (b->n == b->cap) {
                 size_t cap = b->cap ? 2 * b->cap : 64;
                 void *t = realloc(b->tmp, cap * sizeof(*b->tmp));
-                if (!t)
+                if (!t) {
+                        unlinkat(b->store->chunks_dirfd, w->tmp, 0);
                         return -ENOMEM;
+                }
                 b->tmp = t;
                 t = realloc(b->final, cap * sizeof(*b->final));
-                if (!t)
+                if (!t) {
+                        unlinkat(b->store->chunks_dirfd, w->tmp, 0);
                         return -ENOMEM;
+                }
                 b->final = t;
                 b->cap = cap;
         }
@@ -367,6 +413,12 @@ int store_lock(struct store *s, enum store_lock_mode mode)
         return 0;
 }
 
+void store_unlock(struct store *s)
+{
+        if (s->lock_fd >= 0)
+                flock(s->lock_fd, LOCK_UN);
+}
+
 bool store_tmp_is_stale(const char *name)
 {
         const char *mark = strstr(name, STORE_TMP_MARK);
@@ -403,18 +455,19 @@ int store_list_releases(struct store *s, char ***names, size_t *n)
         size_t count = 0, cap = 0;
         int r;
 
-        r = dir_iter_open(&it, s->dirfd, ".");
+        r = store_dir_iter_open(s, STORE_DIR_TOP, &it);
         if (r < 0)
                 return log_errno(r, "cannot read store %s", s->path);
         while ((r = dir_iter_next(&it, &e)) > 0) {
-                uint8_t magic[6];
+                uint8_t magic[STORE_RELEASE_MAGIC_LEN];
                 if (!store_release_name_valid(e->d_name))
                         continue;
                 _cleanup_close_ int rfd = openat(s->dirfd, e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
                 struct stat st;
                 if (rfd < 0 || fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode))
                         continue;
-                if (pread_full(rfd, magic, sizeof(magic), 0) != (ssize_t)sizeof(magic) || memcmp(magic, "IHOP1", 6) != 0)
+                if (pread_full(rfd, magic, sizeof(magic), 0) != (ssize_t)sizeof(magic) ||
+                    !store_release_magic_ok(magic, sizeof(magic)))
                         continue;
                 if (count + 2 > cap) {
                         cap = cap ? 2 * cap : 16;
@@ -443,6 +496,97 @@ int store_list_releases(struct store *s, char ***names, size_t *n)
         *names = list;
         *n = count;
         return 0;
+}
+
+bool store_release_magic_ok(const uint8_t *buf, size_t len)
+{
+        return len >= STORE_RELEASE_MAGIC_LEN && memcmp(buf, store_release_magic, STORE_RELEASE_MAGIC_LEN) == 0;
+}
+
+bool store_release_exists(struct store *s, const char *name)
+{
+        return faccessat(s->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+int store_release_read(struct store *s, const char *name, uint8_t **buf, size_t *len)
+{
+        char path[PATH_MAX];
+        int err;
+
+        snprintf(path, sizeof(path), "%s/%s", s->path, name);
+        err = read_file_bounded_at(s->dirfd, name, STORE_RELEASE_MAX_SIZE, buf, len);
+        if (err == -ENOENT) {
+                log_error("release %s does not exist", path);
+                return err;
+        }
+        if (err == -ELOOP) {
+                /* gc, which reads no symlink either, would not keep its chunks. */
+                log_error("%s is a symlink, not a release description: refusing", path);
+                return err;
+        }
+        if (err == -EFBIG || err == -EINVAL) {
+                log_error("%s is not a release description", path);
+                return -EBADMSG;
+        }
+        if (err < 0)
+                return log_errno(err, "cannot read release %s", path);
+        return 0;
+}
+
+int store_release_write(struct store *s, const char *name, const uint8_t *buf, size_t len)
+{
+        char path[PATH_MAX], tmp_prefix[NAME_MAX];
+        int err;
+
+        /* The temp file is hidden (".NAME.tmp-XXXXXX"): no release name is
+         * hidden, so gc can tell a leftover from a release. */
+        snprintf(path, sizeof(path), "%s/%s", s->path, name);
+        if (snprintf(tmp_prefix, sizeof(tmp_prefix), ".%s%s", name, STORE_TMP_MARK) >= (int)sizeof(tmp_prefix))
+                return log_errno(-ENAMETOOLONG, "cannot write release description %s", path);
+        err = write_file_atomic_at(s->dirfd, name, tmp_prefix, buf, len);
+        if (err < 0)
+                return log_errno(err, "cannot write release description %s", path);
+        return 0;
+}
+
+int store_release_remove(struct store *s, const char *name)
+{
+        if (unlinkat(s->dirfd, name, 0) < 0) {
+                if (errno == ENOENT) {
+                        log_error("release %s/%s does not exist", s->path, name);
+                        return -ENOENT;
+                }
+                return log_errno(-errno, "cannot remove release %s/%s", s->path, name);
+        }
+        if (fsync(s->dirfd) < 0)
+                log_warn("cannot sync %s: %s", s->path, strerror(errno));
+        return 0;
+}
+
+/* The directory d as a parent descriptor and a name below it. */
+static const char *dir_location(const struct store *s, enum store_dir d, int *parent)
+{
+        *parent = d == STORE_DIR_CHUNKS ? s->chunks_dirfd : s->dirfd;
+        return d == STORE_DIR_IN_USE ? STORE_IN_USE_DIR : ".";
+}
+
+int store_dir_open(struct store *s, enum store_dir d, bool create)
+{
+        int parent, fd;
+        const char *name = dir_location(s, d, &parent);
+
+        if (create && d == STORE_DIR_IN_USE && mkdirat(parent, name, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+int store_dir_iter_open(struct store *s, enum store_dir d, struct dir_iter *it)
+{
+        int parent;
+        const char *name = dir_location(s, d, &parent);
+
+        return dir_iter_open(it, parent, name);
 }
 
 int store_chunk_recover(struct store *s, const struct chunk *c, size_t hash_len, bool *recovered)

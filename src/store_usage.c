@@ -1,9 +1,12 @@
 #include "store_usage.h"
 
+#include "cleanup.h"
 #include "log.h"
 #include "release_file.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,41 +71,16 @@ static void account_and_merge(struct store_usage *u, size_t n)
         u->n_chunks = k;
 }
 
-int store_usage_load(struct store *s, struct store_usage *u)
+/* The chunk keys of every release in u, sorted and accounted. */
+static int index_chunks(struct store_usage *u)
 {
-        char **names = NULL;
-        size_t n_names, total = 0, k = 0;
-        int err;
+        size_t total = 0, k = 0;
 
-        memset(u, 0, sizeof(*u));
-        err = store_list_releases(s, &names, &n_names);
-        if (err < 0)
-                return err;
-        u->releases = calloc(n_names ? n_names : 1, sizeof(*u->releases));
-        if (!u->releases) {
-                store_free_names(names);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < n_names; i++) {
-                struct release_usage *ru = &u->releases[u->n_releases];
-                err = release_file_read(s, names[i], &ru->release);
-                if (err < 0) {
-                        store_free_names(names);
-                        store_usage_free(u);
-                        return err;
-                }
-                ru->name = names[i];
-                names[i] = NULL;
-                total += ru->release->n_chunks;
-                u->n_releases++;
-        }
-        store_free_names(names);
-
+        for (size_t i = 0; i < u->n_releases; i++)
+                total += u->releases[i].release->n_chunks;
         u->chunks = calloc(total ? total : 1, sizeof(*u->chunks));
-        if (!u->chunks) {
-                store_usage_free(u);
+        if (!u->chunks)
                 return -ENOMEM;
-        }
         for (size_t i = 0; i < u->n_releases; i++) {
                 const struct release *r = u->releases[i].release;
                 for (size_t j = 0; j < r->n_chunks; j++) {
@@ -116,6 +94,69 @@ int store_usage_load(struct store *s, struct store_usage *u)
         qsort(u->chunks, k, sizeof(*u->chunks), compare_keys);
         account_and_merge(u, k);
         return 0;
+}
+
+int store_usage_load(struct store *s, struct store_usage *u)
+{
+        char **names = NULL;
+        size_t n_names;
+        int err;
+
+        memset(u, 0, sizeof(*u));
+        err = store_list_releases(s, &names, &n_names);
+        if (err < 0)
+                return err;
+        u->releases = calloc(n_names ? n_names : 1, sizeof(*u->releases));
+        if (!u->releases) {
+                store_free_names(names);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n_names && err == 0; i++) {
+                struct release_usage *ru = &u->releases[u->n_releases];
+                err = release_file_read(s, names[i], &ru->release);
+                if (err == 0) {
+                        ru->name = TAKE_PTR(names[i]);
+                        u->n_releases++;
+                }
+        }
+        /* Not store_free_names(): the names taken left holes in the list. */
+        for (size_t i = 0; i < n_names; i++)
+                free(names[i]);
+        free(names);
+        if (err == 0)
+                err = index_chunks(u);
+        if (err < 0)
+                store_usage_free(u);
+        return err;
+}
+
+int store_usage_load_in_use(struct store *s, const struct store_use_entry *e, size_t n, struct store_usage *u)
+{
+        int err = 0;
+
+        memset(u, 0, sizeof(*u));
+        u->releases = calloc(n ? n : 1, sizeof(*u->releases));
+        if (!u->releases)
+                return -ENOMEM;
+        for (size_t i = 0; i < n && err == 0; i++) {
+                struct release_usage *ru = &u->releases[u->n_releases];
+                char where[PATH_MAX];
+                if (!e[i].live)
+                        continue;
+                snprintf(where, sizeof(where), "%s/%s/%s", store_path(s), STORE_IN_USE_DIR, e[i].file);
+                err = release_file_parse(e[i].desc, e[i].len, where, &ru->release);
+                if (err == 0 && !(ru->name = strdup(e[i].release))) {
+                        release_free(ru->release);
+                        err = -ENOMEM;
+                }
+                if (err == 0)
+                        u->n_releases++;
+        }
+        if (err == 0)
+                err = index_chunks(u);
+        if (err < 0)
+                store_usage_free(u);
+        return err;
 }
 
 bool store_usage_references(const struct store_usage *u, const uint8_t *hash, size_t len)

@@ -4,6 +4,7 @@
 
 #include "release.h"
 #include "store.h"
+#include "store_use.h"
 
 #include <stdint.h>
 
@@ -34,6 +35,11 @@ struct store_usage {
 /* Reads every release of the store. A release that cannot be read fails the
  * whole call: nothing may be collected on an incomplete picture. */
 int store_usage_load(struct store *s, struct store_usage *u);
+
+/* The same for the live registrations among e (store_use_list, with their
+ * descriptions read): the releases in use, named as they were registered.
+ * One that cannot be parsed fails the whole call. */
+int store_usage_load_in_use(struct store *s, const struct store_use_entry *e, size_t n, struct store_usage *u);
 void store_usage_free(struct store_usage *u);
 
 /* Is the chunk with this hash (len bytes) used by some release? */

@@ -80,23 +80,20 @@ int release_verify(struct store *s, const struct release *r, struct verify_resul
                         continue;
                 }
                 int err = check_chunk(s, r, idx, buf, image_possible ? &image : NULL, &state[idx]);
-                if (err < 0) {
-                        char rel[STORE_CHUNK_PATH_MAX];
-                        store_chunk_relpath(r->chunks[idx].hash, r->hash_len, rel);
-                        return store_log_chunk_error(s, rel, err, "read");
-                }
+                if (err < 0)
+                        return store_log_chunk_error(s, r->chunks[idx].hash, r->hash_len, err, "read");
                 if (state[idx] != GOOD)
                         image_possible = false;
         }
         for (size_t i = 0; i < r->n_chunks; i++) {
-                char rel[STORE_CHUNK_PATH_MAX];
+                char shown[STORE_CHUNK_SHOWN_MAX];
                 if (state[i] == UNCHECKED)
                         continue; /* listed but not part of the image */
                 res->chunks_checked++;
                 if (state[i] == GOOD)
                         continue;
-                store_chunk_relpath(r->chunks[i].hash, r->hash_len, rel);
-                printf("%s %s/%s/%s\n", state[i] == MISSING ? "missing" : "corrupt", s->path, STORE_CHUNKS_DIR, rel);
+                printf("%s %s\n", state[i] == MISSING ? "missing" : "corrupt",
+                       store_chunk_path(s, r->chunks[i].hash, r->hash_len, shown));
                 if (state[i] == MISSING)
                         res->missing++;
                 else

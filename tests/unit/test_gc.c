@@ -16,6 +16,7 @@
 #include "release.h"
 #include "release_file.h"
 #include "store.h"
+#include "store_use.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -122,11 +123,29 @@ static void store_chunk(struct ctx *c, struct chunk *ch, unsigned seed, char *pa
         snprintf(path, 512, "%s/chunks/%s", c->store_path, rel);
 }
 
+/* A release of n (at most 2) of the 4096-byte chunks, in that order. */
+static int write_release(struct ctx *c, const char *name, struct chunk *chunks, size_t n)
+{
+        struct release r = {};
+        uint32_t order[2] = { 0, 1 };
+
+        r.app_version = (char *)"test";
+        r.hash_len = HASH_MAX_LEN;
+        r.chunker.algorithm = CHUNKING_FIXED_SIZE;
+        r.chunker.max_chunk_size = 4096;
+        r.chunker.hash_length = HASH_MAX_LEN;
+        r.source_checksum_len = HASH_MAX_LEN;
+        r.chunks = chunks;
+        r.n_chunks = n;
+        r.order = order;
+        r.n_order = n;
+        r.source_total_size = 4096 * n;
+        return release_file_write(c->store, name, &r);
+}
+
 static int setup(void **state)
 {
         struct ctx *c = calloc(1, sizeof(*c));
-        struct release r = {};
-        uint32_t order[2] = { 0, 1 };
 
         if (!c || hash_init_library() != 0)
                 return -1;
@@ -146,18 +165,7 @@ static int setup(void **state)
                  c->garbage_path);
         snprintf(c->chunks_dir, sizeof(c->chunks_dir), "%s/chunks", c->store_path);
 
-        r.app_version = (char *)"test";
-        r.hash_len = HASH_MAX_LEN;
-        r.chunker.algorithm = CHUNKING_FIXED_SIZE;
-        r.chunker.max_chunk_size = 4096;
-        r.chunker.hash_length = HASH_MAX_LEN;
-        r.source_checksum_len = HASH_MAX_LEN;
-        r.chunks = c->kept;
-        r.n_chunks = 2;
-        r.order = order;
-        r.n_order = 2;
-        r.source_total_size = 8192;
-        if (release_file_write(c->store, "keep", &r) < 0)
+        if (write_release(c, "keep", c->kept, 2) < 0)
                 return -1;
         /* What a killed clone leaves at the top. */
         snprintf(c->temp_path, sizeof(c->temp_path), "%s/.other.tmp-Ab12Cd", c->store_path);
@@ -308,6 +316,45 @@ static void test_chunk_recovery_fails_closed(void **state)
         assert_false(exists(tmp));
 }
 
+/* A release in use and removed: only its registration names the garbage
+ * chunk. A listing of STORE/.in-use that fails (at once or part way) stops
+ * gc: taken for complete, it would lose the chunk of a release in use. */
+static void test_gc_refuses_when_the_releases_in_use_cannot_be_listed(void **state)
+{
+        struct ctx *c = *state;
+        struct release *back = NULL;
+        struct store *s = NULL;
+        struct store_use *use = NULL;
+        struct gc_result res;
+        char arg[600], in_use[600];
+
+        assert_int_equal(write_release(c, "used", &c->garbage, 1), 0);
+        snprintf(arg, sizeof(arg), "%s/used", c->store_path);
+        assert_int_equal(release_file_open_in_use(arg, &s, NULL, &back, &use), 0);
+        assert_non_null(use);
+        assert_int_equal(store_release_remove(c->store, "used"), 0);
+
+        snprintf(in_use, sizeof(in_use), "%s/%s", c->store_path, STORE_IN_USE_DIR);
+        for (int entries_ok = 0; entries_ok <= 1; entries_ok++) {
+                arm(in_use, 0, entries_ok);
+                assert_int_equal(run_gc(c, false), -EIO);
+                assert_untouched(c);
+        }
+        /* Listed whole: kept for the release in use, the rest goes. */
+        assert_int_equal(store_gc(c->store, false, &res), 0);
+        assert_int_equal(res.chunks_kept_in_use, 1);
+        assert_int_equal(res.chunks_removed, 0);
+        assert_true(exists(c->garbage_path));
+        /* No longer in use: it goes. */
+        store_use_end(use);
+        assert_int_equal(store_gc(c->store, false, &res), 0);
+        assert_int_equal(res.chunks_removed, 1);
+        assert_int_equal(res.chunks_kept_in_use, 0);
+        assert_false(exists(c->garbage_path));
+        release_free(back);
+        store_close(s);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -318,6 +365,8 @@ int main(void)
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_release_listing_fails_closed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_chunk_recovery_fails_closed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_gc_refuses_when_the_releases_in_use_cannot_be_listed, setup,
+                                                teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

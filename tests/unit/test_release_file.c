@@ -127,7 +127,7 @@ static void assert_release_equal(const struct release *a, const struct release *
 
 static void release_path(struct ctx *c, const char *name, char *out, size_t len)
 {
-        snprintf(out, len, "%s/%s", c->store->path, name);
+        snprintf(out, len, "%s/%s", store_path(c->store), name);
 }
 
 static uint8_t *slurp(const char *path, size_t *len)
@@ -270,7 +270,7 @@ static void test_file_layout(void **state)
 
         /* Only chunks/ and the release are left: no temp file. */
         {
-                DIR *dir = opendir(c->store->path);
+                DIR *dir = opendir(store_path(c->store));
                 struct dirent *e;
                 int n = 0;
                 assert_non_null(dir);
@@ -403,7 +403,7 @@ static void test_read_errors(void **state)
         {
                 int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
                 assert_true(fd >= 0);
-                assert_int_equal(ftruncate(fd, (off_t)RELEASE_FILE_MAX_SIZE + 1), 0);
+                assert_int_equal(ftruncate(fd, (off_t)STORE_RELEASE_MAX_SIZE + 1), 0);
                 close(fd);
         }
         assert_int_equal(release_file_read(c->store, "huge", &back), -EBADMSG);
@@ -441,7 +441,7 @@ static void test_temp_file_is_hidden(void **state)
         ssize_t n;
 
         assert_true(ino >= 0);
-        assert_true(inotify_add_watch(ino, c->store->path, IN_CREATE | IN_MOVED_FROM) >= 0);
+        assert_true(inotify_add_watch(ino, store_path(c->store), IN_CREATE | IN_MOVED_FROM) >= 0);
         assert_int_equal(release_file_write(c->store, "rel", r), 0);
         while ((n = read(ino, buf, sizeof(buf))) > 0) {
                 for (char *p = buf; p < buf + n;) {

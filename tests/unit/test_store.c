@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,7 +294,7 @@ static void test_open(void **state)
         snprintf(path, sizeof(path), "%s/%s", c->store_path, STORE_CHUNKS_DIR);
         assert_int_equal(stat(path, &st), 0);
         assert_true(S_ISDIR(st.st_mode));
-        assert_string_equal(c->store->path, c->store_path);
+        assert_string_equal(store_path(c->store), c->store_path);
 
         /* Opened again, without creating. */
         assert_int_equal(store_open(c->store_path, false, &s), 0);
@@ -312,6 +313,125 @@ static void test_open(void **state)
         assert_int_equal(store_open(path, false, &s), -ENOENT);
         assert_null(s);
         store_close(NULL);
+}
+
+/* ---- releases: the files at the top of a store ------------------------ */
+
+static void test_chunk_path_for_messages(void **state)
+{
+        struct ctx *c = *state;
+        static const uint8_t h4[4] = { 0xab, 0xcd, 0x01, 0x23 };
+        char buf[STORE_CHUNK_SHOWN_MAX], expect[512];
+
+        snprintf(expect, sizeof(expect), "%s/chunks/abcd/abcd0123.chunk", c->store_path);
+        assert_ptr_equal(store_chunk_path(c->store, h4, 4, buf), buf);
+        assert_string_equal(buf, expect);
+}
+
+static void write_description(struct ctx *c, const char *name, size_t len)
+{
+        uint8_t *data = pattern(len, 7);
+
+        memcpy(data, store_release_magic, STORE_RELEASE_MAGIC_LEN);
+        assert_int_equal(store_release_write(c->store, name, data, len), 0);
+        free(data);
+}
+
+static void test_release_files(void **state)
+{
+        struct ctx *c = *state;
+        uint8_t *buf = NULL, *expect = pattern(300, 7);
+        char path[512], **names = NULL;
+        size_t len, n;
+
+        memcpy(expect, store_release_magic, STORE_RELEASE_MAGIC_LEN);
+        assert_false(store_release_exists(c->store, "rel"));
+        write_description(c, "rel", 300);
+        assert_true(store_release_exists(c->store, "rel"));
+        /* No temp file is left beside it. */
+        assert_int_equal(count_files(c->store_path, STORE_TMP_MARK), 0);
+
+        assert_int_equal(store_release_read(c->store, "rel", &buf, &len), 0);
+        assert_int_equal(len, 300);
+        assert_memory_equal(buf, expect, 300);
+        free(buf);
+        buf = NULL;
+
+        /* Listed by its magic: a file without it is no release. */
+        snprintf(path, sizeof(path), "%s/notes", c->store_path);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("IHOP2 and more", f);
+        fclose(f);
+        assert_int_equal(store_list_releases(c->store, &names, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(names[0], "rel");
+        assert_null(names[1]);
+        store_free_names(names);
+        assert_true(store_release_magic_ok(expect, STORE_RELEASE_MAGIC_LEN));
+        assert_false(store_release_magic_ok(expect, STORE_RELEASE_MAGIC_LEN - 1));
+        assert_false(store_release_magic_ok((const uint8_t *)"IHOP2", 6));
+
+        /* Too large to be a description, not a regular file, a symlink, missing. */
+        assert_int_equal(truncate(path, (off_t)STORE_RELEASE_MAX_SIZE + 1), 0);
+        assert_int_equal(store_release_read(c->store, "notes", &buf, &len), -EBADMSG);
+        assert_int_equal(store_release_read(c->store, STORE_CHUNKS_DIR, &buf, &len), -EBADMSG);
+        snprintf(path, sizeof(path), "%s/link", c->store_path);
+        assert_int_equal(symlink("rel", path), 0);
+        assert_int_equal(store_release_read(c->store, "link", &buf, &len), -ELOOP);
+        assert_int_equal(store_release_read(c->store, "nothing", &buf, &len), -ENOENT);
+        assert_null(buf);
+
+        /* Removed: gone, and a second time -ENOENT; other files stay. */
+        assert_int_equal(store_release_remove(c->store, "rel"), 0);
+        assert_false(store_release_exists(c->store, "rel"));
+        assert_int_equal(store_release_remove(c->store, "rel"), -ENOENT);
+        assert_true(store_release_exists(c->store, "notes"));
+        assert_true(store_release_exists(c->store, "link"));
+        free(expect);
+}
+
+static void test_release_write_replaces_atomically(void **state)
+{
+        struct ctx *c = *state;
+        uint8_t *buf = NULL;
+        size_t len;
+
+        write_description(c, "rel", 1000);
+        write_description(c, "rel", 20);
+        assert_int_equal(store_release_read(c->store, "rel", &buf, &len), 0);
+        assert_int_equal(len, 20);
+        free(buf);
+        assert_int_equal(count_files(c->store_path, STORE_TMP_MARK), 0);
+        /* A name too long for its temp file's: refused, nothing written. */
+        char name[NAME_MAX + 1];
+        memset(name, 'n', NAME_MAX - 2);
+        name[NAME_MAX - 2] = '\0';
+        uint8_t data[STORE_RELEASE_MAGIC_LEN + 1] = {};
+        assert_int_equal(store_release_write(c->store, name, data, sizeof(data)), -ENAMETOOLONG);
+        assert_false(store_release_exists(c->store, name));
+}
+
+/* A listing of the store's directories goes through dir_iter: every entry, once. */
+static void test_dir_iter_of_the_store(void **state)
+{
+        struct ctx *c = *state;
+        struct dir_iter it = {};
+        const struct dirent *e;
+        int r, seen = 0;
+
+        write_description(c, "a", 100);
+        write_description(c, "b", 100);
+        assert_int_equal(store_dir_iter_open(c->store, STORE_DIR_TOP, &it), 0);
+        while ((r = dir_iter_next(&it, &e)) > 0)
+                seen |= strcmp(e->d_name, "a") == 0 ? 1 : strcmp(e->d_name, "b") == 0 ? 2 :
+                        strcmp(e->d_name, STORE_CHUNKS_DIR) == 0 ? 4 : 8;
+        assert_int_equal(r, 0);
+        assert_int_equal(seen, 7);
+        dir_iter_close(&it);
+        assert_int_equal(store_dir_iter_open(c->store, STORE_DIR_CHUNKS, &it), 0);
+        assert_int_equal(dir_iter_next(&it, &e), 0); /* nothing stored yet */
+        dir_iter_close(&it);
 }
 
 /* ---- chunk life ------------------------------------------------------- */
@@ -794,6 +914,10 @@ int main(void)
                 cmocka_unit_test(test_release_name_valid),
                 cmocka_unit_test(test_split_release_path),
                 cmocka_unit_test_setup_teardown(test_open, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_chunk_path_for_messages, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_release_files, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_release_write_replaces_atomically, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dir_iter_of_the_store, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_write_commit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_batch_many, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_wrong_data, setup, teardown),
