@@ -1,11 +1,13 @@
 #include "nbd_listener.h"
 
 #include "log.h"
+#include "nbd_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -17,13 +19,19 @@
  * full once a daemon locks its memory. */
 #define CLIENT_STACK_SIZE (256u << 10)
 
+/* A client in the handshake that has answered the greeting is not dropped
+ * for a newcomer before this: an NBD client negotiates in milliseconds, so
+ * a flood of newcomers cannot push out one that is really negotiating. */
+#define HANDSHAKE_GRACE_MS 1000
+
 struct client {
         struct listener *l;
         int fd; /* -1: the place is free */
         pthread_t thread;
         bool handshaking; /* counted in n_handshakes */
         bool done;        /* the thread has ended: join it */
-        uint64_t serial;  /* accept order */
+        atomic_bool engaged; /* it answered the greeting as an NBD client does */
+        int64_t accepted_ms;
 };
 
 struct listener {
@@ -31,7 +39,6 @@ struct listener {
         pthread_mutex_t lock;
         struct client clients[NBD_LISTENER_MAX_CLIENTS];
         unsigned n_clients, n_handshakes;
-        uint64_t serial;
         int ended[2]; /* a client thread writes a byte here as it ends */
 };
 
@@ -40,7 +47,8 @@ static void *client_thread(void *arg)
         struct client *c = arg;
         struct listener *l = c->l;
         const struct nbd_export *e = NULL;
-        int err = nbd_handshake(c->fd, l->o->exports, l->o->n_exports, l->o->handshake_timeout_ms, &e);
+        int err = nbd_handshake(c->fd, l->o->exports, l->o->n_exports, l->o->handshake_timeout_ms, &c->engaged,
+                                &e);
         bool dropped;
 
         pthread_mutex_lock(&l->lock);
@@ -94,23 +102,36 @@ static void reap(struct listener *l)
         }
 }
 
-/* Drops the client that has been in the handshake longest (lock held): its
- * thread sees its socket shut and ends. */
-static void drop_oldest_handshake(struct listener *l)
+/* When a client in the handshake may be dropped for a newcomer: at once if
+ * it has not even answered the greeting, else once its grace has passed. */
+static int64_t droppable_from(struct client *c)
 {
-        struct client *oldest = NULL;
+        return atomic_load(&c->engaged) ? c->accepted_ms + HANDSHAKE_GRACE_MS : c->accepted_ms;
+}
+
+/* Drops the client in the handshake that has been droppable longest (lock
+ * held): its thread sees its socket shut and ends. Returns 0 when one was
+ * dropped, else when one will be droppable (ms on CLOCK_MONOTONIC), or -1
+ * when none is in the handshake. */
+static int64_t drop_a_handshake(struct listener *l)
+{
+        struct client *first = NULL;
+        int64_t now = nbd_now_ms();
 
         for (unsigned i = 0; i < NBD_LISTENER_MAX_CLIENTS; i++) {
                 struct client *c = &l->clients[i];
-                if (c->fd >= 0 && c->handshaking && (!oldest || c->serial < oldest->serial))
-                        oldest = c;
+                if (c->fd >= 0 && c->handshaking && (!first || droppable_from(c) < droppable_from(first)))
+                        first = c;
         }
-        if (!oldest)
-                return;
+        if (!first)
+                return -1;
+        if (droppable_from(first) > now)
+                return droppable_from(first);
         log_debug("dropping a client that has not finished its handshake, for a newcomer");
-        oldest->handshaking = false;
+        first->handshaking = false;
         l->n_handshakes--;
-        shutdown(oldest->fd, SHUT_RDWR);
+        shutdown(first->fd, SHUT_RDWR);
+        return 0;
 }
 
 static void start_client(struct listener *l, int fd, const pthread_attr_t *attr)
@@ -122,7 +143,7 @@ static void start_client(struct listener *l, int fd, const pthread_attr_t *attr)
                 if (l->clients[i].fd < 0)
                         c = &l->clients[i];
         if (c) {
-                *c = (struct client){ .l = l, .fd = fd, .handshaking = true, .serial = l->serial++ };
+                *c = (struct client){ .l = l, .fd = fd, .handshaking = true, .accepted_ms = nbd_now_ms() };
                 if (pthread_create(&c->thread, attr, client_thread, c) == 0) {
                         l->n_clients++;
                         l->n_handshakes++;
@@ -138,14 +159,22 @@ static void start_client(struct listener *l, int fd, const pthread_attr_t *attr)
 }
 
 /* Whether a newcomer can be taken now (lock held). Handshakes beyond their
- * share, or when every place is taken, make room by dropping the oldest;
- * when every place holds a session, newcomers wait in the listen queue. */
-static bool room_for_newcomer(struct listener *l)
+ * share, or when every place is taken, make room by dropping one (see
+ * drop_a_handshake); when every place holds a session, or no handshake may
+ * be dropped yet, newcomers wait in the listen queue: *retry_ms is then
+ * when to look again (-1: when a client ends). */
+static bool room_for_newcomer(struct listener *l, int64_t *retry_ms)
 {
         bool full = l->n_clients >= NBD_LISTENER_MAX_CLIENTS;
 
-        if ((full || l->n_handshakes >= NBD_LISTENER_MAX_HANDSHAKES) && l->n_handshakes > 0)
-                drop_oldest_handshake(l);
+        *retry_ms = -1;
+        if (!full && l->n_handshakes < NBD_LISTENER_MAX_HANDSHAKES)
+                return true;
+        int64_t next = drop_a_handshake(l);
+        if (next > 0) {
+                *retry_ms = next;
+                return false;
+        }
         return !full;
 }
 
@@ -170,9 +199,11 @@ static void stop_clients(struct listener *l)
 
 static int accept_loop(struct listener *l, int listen_fd, int stop_fd, const pthread_attr_t *attr)
 {
-        /* Set when every place is taken, or every descriptor: the listen
-         * queue is left alone until a client thread ends. */
+        /* Set when no newcomer can be taken (every place taken, every
+         * descriptor, or no handshake droppable yet): the listen queue is
+         * left alone until a client thread ends, or until retry_ms. */
         bool waiting = false, out_of_fds_said = false;
+        int64_t retry_ms = -1;
 
         for (;;) {
                 struct pollfd pfd[3] = {
@@ -180,7 +211,13 @@ static int accept_loop(struct listener *l, int listen_fd, int stop_fd, const pth
                         { l->ended[0], POLLIN, 0 },
                         { listen_fd, waiting ? 0 : POLLIN, 0 },
                 };
-                if (poll(pfd, 3, -1) < 0) {
+                int timeout = -1;
+                if (waiting && retry_ms >= 0) {
+                        int64_t left = retry_ms - nbd_now_ms();
+                        timeout = left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+                }
+                int r = poll(pfd, 3, timeout);
+                if (r < 0) {
                         if (errno == EINTR)
                                 continue;
                         return log_errno(-errno, "poll");
@@ -191,10 +228,12 @@ static int accept_loop(struct listener *l, int listen_fd, int stop_fd, const pth
                         reap(l);
                         waiting = false;
                 }
-                if (!(pfd[2].revents & POLLIN))
+                if (r == 0)
+                        waiting = false; /* a handshake's grace has passed */
+                if (waiting || !(pfd[2].revents & POLLIN))
                         continue;
                 pthread_mutex_lock(&l->lock);
-                bool room = room_for_newcomer(l);
+                bool room = room_for_newcomer(l, &retry_ms);
                 pthread_mutex_unlock(&l->lock);
                 if (!room) {
                         waiting = true;
@@ -210,6 +249,7 @@ static int accept_loop(struct listener *l, int listen_fd, int stop_fd, const pth
                                 log_warn("out of file descriptors: new clients wait until a session ends");
                         out_of_fds_said = true;
                         waiting = true;
+                        retry_ms = -1;
                 }
                 /* else the client went away before we got to it */
         }

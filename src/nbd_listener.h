@@ -1,8 +1,9 @@
 /* Serving NBD clients on a listening socket (`ihop serve`): a thread per
  * client, counted, each holding a bounded amount of memory whatever its
  * client does. Clients that connect and never finish the handshake cannot
- * take every place: they are timed out, and when places run short the one
- * that has waited longest is dropped for a newcomer. */
+ * take every place: they are timed out, and when places run short one is
+ * dropped for a newcomer: one that has not even answered the greeting,
+ * else one that has spent a second on a handshake that takes milliseconds. */
 #pragma once
 
 #include "nbd_server.h"

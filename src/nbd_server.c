@@ -109,7 +109,7 @@ static int reply_info(int fd, uint32_t option, const uint8_t *data, uint32_t len
         return err;
 }
 
-static int negotiate(int fd, const struct nbd_export *exports, size_t n, int64_t deadline,
+static int negotiate(int fd, const struct nbd_export *exports, size_t n, int64_t deadline, atomic_bool *engaged,
                      const struct nbd_export **chosen)
 {
         struct __attribute__((packed)) {
@@ -130,6 +130,8 @@ static int negotiate(int fd, const struct nbd_export *exports, size_t n, int64_t
         client_flags = be32toh(client_flags);
         if (!(client_flags & NBD_FLAG_C_FIXED_NEWSTYLE) || (client_flags & ~3u))
                 return -EPROTO;
+        if (engaged)
+                atomic_store(engaged, true);
 
         while (!*chosen) {
                 struct __attribute__((packed)) {
@@ -202,7 +204,7 @@ static void set_send_timeout(int fd, unsigned ms)
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-int nbd_handshake(int fd, const struct nbd_export *exports, size_t n, unsigned timeout_ms,
+int nbd_handshake(int fd, const struct nbd_export *exports, size_t n, unsigned timeout_ms, atomic_bool *engaged,
                   const struct nbd_export **chosen)
 {
         int err;
@@ -210,7 +212,7 @@ int nbd_handshake(int fd, const struct nbd_export *exports, size_t n, unsigned t
         /* A client that stops reading our replies must not hold us either. */
         if (timeout_ms)
                 set_send_timeout(fd, timeout_ms);
-        err = negotiate(fd, exports, n, timeout_ms ? nbd_now_ms() + timeout_ms : 0, chosen);
+        err = negotiate(fd, exports, n, timeout_ms ? nbd_now_ms() + timeout_ms : 0, engaged, chosen);
         if (err == -EAGAIN)
                 err = -ETIMEDOUT;
         if (timeout_ms)

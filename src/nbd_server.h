@@ -5,6 +5,7 @@
 
 #include "image_map.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +35,8 @@ int nbd_transmission(int fd, struct image_map *map, uint64_t device_size, size_t
 
 /* Negotiates on a fresh connection; on success *chosen is the export to serve.
  * Returns -ECONNABORTED when the client ends the negotiation, -ETIMEDOUT when
- * it has not chosen an export within timeout_ms (0: no limit). */
-int nbd_handshake(int fd, const struct nbd_export *exports, size_t n, unsigned timeout_ms,
+ * it has not chosen an export within timeout_ms (0: no limit). *engaged (when
+ * not NULL) is set once the client has answered the greeting as an NBD
+ * client does. */
+int nbd_handshake(int fd, const struct nbd_export *exports, size_t n, unsigned timeout_ms, atomic_bool *engaged,
                   const struct nbd_export **chosen);

@@ -768,6 +768,38 @@ def test_idle_handshakes_do_not_starve_clients(serve, store, digests):
     assert srv.stop() == 0
 
 
+def test_a_negotiating_client_is_not_dropped_for_silent_newcomers(serve, store):
+    """Newcomers make room by dropping clients that never answered the
+    greeting, not one that is negotiating: a client midway through its
+    handshake survives a flood of 100 silent connections."""
+    srv = serve([store / "rand"], "--handshake-timeout", "60")
+    silent = []
+    try:
+        with srv.client() as c:
+            c.hello()  # greeted and answered: negotiating
+            for _ in range(100):
+                silent.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+                silent[-1].connect(str(srv.sock))
+            time.sleep(0.5)  # the server takes them all in, dropping silent ones
+            c.info("rand")
+            assert c.read(0, 4096)[0] == 0
+        # Every silent one but the last few (as many as may handshake at
+        # once) was greeted and hung up on.
+        dropped = 0
+        for sk in silent:
+            sk.settimeout(0.2)
+            try:
+                sk.recv(18, socket.MSG_WAITALL)
+                dropped += sk.recv(1) == b""
+            except (ConnectionResetError, TimeoutError):
+                pass
+        assert dropped >= 100 - 16, "the silent clients were not the ones dropped"
+    finally:
+        for sk in silent:
+            sk.close()
+    assert srv.stop() == 0
+
+
 @pytest.mark.parametrize("how", ["silent", "trickle", "not reading"])
 def test_handshake_timeout(serve, store, how):
     """A client must choose an export within --handshake-timeout, however
@@ -895,7 +927,10 @@ def listening_addresses(pid):
     """(address, port) of the TCP sockets process pid listens on."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:
+            continue  # closed meanwhile: the server's other descriptors come and go
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     out = []

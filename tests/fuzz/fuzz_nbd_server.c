@@ -172,7 +172,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* A handshake timeout as `ihop serve` has (its deadline path), and
          * a reply buffer smaller than the export, so that reads are sent
          * both whole and in pieces, by the session's thread or by workers. */
-        if (nbd_handshake(sv[0], exports, 2, 10000, &chosen) == 0) {
+        atomic_bool engaged = false;
+        if (nbd_handshake(sv[0], exports, 2, 10000, &engaged, &chosen) == 0) {
                 uint64_t device_size = map->size;
                 if (chosen == &exports[1])
                         device_size = (map->size + 4095) / 4096 * 4096;
