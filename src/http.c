@@ -49,7 +49,7 @@ struct attempt {
         char reason[512];         /* why the attempt failed, for the messages */
         curl_off_t last_dlnow;    /* progress seen by the idle check */
         struct timespec last_progress;
-        http_sink sink;
+        byte_sink sink;
         void *opaque;
 };
 
@@ -429,7 +429,7 @@ static int run_attempt(struct attempt *a)
         }
 }
 
-int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, http_sink sink,
+int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, byte_sink sink,
                    void *opaque, uint64_t *total_size)
 {
         const struct http_options *o = c->opts;
