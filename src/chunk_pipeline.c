@@ -381,13 +381,6 @@ static void release_job(struct pipeline *p, struct pipeline_job *job)
                 if (madvise(job->data + KEPT_WRITTEN, job->written - KEPT_WRITTEN, MADV_DONTNEED) == 0)
                         job->written = KEPT_WRITTEN;
         }
-        if (job->out_cap > SMALL_BUFFER) {
-                free(job->out);
-                job->out = NULL;
-                job->out_cap = 0;
-        }
-        job->entry = NULL;
-        job->out_len = 0;
 }
 
 static int completer_run(struct pipeline *p)
@@ -451,6 +444,17 @@ static void pipeline_tick(void *ctx)
                      format_size(__atomic_load_n(&p->bytes_read, __ATOMIC_RELAXED), a, sizeof(a)));
 }
 
+size_t pipeline_job_slots(const struct pipeline_options *o)
+{
+        unsigned workers = o->workers ? o->workers : pool_cpu_count();
+        size_t n;
+
+        if (o->small_memory)
+                return (size_t)workers * SMALL_MEMORY_JOBS_PER_WORKER + 2;
+        n = (size_t)workers * JOBS_PER_WORKER;
+        return n < MIN_JOBS ? MIN_JOBS : n;
+}
+
 int pipeline_run(const struct pipeline_options *o, const struct pipeline_ops *ops, void *ctx,
                  struct pipeline_stats *stats)
 {
@@ -466,16 +470,12 @@ int pipeline_run(const struct pipeline_options *o, const struct pipeline_ops *op
         int err;
 
         p.workers = o->workers ? o->workers : pool_cpu_count();
-        if (o->small_memory) {
-                p.n_jobs = (size_t)p.workers * SMALL_MEMORY_JOBS_PER_WORKER + 2;
-        } else {
-                p.n_jobs = (size_t)p.workers * JOBS_PER_WORKER;
-                if (p.n_jobs < MIN_JOBS)
-                        p.n_jobs = MIN_JOBS;
-        }
+        p.n_jobs = pipeline_job_slots(o);
         p.jobs = calloc(p.n_jobs, sizeof(*p.jobs));
         if (!p.jobs)
                 return log_errno(-ENOMEM, "reading %s", o->where);
+        for (size_t i = 0; i < p.n_jobs; i++)
+                p.jobs[i].slot = i;
 
         err = pool_run(p.workers + 2, pipeline_thread, &p, pipeline_tick);
         if (o->progress)
@@ -485,7 +485,6 @@ int pipeline_run(const struct pipeline_options *o, const struct pipeline_ops *op
         for (size_t i = 0; i < p.n_jobs; i++) {
                 if (p.jobs[i].data)
                         munmap(p.jobs[i].data, p.jobs[i].cap);
-                free(p.jobs[i].out);
         }
         for (size_t i = 0; i < p.pool_n; i++)
                 munmap(p.pool[i].data, p.pool[i].cap);

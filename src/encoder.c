@@ -135,3 +135,36 @@ ssize_t encoder_compress(struct encoder *e, const uint8_t *in, size_t len, uint8
         memcpy(out, in, len);
         return (ssize_t)len;
 }
+
+/* What a buffer keeps between chunks, as the pipeline's chunk buffers do:
+ * far above the usual chunk (bita's default average is 64 KiB), far below
+ * its largest (16 MiB). */
+#define ENCODER_BUF_KEEP (1u << 20)
+
+ssize_t encoder_compress_buf(struct encoder *e, const uint8_t *in, size_t len, struct encoder_buf *b)
+{
+        size_t bound = encoder_bound(e, len);
+
+        if (b->cap < bound) {
+                /* No realloc: the old content is not needed, so not copied. */
+                encoder_buf_free(b);
+                b->data = malloc(bound);
+                if (!b->data)
+                        return -ENOMEM;
+                b->cap = bound;
+        }
+        return encoder_compress(e, in, len, b->data, b->cap);
+}
+
+void encoder_buf_trim(struct encoder_buf *b)
+{
+        if (b->cap > ENCODER_BUF_KEEP)
+                encoder_buf_free(b);
+}
+
+void encoder_buf_free(struct encoder_buf *b)
+{
+        free(b->data);
+        b->data = NULL;
+        b->cap = 0;
+}

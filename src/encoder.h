@@ -25,3 +25,18 @@ size_t encoder_bound(const struct encoder *e, size_t len);
 /* Compresses in into out (of encoder_bound(len) bytes at least); returns the
  * compressed size or a negative errno. CODEC_NONE copies. */
 ssize_t encoder_compress(struct encoder *e, const uint8_t *in, size_t len, uint8_t *out, size_t cap);
+
+/* A caller's output buffer for compressing chunk after chunk: it grows to
+ * the bound of the chunk at hand and is kept for the next one. */
+struct encoder_buf {
+        uint8_t *data;
+        size_t cap;
+};
+
+/* Compresses in into b->data, growing it first when the bound needs it:
+ * the compressed size, or a negative errno. */
+ssize_t encoder_compress_buf(struct encoder *e, const uint8_t *in, size_t len, struct encoder_buf *b);
+/* Frees a buffer one large chunk grew past what usual chunks need, so that
+ * memory follows the usual chunk size, not the largest. */
+void encoder_buf_trim(struct encoder_buf *b);
+void encoder_buf_free(struct encoder_buf *b);
