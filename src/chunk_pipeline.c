@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -74,7 +75,7 @@ struct pipeline {
         bool eof;
         int err;
         size_t bytes_in_flight;
-        uint64_t bytes_read; /* read atomically by the progress tick */
+        atomic_uint_fast64_t bytes_read; /* also read by the progress tick */
         int read_error;
         struct buffer pool[POOL_SLOTS];
         size_t pool_n, pool_bytes;
@@ -262,7 +263,7 @@ static int reader_run(struct pipeline *p)
                 }
                 if (n == 0)
                         break;
-                __atomic_add_fetch(&p->bytes_read, (uint64_t)n, __ATOMIC_RELAXED);
+                atomic_fetch_add_explicit(&p->bytes_read, (uint64_t)n, memory_order_relaxed);
                 const uint8_t *d = buf;
                 size_t left = (size_t)n;
                 while (left > 0) {
@@ -441,7 +442,7 @@ static void pipeline_tick(void *ctx)
         if (!p->o->progress)
                 return;
         log_progress("%s: %s read", p->o->progress,
-                     format_size(__atomic_load_n(&p->bytes_read, __ATOMIC_RELAXED), a, sizeof(a)));
+                     format_size(atomic_load_explicit(&p->bytes_read, memory_order_relaxed), a, sizeof(a)));
 }
 
 size_t pipeline_job_slots(const struct pipeline_options *o)
@@ -490,7 +491,7 @@ int pipeline_run(const struct pipeline_options *o, const struct pipeline_ops *op
                 munmap(p.pool[i].data, p.pool[i].cap);
         free(p.jobs);
         if (stats) {
-                stats->bytes = p.bytes_read;
+                stats->bytes = atomic_load(&p.bytes_read);
                 stats->chunks = p.next_complete;
                 stats->read_error = p.read_error;
         }
