@@ -76,7 +76,6 @@ struct pipeline {
         int err;
         size_t bytes_in_flight;
         atomic_uint_fast64_t bytes_read; /* also read by the progress tick */
-        int read_error;
         struct buffer pool[POOL_SLOTS];
         size_t pool_n, pool_bytes;
         struct run_hash run_hashes[RUN_HASH_SLOTS];
@@ -251,7 +250,6 @@ static int reader_run(struct pipeline *p)
                                 continue;
                         if (!p->o->tolerate_read_errors)
                                 return log_errno(-errno, "cannot read %s", p->o->where);
-                        p->read_error = -errno;
                         log_warn("cannot read %s after %llu bytes: %s; using what was read", p->o->where,
                                  (unsigned long long)offset, strerror(errno));
                         /* The chunk cut short by the error is not a real chunk:
@@ -492,8 +490,6 @@ int pipeline_run(const struct pipeline_options *o, const struct pipeline_ops *op
         free(p.jobs);
         if (stats) {
                 stats->bytes = atomic_load(&p.bytes_read);
-                stats->chunks = p.next_complete;
-                stats->read_error = p.read_error;
         }
         return err;
 }

@@ -56,9 +56,7 @@ struct pipeline_options {
 };
 
 struct pipeline_stats {
-        uint64_t bytes;
-        uint64_t chunks;
-        int read_error; /* with tolerate_read_errors: the error that ended the input */
+        uint64_t bytes; /* read from the input */
 };
 
 /* How many jobs the pipeline will keep in flight with these options. */

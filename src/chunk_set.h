@@ -25,8 +25,6 @@ struct chunk_set;
  * caller's struct that begins with one. */
 int chunk_set_new(size_t key_len, size_t entry_size, struct chunk_set **out);
 void chunk_set_free(struct chunk_set *s);
-static inline void chunk_set_freep(struct chunk_set **s) { chunk_set_free(*s); }
-#define _cleanup_chunk_set_ __attribute__((cleanup(chunk_set_freep)))
 
 struct chunk_entry *chunk_set_find(const struct chunk_set *s, const uint8_t *hash);
 /* Finds the entry for hash or adds a zeroed one (all entry_size bytes);
