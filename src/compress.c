@@ -204,9 +204,7 @@ static int check_output(const struct compress_options *o)
 
 static void state_free(struct compress_state *s)
 {
-        for (unsigned i = 0; s->encoders && i < s->workers; i++)
-                encoder_free(s->encoders[i]);
-        free(s->encoders);
+        encoders_free(s->encoders, s->workers);
         for (size_t i = 0; s->jobs && i < s->n_jobs; i++)
                 encoder_buf_free(&s->jobs[i].out);
         free(s->jobs);
@@ -233,16 +231,14 @@ static int compress_chunks(struct compress_state *s)
         if (chunk_set_new(HASH_MAX_LEN, sizeof(struct unique_chunk), &s->set) < 0)
                 return log_errno(-ENOMEM, "compressing %s", o->input_name);
         s->release = calloc(1, sizeof(*s->release));
-        s->encoders = calloc(s->workers, sizeof(*s->encoders));
         s->n_jobs = pipeline_job_slots(&po);
         s->jobs = calloc(s->n_jobs, sizeof(*s->jobs));
-        if (!s->release || !s->encoders || !s->jobs)
+        if (!s->release || !s->jobs)
                 return log_errno(-ENOMEM, "compressing %s", o->input_name);
-        for (unsigned i = 0; o->codec != CODEC_NONE && i < s->workers; i++) {
-                err = encoder_new(o->codec, o->level, &s->encoders[i]);
+        if (o->codec != CODEC_NONE) {
+                err = encoders_new(o->codec, o->level, s->workers, &s->encoders);
                 if (err < 0)
-                        return log_errno(err, "cannot set up %s compression at level %u", codec_name(o->codec),
-                                         o->level);
+                        return err;
         }
         hash_init(&s->image_hash);
         err = pipeline_run(&po, &ops, s, NULL);

@@ -151,22 +151,16 @@ static int scan_image(struct diff_input *in, const struct diff_options *o, const
         if (err < 0)
                 return log_errno(err, "reading %s", in->path);
         if (other && o->codec != CODEC_NONE) {
-                s.encoders = calloc(workers, sizeof(*s.encoders));
                 s.out = calloc(workers, sizeof(*s.out));
-                if (!s.encoders || !s.out)
+                if (!s.out)
                         return log_errno(-ENOMEM, "reading %s", in->path);
-                for (unsigned i = 0; i < workers && err == 0; i++)
-                        err = encoder_new(o->codec, o->level, &s.encoders[i]);
-                if (err < 0)
-                        log_errno(err, "cannot set up %s compression", codec_name(o->codec));
+                err = encoders_new(o->codec, o->level, workers, &s.encoders);
         }
         if (err == 0)
                 err = pipeline_run(&po, &ops, &s, NULL);
-        for (unsigned i = 0; s.encoders && i < workers; i++)
-                encoder_free(s.encoders[i]);
+        encoders_free(s.encoders, workers);
         for (unsigned i = 0; s.out && i < workers; i++)
                 encoder_buf_free(&s.out[i]);
-        free(s.encoders);
         free(s.out);
         return err;
 }

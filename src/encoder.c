@@ -1,5 +1,7 @@
 #include "encoder.h"
 
+#include "log.h"
+
 #include <brotli/encode.h>
 #include <errno.h>
 #include <lzma.h>
@@ -63,6 +65,30 @@ void encoder_free(struct encoder *e)
         if (!e)
                 return;
         ZSTD_freeCCtx(e->zstd);
+        free(e);
+}
+
+int encoders_new(enum codec c, uint32_t level, unsigned n, struct encoder ***out)
+{
+        struct encoder **e = calloc(n, sizeof(*e));
+        int err = 0;
+
+        if (!e)
+                return log_errno(-ENOMEM, "cannot set up %s compression", codec_name(c));
+        for (unsigned i = 0; i < n && err == 0; i++)
+                err = encoder_new(c, level, &e[i]);
+        if (err < 0) {
+                encoders_free(e, n);
+                return log_errno(err, "cannot set up %s compression at level %u", codec_name(c), level);
+        }
+        *out = e;
+        return 0;
+}
+
+void encoders_free(struct encoder **e, unsigned n)
+{
+        for (unsigned i = 0; e && i < n; i++)
+                encoder_free(e[i]);
         free(e);
 }
 

@@ -18,6 +18,9 @@ struct encoder;
 /* -EINVAL when the level is out of range for the codec. */
 int encoder_new(enum codec c, uint32_t level, struct encoder **out);
 void encoder_free(struct encoder *e);
+/* n encoders, one per worker thread; logs why they cannot be set up. */
+int encoders_new(enum codec c, uint32_t level, unsigned n, struct encoder ***out);
+void encoders_free(struct encoder **e, unsigned n);
 
 /* How large an output buffer compressing len bytes may need. */
 size_t encoder_bound(const struct encoder *e, size_t len);
