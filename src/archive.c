@@ -4,6 +4,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "pb_budget.h"
+#include "pb_fields.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -45,62 +46,6 @@ int archive_header_length(const uint8_t *pre, size_t len, const char *where, uin
         return 0;
 }
 
-static int copy_chunker_params(const ChunkDictionary__ChunkerParameters *p, struct chunker_params *out,
-                               const char *where)
-{
-        if (!p) {
-                log_error("%s: the dictionary has no chunker parameters", where);
-                return -EBADMSG;
-        }
-        switch (p->chunking_algorithm) {
-        case CHUNK_DICTIONARY__CHUNKER_PARAMETERS__CHUNKING_ALGORITHM__BUZHASH:
-                out->algorithm = CHUNKING_BUZHASH;
-                break;
-        case CHUNK_DICTIONARY__CHUNKER_PARAMETERS__CHUNKING_ALGORITHM__ROLLSUM:
-                out->algorithm = CHUNKING_ROLLSUM;
-                break;
-        case CHUNK_DICTIONARY__CHUNKER_PARAMETERS__CHUNKING_ALGORITHM__FIXED_SIZE:
-                out->algorithm = CHUNKING_FIXED_SIZE;
-                break;
-        default:
-                log_error("%s: unknown chunking algorithm %d", where, (int)p->chunking_algorithm);
-                return -EBADMSG;
-        }
-        out->filter_bits = p->chunk_filter_bits;
-        out->min_chunk_size = p->min_chunk_size;
-        out->max_chunk_size = p->max_chunk_size;
-        out->window_size = p->rolling_hash_window_size;
-        out->hash_length = p->chunk_hash_length;
-        return 0;
-}
-
-static int copy_compression(const ChunkDictionary__ChunkCompression *c, struct archive *a, const char *where)
-{
-        if (!c) {
-                log_error("%s: the dictionary does not say how chunks are compressed", where);
-                return -EBADMSG;
-        }
-        switch (c->compression) {
-        case CHUNK_DICTIONARY__CHUNK_COMPRESSION__COMPRESSION_TYPE__NONE:
-                a->codec = CODEC_NONE;
-                break;
-        case CHUNK_DICTIONARY__CHUNK_COMPRESSION__COMPRESSION_TYPE__LZMA:
-                a->codec = CODEC_LZMA;
-                break;
-        case CHUNK_DICTIONARY__CHUNK_COMPRESSION__COMPRESSION_TYPE__ZSTD:
-                a->codec = CODEC_ZSTD;
-                break;
-        case CHUNK_DICTIONARY__CHUNK_COMPRESSION__COMPRESSION_TYPE__BROTLI:
-                a->codec = CODEC_BROTLI;
-                break;
-        default:
-                log_error("%s: unknown chunk compression %d", where, (int)c->compression);
-                return -EBADMSG;
-        }
-        a->compression_level = c->compression_level;
-        return 0;
-}
-
 static int copy_metadata(const ChunkDictionary__ChunkDictionary *d, struct archive *a)
 {
         if (d->n_metadata == 0)
@@ -133,10 +78,10 @@ static int archive_from_dictionary(const ChunkDictionary__ChunkDictionary *d, ui
         r = a->release = calloc(1, sizeof(*r));
         if (!r)
                 return -ENOMEM;
-        err = copy_chunker_params(d->chunker_params, &r->chunker, where);
+        err = chunker_params_from_pb(d->chunker_params, where, "the dictionary", &r->chunker);
         if (err < 0)
                 return err;
-        err = copy_compression(d->chunk_compression, a, where);
+        err = codec_from_pb(d->chunk_compression, where, &a->codec, &a->compression_level);
         if (err < 0)
                 return err;
         r->app_version = strdup(d->application_version ? d->application_version : "");

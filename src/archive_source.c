@@ -77,7 +77,7 @@ uint64_t source_conn_bytes_received(const struct source_conn *c)
         return c->http ? http_conn_bytes_received(c->http) : 0;
 }
 
-static int read_local(struct source_conn *c, uint64_t start, uint64_t len, source_sink sink, void *opaque)
+static int read_local(struct source_conn *c, uint64_t start, uint64_t len, byte_sink sink, void *opaque)
 {
         _cleanup_free_ uint8_t *buf = malloc(len < LOCAL_READ_BLOCK ? (len ? len : 1) : LOCAL_READ_BLOCK);
         uint64_t done = 0;
@@ -102,7 +102,7 @@ static int read_local(struct source_conn *c, uint64_t start, uint64_t len, sourc
         return 0;
 }
 
-int source_read_range(struct source_conn *c, uint64_t start, uint64_t len, source_sink sink, void *opaque)
+int source_read_range(struct source_conn *c, uint64_t start, uint64_t len, byte_sink sink, void *opaque)
 {
         if (len == 0)
                 return 0;

@@ -3,12 +3,11 @@
 #pragma once
 
 #include "archive.h"
+#include "byte_sink.h"
 #include "http.h"
 
 #include <stdbool.h>
 #include <stdint.h>
-
-typedef int (*source_sink)(const uint8_t *data, size_t len, void *opaque);
 
 struct archive_source {
         char *where;     /* path or URL, for messages */
@@ -35,4 +34,4 @@ uint64_t source_conn_bytes_received(const struct source_conn *c);
 int archive_source_read_header(struct archive_source *s, struct source_conn *c, struct archive **out);
 
 /* Streams bytes [start, start+len) to sink. */
-int source_read_range(struct source_conn *c, uint64_t start, uint64_t len, source_sink sink, void *opaque);
+int source_read_range(struct source_conn *c, uint64_t start, uint64_t len, byte_sink sink, void *opaque);

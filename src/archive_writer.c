@@ -4,6 +4,7 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "log.h"
+#include "pb_fields.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -16,33 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static ChunkDictionary__ChunkerParameters__ChunkingAlgorithm algorithm_to_pb(enum chunking_algorithm a)
-{
-        switch (a) {
-        case CHUNKING_BUZHASH:
-                return CHUNK_DICTIONARY__CHUNKER_PARAMETERS__CHUNKING_ALGORITHM__BUZHASH;
-        case CHUNKING_ROLLSUM:
-                return CHUNK_DICTIONARY__CHUNKER_PARAMETERS__CHUNKING_ALGORITHM__ROLLSUM;
-        case CHUNKING_FIXED_SIZE:
-                break;
-        }
-        return CHUNK_DICTIONARY__CHUNKER_PARAMETERS__CHUNKING_ALGORITHM__FIXED_SIZE;
-}
-
-static ChunkDictionary__ChunkCompression__CompressionType codec_to_pb(enum codec c)
-{
-        switch (c) {
-        case CODEC_LZMA:
-                return CHUNK_DICTIONARY__CHUNK_COMPRESSION__COMPRESSION_TYPE__LZMA;
-        case CODEC_ZSTD:
-                return CHUNK_DICTIONARY__CHUNK_COMPRESSION__COMPRESSION_TYPE__ZSTD;
-        case CODEC_BROTLI:
-                return CHUNK_DICTIONARY__CHUNK_COMPRESSION__COMPRESSION_TYPE__BROTLI;
-        case CODEC_NONE:
-                break;
-        }
-        return CHUNK_DICTIONARY__CHUNK_COMPRESSION__COMPRESSION_TYPE__NONE;
-}
 
 static void put_le64(uint8_t *p, uint64_t v)
 {
@@ -55,8 +29,8 @@ int archive_header_build(const struct release *r, enum codec codec, uint32_t lev
                          size_t *out_len)
 {
         ChunkDictionary__ChunkDictionary d = CHUNK_DICTIONARY__CHUNK_DICTIONARY__INIT;
-        ChunkDictionary__ChunkerParameters params = CHUNK_DICTIONARY__CHUNKER_PARAMETERS__INIT;
-        ChunkDictionary__ChunkCompression compression = CHUNK_DICTIONARY__CHUNK_COMPRESSION__INIT;
+        ChunkDictionary__ChunkerParameters params;
+        ChunkDictionary__ChunkCompression compression;
         _cleanup_free_ ChunkDictionary__ChunkDescriptor *descs = NULL;
         _cleanup_free_ ChunkDictionary__ChunkDescriptor **desc_ptrs = NULL;
         _cleanup_free_ ChunkDictionary__ChunkDictionary__MetadataEntry *entries = NULL;
@@ -64,18 +38,8 @@ int archive_header_build(const struct release *r, enum codec codec, uint32_t lev
         size_t dict_len, header_len;
         uint8_t *buf;
 
-        /* As bita fills them: for fixed size only the size (in
-         * max_chunk_size) and the hash length are set. */
-        params.chunking_algorithm = algorithm_to_pb(r->chunker.algorithm);
-        params.max_chunk_size = r->chunker.max_chunk_size;
-        params.chunk_hash_length = (uint32_t)r->hash_len;
-        if (r->chunker.algorithm != CHUNKING_FIXED_SIZE) {
-                params.chunk_filter_bits = r->chunker.filter_bits;
-                params.min_chunk_size = r->chunker.min_chunk_size;
-                params.rolling_hash_window_size = r->chunker.window_size;
-        }
-        compression.compression = codec_to_pb(codec);
-        compression.compression_level = codec == CODEC_NONE ? 0 : level;
+        chunker_params_to_pb(&r->chunker, &params);
+        codec_to_pb(codec, level, &compression);
 
         descs = calloc(r->n_chunks ? r->n_chunks : 1, sizeof(*descs));
         desc_ptrs = calloc(r->n_chunks ? r->n_chunks : 1, sizeof(*desc_ptrs));

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -74,8 +75,7 @@ struct pipeline {
         bool eof;
         int err;
         size_t bytes_in_flight;
-        uint64_t bytes_read; /* read atomically by the progress tick */
-        int read_error;
+        atomic_uint_fast64_t bytes_read; /* also read by the progress tick */
         struct buffer pool[POOL_SLOTS];
         size_t pool_n, pool_bytes;
         struct run_hash run_hashes[RUN_HASH_SLOTS];
@@ -250,7 +250,6 @@ static int reader_run(struct pipeline *p)
                                 continue;
                         if (!p->o->tolerate_read_errors)
                                 return log_errno(-errno, "cannot read %s", p->o->where);
-                        p->read_error = -errno;
                         log_warn("cannot read %s after %llu bytes: %s; using what was read", p->o->where,
                                  (unsigned long long)offset, strerror(errno));
                         /* The chunk cut short by the error is not a real chunk:
@@ -262,7 +261,7 @@ static int reader_run(struct pipeline *p)
                 }
                 if (n == 0)
                         break;
-                __atomic_add_fetch(&p->bytes_read, (uint64_t)n, __ATOMIC_RELAXED);
+                atomic_fetch_add_explicit(&p->bytes_read, (uint64_t)n, memory_order_relaxed);
                 const uint8_t *d = buf;
                 size_t left = (size_t)n;
                 while (left > 0) {
@@ -381,13 +380,6 @@ static void release_job(struct pipeline *p, struct pipeline_job *job)
                 if (madvise(job->data + KEPT_WRITTEN, job->written - KEPT_WRITTEN, MADV_DONTNEED) == 0)
                         job->written = KEPT_WRITTEN;
         }
-        if (job->out_cap > SMALL_BUFFER) {
-                free(job->out);
-                job->out = NULL;
-                job->out_cap = 0;
-        }
-        job->entry = NULL;
-        job->out_len = 0;
 }
 
 static int completer_run(struct pipeline *p)
@@ -448,7 +440,18 @@ static void pipeline_tick(void *ctx)
         if (!p->o->progress)
                 return;
         log_progress("%s: %s read", p->o->progress,
-                     format_size(__atomic_load_n(&p->bytes_read, __ATOMIC_RELAXED), a, sizeof(a)));
+                     format_size(atomic_load_explicit(&p->bytes_read, memory_order_relaxed), a, sizeof(a)));
+}
+
+size_t pipeline_job_slots(const struct pipeline_options *o)
+{
+        unsigned workers = o->workers ? o->workers : pool_cpu_count();
+        size_t n;
+
+        if (o->small_memory)
+                return (size_t)workers * SMALL_MEMORY_JOBS_PER_WORKER + 2;
+        n = (size_t)workers * JOBS_PER_WORKER;
+        return n < MIN_JOBS ? MIN_JOBS : n;
 }
 
 int pipeline_run(const struct pipeline_options *o, const struct pipeline_ops *ops, void *ctx,
@@ -466,16 +469,12 @@ int pipeline_run(const struct pipeline_options *o, const struct pipeline_ops *op
         int err;
 
         p.workers = o->workers ? o->workers : pool_cpu_count();
-        if (o->small_memory) {
-                p.n_jobs = (size_t)p.workers * SMALL_MEMORY_JOBS_PER_WORKER + 2;
-        } else {
-                p.n_jobs = (size_t)p.workers * JOBS_PER_WORKER;
-                if (p.n_jobs < MIN_JOBS)
-                        p.n_jobs = MIN_JOBS;
-        }
+        p.n_jobs = pipeline_job_slots(o);
         p.jobs = calloc(p.n_jobs, sizeof(*p.jobs));
         if (!p.jobs)
                 return log_errno(-ENOMEM, "reading %s", o->where);
+        for (size_t i = 0; i < p.n_jobs; i++)
+                p.jobs[i].slot = i;
 
         err = pool_run(p.workers + 2, pipeline_thread, &p, pipeline_tick);
         if (o->progress)
@@ -485,15 +484,12 @@ int pipeline_run(const struct pipeline_options *o, const struct pipeline_ops *op
         for (size_t i = 0; i < p.n_jobs; i++) {
                 if (p.jobs[i].data)
                         munmap(p.jobs[i].data, p.jobs[i].cap);
-                free(p.jobs[i].out);
         }
         for (size_t i = 0; i < p.pool_n; i++)
                 munmap(p.pool[i].data, p.pool[i].cap);
         free(p.jobs);
         if (stats) {
-                stats->bytes = p.bytes_read;
-                stats->chunks = p.next_complete;
-                stats->read_error = p.read_error;
+                stats->bytes = atomic_load(&p.bytes_read);
         }
         return err;
 }

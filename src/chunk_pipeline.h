@@ -23,11 +23,10 @@ struct pipeline_job {
         uint8_t *data;
         size_t len;
         uint8_t hash[HASH_MAX_LEN];
-        /* Scratch for the callbacks: kept from job to job to save allocations. */
-        uint8_t *out;
-        size_t out_cap;
-        size_t out_len;
-        struct chunk_entry *entry;
+        /* The job's place among the pipeline's (0..pipeline_job_slots()-1),
+         * for callbacks that keep state of their own from process to
+         * complete: no two jobs in flight share it. */
+        size_t slot;
         /* internal */
         size_t cap;
         size_t written;          /* bytes of data that may not be zero */
@@ -37,8 +36,8 @@ struct pipeline_job {
 struct pipeline_ops {
         /* On a worker thread (0..workers-1), after the hash is set. */
         int (*process)(void *ctx, struct pipeline_job *job, unsigned worker);
-        /* On the completer thread, in image order; the job's data and
-         * scratch are released after it returns. */
+        /* On the completer thread, in image order; the job's data is
+         * released after it returns. */
         int (*complete)(void *ctx, struct pipeline_job *job);
 };
 
@@ -57,10 +56,11 @@ struct pipeline_options {
 };
 
 struct pipeline_stats {
-        uint64_t bytes;
-        uint64_t chunks;
-        int read_error; /* with tolerate_read_errors: the error that ended the input */
+        uint64_t bytes; /* read from the input */
 };
+
+/* How many jobs the pipeline will keep in flight with these options. */
+size_t pipeline_job_slots(const struct pipeline_options *o);
 
 /* Returns 0 or the first failure of any stage (logged where it happened;
  * the callbacks log their own). */

@@ -10,23 +10,25 @@
 
 struct chunk_set {
         size_t key_len;
-        struct chunk_entry **blocks;
+        size_t entry_size;
+        uint8_t **blocks;
         size_t n_blocks;
         size_t count;
         uint32_t *slots; /* open addressing: entry number + 1, 0 for empty */
         size_t n_slots;  /* a power of two, at most half full */
 };
 
-int chunk_set_new(size_t key_len, struct chunk_set **out)
+int chunk_set_new(size_t key_len, size_t entry_size, struct chunk_set **out)
 {
         struct chunk_set *s;
 
-        if (key_len < HASH_MIN_LEN || key_len > HASH_MAX_LEN)
+        if (key_len < HASH_MIN_LEN || key_len > HASH_MAX_LEN || entry_size < sizeof(struct chunk_entry))
                 return -EINVAL;
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
         s->key_len = key_len;
+        s->entry_size = entry_size;
         s->n_slots = 1024;
         s->slots = calloc(s->n_slots, sizeof(*s->slots));
         if (!s->slots) {
@@ -55,7 +57,7 @@ size_t chunk_set_count(const struct chunk_set *s)
 
 struct chunk_entry *chunk_set_at(const struct chunk_set *s, size_t i)
 {
-        return &s->blocks[i >> BLOCK_SHIFT][i & (BLOCK_SIZE - 1)];
+        return (struct chunk_entry *)(s->blocks[i >> BLOCK_SHIFT] + (i & (BLOCK_SIZE - 1)) * s->entry_size);
 }
 
 /* The hashes are BLAKE2b output: their first bytes are as good a bucket
@@ -119,19 +121,18 @@ struct chunk_entry *chunk_set_add(struct chunk_set *s, const uint8_t *hash, bool
                 b = probe(s, hash);
         }
         if ((s->count >> BLOCK_SHIFT) == s->n_blocks) {
-                struct chunk_entry **blocks = realloc(s->blocks, (s->n_blocks + 1) * sizeof(*blocks));
+                uint8_t **blocks = realloc(s->blocks, (s->n_blocks + 1) * sizeof(*blocks));
                 if (!blocks)
                         return NULL;
                 s->blocks = blocks;
-                s->blocks[s->n_blocks] = malloc(BLOCK_SIZE * sizeof(struct chunk_entry));
+                s->blocks[s->n_blocks] = malloc(BLOCK_SIZE * s->entry_size);
                 if (!s->blocks[s->n_blocks])
                         return NULL;
                 s->n_blocks++;
         }
         e = chunk_set_at(s, s->count);
-        memset(e, 0, sizeof(*e));
+        memset(e, 0, s->entry_size);
         memcpy(e->hash, hash, s->key_len);
-        e->index = CHUNK_INDEX_NONE;
         s->slots[b] = (uint32_t)++s->count;
         *added = true;
         return e;

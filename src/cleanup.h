@@ -1,7 +1,6 @@
 /* Scope-bound cleanup, the one resource idiom ihop uses (as casync's _cleanup_). */
 #pragma once
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -11,15 +10,9 @@ static inline void cleanup_closep(int *fd)
         if (*fd >= 0)
                 close(*fd);
 }
-static inline void cleanup_fclosep(FILE **f)
-{
-        if (*f)
-                fclose(*f);
-}
 
 #define _cleanup_free_ __attribute__((cleanup(cleanup_freep)))
 #define _cleanup_close_ __attribute__((cleanup(cleanup_closep)))
-#define _cleanup_fclose_ __attribute__((cleanup(cleanup_fclosep)))
 
 /* Hands ownership out of a _cleanup_ variable. */
 #define TAKE_PTR(p) ({ __typeof__(p) _t = (p); (p) = NULL; _t; })

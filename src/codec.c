@@ -108,7 +108,7 @@ int decoder_begin(struct decoder *d, int raw)
         return 0;
 }
 
-static int feed_brotli(struct decoder *d, const uint8_t *in, size_t len, decoder_sink sink, void *opaque)
+static int feed_brotli(struct decoder *d, const uint8_t *in, size_t len, byte_sink sink, void *opaque)
 {
         size_t avail_in = len;
         const uint8_t *next_in = in;
@@ -138,7 +138,7 @@ static int feed_brotli(struct decoder *d, const uint8_t *in, size_t len, decoder
         }
 }
 
-static int feed_zstd(struct decoder *d, const uint8_t *in, size_t len, decoder_sink sink, void *opaque)
+static int feed_zstd(struct decoder *d, const uint8_t *in, size_t len, byte_sink sink, void *opaque)
 {
         ZSTD_inBuffer input = { in, len, 0 };
 
@@ -161,7 +161,7 @@ static int feed_zstd(struct decoder *d, const uint8_t *in, size_t len, decoder_s
         }
 }
 
-static int feed_lzma(struct decoder *d, const uint8_t *in, size_t len, lzma_action action, decoder_sink sink,
+static int feed_lzma(struct decoder *d, const uint8_t *in, size_t len, lzma_action action, byte_sink sink,
                      void *opaque)
 {
         d->lzma.next_in = in;
@@ -187,7 +187,7 @@ static int feed_lzma(struct decoder *d, const uint8_t *in, size_t len, lzma_acti
         }
 }
 
-int decoder_feed(struct decoder *d, const uint8_t *in, size_t len, decoder_sink sink, void *opaque)
+int decoder_feed(struct decoder *d, const uint8_t *in, size_t len, byte_sink sink, void *opaque)
 {
         if (len == 0)
                 return 0;
@@ -208,7 +208,7 @@ int decoder_feed(struct decoder *d, const uint8_t *in, size_t len, decoder_sink 
         return sink(in, len, opaque);
 }
 
-int decoder_end(struct decoder *d, decoder_sink sink, void *opaque)
+int decoder_end(struct decoder *d, byte_sink sink, void *opaque)
 {
         if (d->raw || d->finished)
                 return 0;

@@ -2,6 +2,8 @@
  * plain bytes come out through a sink, so no chunk is ever held whole. */
 #pragma once
 
+#include "byte_sink.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,9 +13,6 @@ const char *codec_name(enum codec c);
 /* The codec named as codec_name names it; -EINVAL for an unknown name. */
 int codec_from_name(const char *name, enum codec *out);
 
-/* Receives decompressed output; a negative errno return stops decoding. */
-typedef int (*decoder_sink)(const uint8_t *data, size_t len, void *opaque);
-
 struct decoder;
 
 int decoder_new(enum codec c, struct decoder **out);
@@ -22,6 +21,6 @@ void decoder_free(struct decoder *d);
 /* Starts a new chunk; raw chunks (stored uncompressed) pass straight through. */
 int decoder_begin(struct decoder *d, int raw);
 /* -EBADMSG on corrupt data or data past the end of the compressed stream. */
-int decoder_feed(struct decoder *d, const uint8_t *in, size_t len, decoder_sink sink, void *opaque);
+int decoder_feed(struct decoder *d, const uint8_t *in, size_t len, byte_sink sink, void *opaque);
 /* -EBADMSG when the compressed stream is incomplete. */
-int decoder_end(struct decoder *d, decoder_sink sink, void *opaque);
+int decoder_end(struct decoder *d, byte_sink sink, void *opaque);

@@ -16,11 +16,29 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define INDEX_NONE UINT32_MAX
+
+/* A chunk of the image, once each, in the set. */
+struct unique_chunk {
+        struct chunk_entry e;
+        uint32_t index;          /* in the archive, once placed; INDEX_NONE before */
+        bool ready;              /* data holds what to store */
+        const uint8_t *data;     /* in the compressing job's out, or the image's */
+};
+
+/* What a pipeline job carries from its worker to the completer. */
+struct job_state {
+        struct unique_chunk *chunk;
+        struct encoder_buf out;  /* the chunk compressed, when this job did it */
+};
+
 struct compress_state {
         const struct compress_options *o;
         int data_fd;
         struct encoder **encoders; /* one per worker */
         unsigned workers;
+        struct job_state *jobs;    /* by pipeline job slot */
+        size_t n_jobs;
 
         /* Shared by the workers and the completer. */
         pthread_mutex_t lock;
@@ -50,36 +68,27 @@ static void mark_failed(struct compress_state *s)
 static int compress_process(void *ctx, struct pipeline_job *job, unsigned worker)
 {
         struct compress_state *s = ctx;
-        struct chunk_entry *e;
+        struct job_state *js = &s->jobs[job->slot];
+        struct unique_chunk *u;
         const uint8_t *data = job->data;
         size_t size = job->len;
         bool added;
 
         pthread_mutex_lock(&s->lock);
-        e = chunk_set_add(s->set, job->hash, &added);
+        u = (struct unique_chunk *)chunk_set_add(s->set, job->hash, &added);
+        if (u && added)
+                u->index = INDEX_NONE;
         pthread_mutex_unlock(&s->lock);
-        if (!e) {
+        if (!u) {
                 mark_failed(s);
                 return log_errno(-ENOMEM, "compressing %s", s->o->input_name);
         }
-        job->entry = e;
+        js->chunk = u;
         if (!added)
                 return 0;
 
         if (s->o->codec != CODEC_NONE) {
-                struct encoder *enc = s->encoders[worker];
-                size_t bound = encoder_bound(enc, job->len);
-                if (job->out_cap < bound) {
-                        free(job->out);
-                        job->out_cap = 0;
-                        job->out = malloc(bound);
-                        if (!job->out) {
-                                mark_failed(s);
-                                return log_errno(-ENOMEM, "compressing %s", s->o->input_name);
-                        }
-                        job->out_cap = bound;
-                }
-                ssize_t n = encoder_compress(enc, job->data, job->len, job->out, job->out_cap);
+                ssize_t n = encoder_compress_buf(s->encoders[worker], job->data, job->len, &js->out);
                 if (n < 0) {
                         mark_failed(s);
                         return log_errno((int)n, "cannot compress the chunk at offset %llu of %s (%s)",
@@ -87,15 +96,15 @@ static int compress_process(void *ctx, struct pipeline_job *job, unsigned worker
                 }
                 /* As bita: a chunk that does not get smaller is stored raw. */
                 if ((size_t)n < job->len) {
-                        data = job->out;
+                        data = js->out.data;
                         size = (size_t)n;
                 }
         }
         pthread_mutex_lock(&s->lock);
-        e->source_size = (uint32_t)job->len;
-        e->archive_size = (uint32_t)size;
-        e->data = data;
-        e->ready = true;
+        u->e.source_size = (uint32_t)job->len;
+        u->e.archive_size = (uint32_t)size;
+        u->data = data;
+        u->ready = true;
         pthread_cond_broadcast(&s->ready_cond);
         pthread_mutex_unlock(&s->lock);
         return 0;
@@ -115,17 +124,18 @@ static int grow(void **array, size_t *cap, size_t need, size_t elem)
 }
 
 /* Places a chunk met for the first time: its data goes next in the archive. */
-static int store_first_occurrence(struct compress_state *s, struct chunk_entry *e)
+static int store_first_occurrence(struct compress_state *s, struct unique_chunk *u)
 {
         struct release *r = s->release;
+        struct chunk_entry *e = &u->e;
         struct chunk *c;
         bool ready;
         int err;
 
         pthread_mutex_lock(&s->lock);
-        while (!e->ready && !s->failed)
+        while (!u->ready && !s->failed)
                 pthread_cond_wait(&s->ready_cond, &s->lock);
-        ready = e->ready;
+        ready = u->ready;
         pthread_mutex_unlock(&s->lock);
         if (!ready)
                 return -ECANCELED; /* the worker has said why */
@@ -134,7 +144,7 @@ static int store_first_occurrence(struct compress_state *s, struct chunk_entry *
                 return log_errno(-EFBIG, "%s has too many chunks for an archive", s->o->input_name);
         if (grow((void **)&r->chunks, &s->chunks_cap, r->n_chunks + 1, sizeof(*r->chunks)) < 0)
                 return log_errno(-ENOMEM, "compressing %s", s->o->input_name);
-        err = write_full(s->data_fd, e->data, e->archive_size);
+        err = write_full(s->data_fd, u->data, e->archive_size);
         if (err < 0)
                 return log_errno(err, "cannot write the chunk data of %s next to %s", s->o->input_name,
                                  s->o->output);
@@ -146,8 +156,8 @@ static int store_first_occurrence(struct compress_state *s, struct chunk_entry *
         s->data_size += e->archive_size;
         if (e->archive_size == e->source_size)
                 s->raw_chunks++;
-        e->index = (uint32_t)r->n_chunks++;
-        e->data = NULL;
+        u->index = (uint32_t)r->n_chunks++;
+        u->data = NULL;
         return 0;
 }
 
@@ -156,19 +166,22 @@ static int compress_complete(void *ctx, struct pipeline_job *job)
 {
         struct compress_state *s = ctx;
         struct release *r = s->release;
-        struct chunk_entry *e = job->entry;
+        struct job_state *js = &s->jobs[job->slot];
+        struct unique_chunk *u = js->chunk;
         int err;
 
         hash_update(&s->image_hash, job->data, job->len);
         r->source_total_size += job->len;
-        if (e->index == CHUNK_INDEX_NONE) {
-                err = store_first_occurrence(s, e);
+        if (u->index == INDEX_NONE) {
+                err = store_first_occurrence(s, u);
                 if (err < 0)
                         return err;
         }
         if (grow((void **)&r->order, &s->order_cap, r->n_order + 1, sizeof(*r->order)) < 0)
                 return log_errno(-ENOMEM, "compressing %s", s->o->input_name);
-        r->order[r->n_order++] = e->index;
+        r->order[r->n_order++] = u->index;
+        /* The compressed data, if this job's, is in the archive now. */
+        encoder_buf_trim(&js->out);
         return 0;
 }
 
@@ -191,9 +204,10 @@ static int check_output(const struct compress_options *o)
 
 static void state_free(struct compress_state *s)
 {
-        for (unsigned i = 0; s->encoders && i < s->workers; i++)
-                encoder_free(s->encoders[i]);
-        free(s->encoders);
+        encoders_free(s->encoders, s->workers);
+        for (size_t i = 0; s->jobs && i < s->n_jobs; i++)
+                encoder_buf_free(&s->jobs[i].out);
+        free(s->jobs);
         chunk_set_free(s->set);
         release_free(s->release);
         if (s->data_fd >= 0)
@@ -214,17 +228,17 @@ static int compress_chunks(struct compress_state *s)
         struct pipeline_ops ops = { .process = compress_process, .complete = compress_complete };
         int err;
 
-        if (chunk_set_new(HASH_MAX_LEN, &s->set) < 0)
+        if (chunk_set_new(HASH_MAX_LEN, sizeof(struct unique_chunk), &s->set) < 0)
                 return log_errno(-ENOMEM, "compressing %s", o->input_name);
         s->release = calloc(1, sizeof(*s->release));
-        s->encoders = calloc(s->workers, sizeof(*s->encoders));
-        if (!s->release || !s->encoders)
+        s->n_jobs = pipeline_job_slots(&po);
+        s->jobs = calloc(s->n_jobs, sizeof(*s->jobs));
+        if (!s->release || !s->jobs)
                 return log_errno(-ENOMEM, "compressing %s", o->input_name);
-        for (unsigned i = 0; o->codec != CODEC_NONE && i < s->workers; i++) {
-                err = encoder_new(o->codec, o->level, &s->encoders[i]);
+        if (o->codec != CODEC_NONE) {
+                err = encoders_new(o->codec, o->level, s->workers, &s->encoders);
                 if (err < 0)
-                        return log_errno(err, "cannot set up %s compression at level %u", codec_name(o->codec),
-                                         o->level);
+                        return err;
         }
         hash_init(&s->image_hash);
         err = pipeline_run(&po, &ops, s, NULL);

@@ -16,22 +16,26 @@ struct curl_api libcurl;
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static int load_result;
 
+/* A member of struct curl_api and the libcurl function it holds, named
+ * once: "curl_" + the member's name. */
+#define SYMBOL(member) { "curl_" #member, offsetof(struct curl_api, member) }
+
 static const struct {
         const char *name;
         size_t offset;
 } symbols[] = {
-        { "curl_global_init", offsetof(struct curl_api, global_init) },
-        { "curl_global_cleanup", offsetof(struct curl_api, global_cleanup) },
-        { "curl_easy_init", offsetof(struct curl_api, easy_init) },
-        { "curl_easy_setopt", offsetof(struct curl_api, easy_setopt) },
-        { "curl_easy_perform", offsetof(struct curl_api, easy_perform) },
-        { "curl_easy_getinfo", offsetof(struct curl_api, easy_getinfo) },
-        { "curl_easy_reset", offsetof(struct curl_api, easy_reset) },
-        { "curl_easy_cleanup", offsetof(struct curl_api, easy_cleanup) },
-        { "curl_easy_strerror", offsetof(struct curl_api, easy_strerror) },
-        { "curl_slist_append", offsetof(struct curl_api, slist_append) },
-        { "curl_slist_free_all", offsetof(struct curl_api, slist_free_all) },
-        { "curl_version_info", offsetof(struct curl_api, version_info) },
+        SYMBOL(global_init),
+        SYMBOL(global_cleanup),
+        SYMBOL(easy_init),
+        SYMBOL(easy_setopt),
+        SYMBOL(easy_perform),
+        SYMBOL(easy_getinfo),
+        SYMBOL(easy_reset),
+        SYMBOL(easy_cleanup),
+        SYMBOL(easy_strerror),
+        SYMBOL(slist_append),
+        SYMBOL(slist_free_all),
+        SYMBOL(version_info),
 };
 
 static int load(void)

@@ -63,7 +63,7 @@ static int read_archive(struct diff_input *in)
 static int load_archive_chunks(struct diff_input *in, size_t key_len)
 {
         const struct release *r = in->archive->release;
-        int err = chunk_set_new(key_len, &in->set);
+        int err = chunk_set_new(key_len, sizeof(struct chunk_entry), &in->set);
 
         if (err < 0)
                 return log_errno(err, "reading %s", in->path);
@@ -86,6 +86,7 @@ struct scan_state {
         struct diff_input *in;
         const struct chunk_set *other; /* A's chunks when scanning B, else NULL */
         struct encoder **encoders;     /* set to estimate B's new chunks' compressed size */
+        struct encoder_buf *out;       /* per worker, with encoders */
         size_t key_len;
         pthread_mutex_t lock;
 };
@@ -106,16 +107,8 @@ static int scan_process(void *ctx, struct pipeline_job *job, unsigned worker)
                 return log_errno(-ENOMEM, "reading %s", s->in->path);
         if (!added)
                 return 0;
-        struct encoder *enc = s->encoders[worker];
-        size_t bound = encoder_bound(enc, job->len);
-        if (job->out_cap < bound) {
-                free(job->out);
-                job->out_cap = 0;
-                if (!(job->out = malloc(bound)))
-                        return log_errno(-ENOMEM, "reading %s", s->in->path);
-                job->out_cap = bound;
-        }
-        ssize_t n = encoder_compress(enc, job->data, job->len, job->out, job->out_cap);
+        ssize_t n = encoder_compress_buf(s->encoders[worker], job->data, job->len, &s->out[worker]);
+        encoder_buf_trim(&s->out[worker]);
         if (n < 0)
                 return log_errno((int)n, "cannot compress a chunk of %s", s->in->path);
         pthread_mutex_lock(&s->lock);
@@ -155,23 +148,21 @@ static int scan_image(struct diff_input *in, const struct diff_options *o, const
         if (fd < 0)
                 return log_errno(-errno, "cannot open %s", in->path);
         po.fd = fd;
-        err = chunk_set_new(key_len, &in->set);
+        err = chunk_set_new(key_len, sizeof(struct chunk_entry), &in->set);
         if (err < 0)
                 return log_errno(err, "reading %s", in->path);
         if (other && o->codec != CODEC_NONE) {
-                s.encoders = calloc(workers, sizeof(*s.encoders));
-                if (!s.encoders)
+                s.out = calloc(workers, sizeof(*s.out));
+                if (!s.out)
                         return log_errno(-ENOMEM, "reading %s", in->path);
-                for (unsigned i = 0; i < workers && err == 0; i++)
-                        err = encoder_new(o->codec, o->level, &s.encoders[i]);
-                if (err < 0)
-                        log_errno(err, "cannot set up %s compression", codec_name(o->codec));
+                err = encoders_new(o->codec, o->level, workers, &s.encoders);
         }
         if (err == 0)
                 err = pipeline_run(&po, &ops, &s, NULL);
-        for (unsigned i = 0; s.encoders && i < workers; i++)
-                encoder_free(s.encoders[i]);
-        free(s.encoders);
+        encoders_free(s.encoders, workers);
+        for (unsigned i = 0; s.out && i < workers; i++)
+                encoder_buf_free(&s.out[i]);
+        free(s.out);
         return err;
 }
 

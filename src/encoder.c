@@ -1,5 +1,7 @@
 #include "encoder.h"
 
+#include "log.h"
+
 #include <brotli/encode.h>
 #include <errno.h>
 #include <lzma.h>
@@ -63,6 +65,30 @@ void encoder_free(struct encoder *e)
         if (!e)
                 return;
         ZSTD_freeCCtx(e->zstd);
+        free(e);
+}
+
+int encoders_new(enum codec c, uint32_t level, unsigned n, struct encoder ***out)
+{
+        struct encoder **e = calloc(n, sizeof(*e));
+        int err = 0;
+
+        if (!e)
+                return log_errno(-ENOMEM, "cannot set up %s compression", codec_name(c));
+        for (unsigned i = 0; i < n && err == 0; i++)
+                err = encoder_new(c, level, &e[i]);
+        if (err < 0) {
+                encoders_free(e, n);
+                return log_errno(err, "cannot set up %s compression at level %u", codec_name(c), level);
+        }
+        *out = e;
+        return 0;
+}
+
+void encoders_free(struct encoder **e, unsigned n)
+{
+        for (unsigned i = 0; e && i < n; i++)
+                encoder_free(e[i]);
         free(e);
 }
 
@@ -134,4 +160,37 @@ ssize_t encoder_compress(struct encoder *e, const uint8_t *in, size_t len, uint8
                 return -ENOBUFS;
         memcpy(out, in, len);
         return (ssize_t)len;
+}
+
+/* What a buffer keeps between chunks, as the pipeline's chunk buffers do:
+ * far above the usual chunk (bita's default average is 64 KiB), far below
+ * its largest (16 MiB). */
+#define ENCODER_BUF_KEEP (1u << 20)
+
+ssize_t encoder_compress_buf(struct encoder *e, const uint8_t *in, size_t len, struct encoder_buf *b)
+{
+        size_t bound = encoder_bound(e, len);
+
+        if (b->cap < bound) {
+                /* No realloc: the old content is not needed, so not copied. */
+                encoder_buf_free(b);
+                b->data = malloc(bound);
+                if (!b->data)
+                        return -ENOMEM;
+                b->cap = bound;
+        }
+        return encoder_compress(e, in, len, b->data, b->cap);
+}
+
+void encoder_buf_trim(struct encoder_buf *b)
+{
+        if (b->cap > ENCODER_BUF_KEEP)
+                encoder_buf_free(b);
+}
+
+void encoder_buf_free(struct encoder_buf *b)
+{
+        free(b->data);
+        b->data = NULL;
+        b->cap = 0;
 }

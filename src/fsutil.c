@@ -75,7 +75,7 @@ int mkdir_parents(const char *path, mode_t mode)
         return 0;
 }
 
-int fsync_path(const char *path)
+static int fsync_path(const char *path)
 {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 

@@ -6,16 +6,15 @@
 #include <sys/types.h>
 
 /* Full write/read, retrying short transfers and EINTR; negative errno on failure.
- * read_full returns the byte count, short only at end of file. */
+ * pread_full returns the byte count, short only at end of file. */
 int write_full(int fd, const void *buf, size_t len);
 ssize_t pread_full(int fd, void *buf, size_t len, uint64_t offset);
 
 /* mkdir -p; existing directories are fine. */
 int mkdir_parents(const char *path, mode_t mode);
 
-/* fsync the directory holding path (or path itself when is_dir). */
+/* fsync of the directory holding path (after a rename or unlink in it). */
 int fsync_dir_of(const char *path);
-int fsync_path(const char *path);
 
 /* Opens rel below dirfd following no symlink on the way (any component),
  * nor "..": -ELOOP when one is a symlink, -ENOTDIR when a directory on the

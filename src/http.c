@@ -49,7 +49,7 @@ struct attempt {
         char reason[512];         /* why the attempt failed, for the messages */
         curl_off_t last_dlnow;    /* progress seen by the idle check */
         struct timespec last_progress;
-        http_sink sink;
+        byte_sink sink;
         void *opaque;
 };
 
@@ -246,6 +246,18 @@ static int take_redirect(struct attempt *a)
         return 1;
 }
 
+/* Hands len bytes of the resource to the sink: false when it refuses them. */
+static bool deliver(struct attempt *a, const char *buf, size_t len)
+{
+        a->sink_err = a->sink((const uint8_t *)buf, len, a->opaque);
+        if (a->sink_err < 0) {
+                a->sink_failed = true;
+                return false;
+        }
+        a->delivered += len;
+        return true;
+}
+
 static size_t on_body(char *buf, size_t size, size_t nmemb, void *opaque)
 {
         struct attempt *a = opaque;
@@ -270,23 +282,11 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *opaque)
                  * complete range is a success however it ended. */
                 size_t want = (size_t)(a->len - a->delivered);
                 snprintf(a->reason, sizeof(a->reason), "the server sent more bytes than asked for");
-                if (want > 0) {
-                        a->sink_err = a->sink((const uint8_t *)buf, want, a->opaque);
-                        if (a->sink_err < 0) {
-                                a->sink_failed = true;
-                                return CURL_WRITEFUNC_ERROR;
-                        }
-                        a->delivered += want;
-                }
+                if (want > 0)
+                        deliver(a, buf, want);
                 return CURL_WRITEFUNC_ERROR;
         }
-        a->sink_err = a->sink((const uint8_t *)buf, n, a->opaque);
-        if (a->sink_err < 0) {
-                a->sink_failed = true;
-                return CURL_WRITEFUNC_ERROR;
-        }
-        a->delivered += n;
-        return n;
+        return deliver(a, buf, n) ? n : CURL_WRITEFUNC_ERROR;
 }
 
 static double seconds_since(const struct timespec *t)
@@ -429,7 +429,7 @@ static int run_attempt(struct attempt *a)
         }
 }
 
-int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, http_sink sink,
+int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, byte_sink sink,
                    void *opaque, uint64_t *total_size)
 {
         const struct http_options *o = c->opts;

@@ -3,6 +3,8 @@
  * first byte not yet delivered, so the sink sees every byte exactly once. */
 #pragma once
 
+#include "byte_sink.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,9 +28,6 @@ struct http_options {
         { .retry_count = HTTP_DEFAULT_RETRY_COUNT, .retry_delay_s = HTTP_DEFAULT_RETRY_DELAY_S,         \
           .timeout_s = HTTP_DEFAULT_TIMEOUT_S }
 
-/* Receives body bytes in order; a negative errno aborts without retry. */
-typedef int (*http_sink)(const uint8_t *data, size_t len, void *opaque);
-
 struct http_conn;
 
 /* Loads libcurl (on first use; logs why it cannot). */
@@ -41,7 +40,7 @@ void http_conn_free(struct http_conn *c);
 
 /* Fetches bytes [start, start+len) of url. total_size, when not NULL, gets
  * the resource size from Content-Range. Logs failures with the URL. */
-int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, http_sink sink,
+int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, byte_sink sink,
                    void *opaque, uint64_t *total_size);
 
 /* Bytes received from the network by this connection (headers and bodies). */

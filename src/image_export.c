@@ -1,5 +1,6 @@
 #include "image_export.h"
 
+#include "chunk_reader.h"
 #include "cleanup.h"
 #include "fsutil.h"
 #include "log.h"
@@ -7,8 +8,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define COPY_BLOCK (1u << 20)
 
 static void log_chunk(struct store *s, const struct chunk *c, size_t hash_len, size_t pos, const char *what)
 {
@@ -19,7 +18,7 @@ static void log_chunk(struct store *s, const struct chunk *c, size_t hash_len, s
 
 int image_export(struct store *s, const struct release *r, int out_fd, const char *out_name)
 {
-        _cleanup_free_ uint8_t *buf = malloc(COPY_BLOCK);
+        _cleanup_free_ uint8_t *buf = malloc(CHUNK_READ_BLOCK);
         uint8_t digest[HASH_MAX_LEN];
         hash_state image_hash;
         int err;
@@ -30,7 +29,8 @@ int image_export(struct store *s, const struct release *r, int out_fd, const cha
         for (size_t pos = 0; pos < r->n_order; pos++) {
                 const struct chunk *c = &r->chunks[r->order[pos]];
                 _cleanup_close_ int fd = store_chunk_open(s, c, r->hash_len);
-                uint64_t off = 0;
+                struct chunk_reader rd;
+                ssize_t n;
 
                 if (fd == -ENOENT) {
                         log_chunk(s, c, r->hash_len, pos, "is missing");
@@ -38,19 +38,17 @@ int image_export(struct store *s, const struct release *r, int out_fd, const cha
                 }
                 if (fd < 0)
                         return store_log_chunk_error(s, c->hash, r->hash_len, fd, "open");
-                while (off < c->source_size) {
-                        size_t want = c->source_size - off < COPY_BLOCK ? c->source_size - off : COPY_BLOCK;
-                        ssize_t n = pread_full(fd, buf, want, off);
-                        if (n < 0)
-                                return log_errno((int)n, "cannot read chunk %zu of the image", pos);
-                        if ((size_t)n < want) {
-                                log_chunk(s, c, r->hash_len, pos, "is shorter than its size");
-                                return -EBADMSG;
-                        }
-                        hash_update(&image_hash, buf, want);
-                        if (out_fd >= 0 && (err = write_full(out_fd, buf, want)) < 0)
+                chunk_reader_init(&rd, fd, c, r->hash_len, buf, false);
+                while ((n = chunk_reader_next(&rd)) > 0) {
+                        hash_update(&image_hash, buf, (size_t)n);
+                        if (out_fd >= 0 && (err = write_full(out_fd, buf, (size_t)n)) < 0)
                                 return log_errno(err, "cannot write %s", out_name);
-                        off += want;
+                }
+                if (n < 0)
+                        return log_errno((int)n, "cannot read chunk %zu of the image", pos);
+                if (!chunk_reader_complete(&rd)) {
+                        log_chunk(s, c, r->hash_len, pos, "is shorter than its size");
+                        return -EBADMSG;
                 }
         }
         hash_final(&image_hash, digest);

@@ -13,7 +13,6 @@ static bool first_error_only, error_shown;
 
 void log_set_level(enum log_level level) { current_level = level; }
 void log_set_first_error_only(bool on) { first_error_only = on; }
-enum log_level log_get_level(void) { return current_level; }
 
 static void clear_progress_locked(void)
 {
@@ -65,7 +64,7 @@ int log_errno(int err, const char *fmt, ...)
         return err < 0 ? err : -err;
 }
 
-bool log_progress_enabled(void)
+static bool progress_enabled(void)
 {
         static int tty = -1;
 
@@ -78,7 +77,7 @@ void log_progress(const char *fmt, ...)
 {
         va_list ap;
 
-        if (!log_progress_enabled())
+        if (!progress_enabled())
                 return;
         pthread_mutex_lock(&log_lock);
         fputs("\r\033[K", stderr);

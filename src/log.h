@@ -11,7 +11,6 @@ void log_set_level(enum log_level level);
 /* For commands that stop at the first failure: errors after the first are
  * consequences of it (other threads giving up), shown only with -v. */
 void log_set_first_error_only(bool on);
-enum log_level log_get_level(void);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -24,6 +23,5 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 int log_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Progress lines are drawn on stderr only when it is a terminal. */
-bool log_progress_enabled(void);
 void log_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_progress_end(void);

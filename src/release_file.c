@@ -4,6 +4,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "pb_budget.h"
+#include "pb_fields.h"
 #include "store_dictionary.pb-c.h"
 
 #include <endian.h>
@@ -17,7 +18,7 @@
 int release_file_write(struct store *s, const char *name, const struct release *r)
 {
         StoreDictionary__StoreDictionary d = STORE_DICTIONARY__STORE_DICTIONARY__INIT;
-        ChunkDictionary__ChunkerParameters cp = CHUNK_DICTIONARY__CHUNKER_PARAMETERS__INIT;
+        ChunkDictionary__ChunkerParameters cp;
         _cleanup_free_ StoreDictionary__ChunkDescriptor *descs = NULL;
         _cleanup_free_ StoreDictionary__ChunkDescriptor **ptrs = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
@@ -35,12 +36,7 @@ int release_file_write(struct store *s, const char *name, const struct release *
                 descs[i].source_size = r->chunks[i].source_size;
                 ptrs[i] = &descs[i];
         }
-        cp.chunking_algorithm = (ChunkDictionary__ChunkerParameters__ChunkingAlgorithm)r->chunker.algorithm;
-        cp.chunk_filter_bits = r->chunker.filter_bits;
-        cp.min_chunk_size = r->chunker.min_chunk_size;
-        cp.max_chunk_size = r->chunker.max_chunk_size;
-        cp.rolling_hash_window_size = r->chunker.window_size;
-        cp.chunk_hash_length = (uint32_t)r->hash_len;
+        chunker_params_to_pb(&r->chunker, &cp);
 
         d.application_version = (char *)"ihop " IHOP_VERSION;
         d.source_checksum.data = (uint8_t *)r->source_checksum;
@@ -73,25 +69,13 @@ static int release_from_dictionary(const StoreDictionary__StoreDictionary *d, co
 
         if (!r)
                 return -ENOMEM;
-        if (!d->chunker_params) {
-                log_error("%s: the release description has no chunker parameters", where);
+        if (chunker_params_from_pb(d->chunker_params, where, "the release description", &r->chunker) < 0)
                 goto out;
-        }
-        r->hash_len = d->chunker_params->chunk_hash_length;
+        r->hash_len = r->chunker.hash_length;
         if (r->hash_len < HASH_MIN_LEN || r->hash_len > HASH_MAX_LEN || d->source_checksum.len > HASH_MAX_LEN) {
                 log_error("%s: impossible hash length in the release description", where);
                 goto out;
         }
-        if (d->chunker_params->chunking_algorithm > CHUNK_DICTIONARY__CHUNKER_PARAMETERS__CHUNKING_ALGORITHM__FIXED_SIZE) {
-                log_error("%s: unknown chunking algorithm %d", where, (int)d->chunker_params->chunking_algorithm);
-                goto out;
-        }
-        r->chunker.algorithm = (enum chunking_algorithm)d->chunker_params->chunking_algorithm;
-        r->chunker.filter_bits = d->chunker_params->chunk_filter_bits;
-        r->chunker.min_chunk_size = d->chunker_params->min_chunk_size;
-        r->chunker.max_chunk_size = d->chunker_params->max_chunk_size;
-        r->chunker.window_size = d->chunker_params->rolling_hash_window_size;
-        r->chunker.hash_length = d->chunker_params->chunk_hash_length;
         if (d->source_checksum.len) /* data is NULL when empty: no memcpy(…, NULL, 0) */
                 memcpy(r->source_checksum, d->source_checksum.data, d->source_checksum.len);
         r->source_checksum_len = d->source_checksum.len;

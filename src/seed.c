@@ -76,16 +76,9 @@ static int seed_process(void *opaque, struct pipeline_job *job, unsigned worker)
         return 0;
 }
 
-static int seed_complete(void *opaque, struct pipeline_job *job)
-{
-        (void)opaque;
-        (void)job;
-        return 0;
-}
-
 int seed_apply(const char *path, const struct seed_target *t, struct seed_stats *stats)
 {
-        static const struct pipeline_ops ops = { .process = seed_process, .complete = seed_complete };
+        static const struct pipeline_ops ops = { .process = seed_process };
         struct pipeline_options o = {
                 .where = path, .chunker = t->chunker, .progress = "seeding", .tolerate_read_errors = true,
                 .small_memory = true,

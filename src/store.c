@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include "chunk_reader.h"
 #include "cleanup.h"
 #include "dir_iter.h"
 #include "fsutil.h"
@@ -14,8 +15,6 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-
-#define READ_BLOCK (128u << 10)
 
 struct store {
         char *path;
@@ -199,46 +198,46 @@ int store_log_chunk_error(struct store *s, const uint8_t *hash, size_t hash_len,
 
 bool store_fd_holds_chunk(int fd, const struct chunk *c, size_t hash_len)
 {
-        _cleanup_free_ uint8_t *buf = malloc(READ_BLOCK);
-        uint8_t digest[HASH_MAX_LEN];
-        hash_state st;
+        _cleanup_free_ uint8_t *buf = malloc(CHUNK_READ_BLOCK);
+        struct chunk_reader rd;
         struct stat sb;
-        uint64_t off = 0;
+        ssize_t n;
 
         if (!buf || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->source_size)
                 return false;
-        hash_init(&st);
-        while (off < c->source_size) {
-                ssize_t n = pread_full(fd, buf, READ_BLOCK, off);
-                if (n <= 0)
-                        return false;
-                hash_update(&st, buf, (size_t)n);
-                off += (uint64_t)n;
-        }
-        hash_final(&st, digest);
-        return off == c->source_size && memcmp(digest, c->hash, hash_len) == 0;
+        chunk_reader_init(&rd, fd, c, hash_len, buf, true);
+        while ((n = chunk_reader_next(&rd)) > 0)
+                ;
+        return n == 0 && chunk_reader_matches(&rd);
 }
 
-int store_chunk_state(struct store *s, const struct chunk *c, size_t hash_len, bool verify,
-                      enum chunk_state *state)
+int store_chunk_open_sized(struct store *s, const struct chunk *c, size_t hash_len)
 {
         struct stat sb;
         _cleanup_close_ int fd = store_chunk_open(s, c, hash_len);
 
-        if (fd == -ENOENT) {
-                *state = CHUNK_MISSING;
-                return 0;
-        }
         if (fd < 0)
                 return fd;
         if (fstat(fd, &sb) < 0)
                 return -errno;
         if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->source_size)
+                return -EBADMSG;
+        return TAKE_FD(fd);
+}
+
+int store_chunk_state(struct store *s, const struct chunk *c, size_t hash_len, bool verify,
+                      enum chunk_state *state)
+{
+        _cleanup_close_ int fd = store_chunk_open_sized(s, c, hash_len);
+
+        if (fd == -ENOENT)
+                *state = CHUNK_MISSING;
+        else if (fd == -EBADMSG)
                 *state = CHUNK_CORRUPT;
-        else if (verify)
-                *state = store_fd_holds_chunk(fd, c, hash_len) ? CHUNK_PRESENT : CHUNK_CORRUPT;
+        else if (fd < 0)
+                return fd;
         else
-                *state = CHUNK_PRESENT;
+                *state = !verify || store_fd_holds_chunk(fd, c, hash_len) ? CHUNK_PRESENT : CHUNK_CORRUPT;
         return 0;
 }
 

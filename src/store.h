@@ -95,6 +95,9 @@ bool store_fd_holds_chunk(int fd, const struct chunk *c, size_t hash_len);
 /* Opens a stored chunk for reading (the read path's one syscall on a cache
  * miss): -ELOOP when its fan-out directory or the file is a symlink. */
 int store_chunk_open(struct store *s, const struct chunk *c, size_t hash_len);
+/* The same, for reading a chunk's content: -EBADMSG when the file is no
+ * regular file of the chunk's size (a corrupt chunk), -ENOENT when missing. */
+int store_chunk_open_sized(struct store *s, const struct chunk *c, size_t hash_len);
 
 /* Logs, in one line, why the chunk's file could not be opened (`action`: "read",
  * "open"...), naming the symlink or non-directory on the way; returns err. */

@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-size_t utf8_sequence_length(const unsigned char *s, size_t len)
+/* Length of the valid UTF-8 sequence at s (1..4), 0 if there is none. */
+static size_t utf8_sequence_length(const unsigned char *s, size_t len)
 {
         unsigned char c = s[0];
         size_t n;

@@ -6,9 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Length of the valid UTF-8 sequence at s (1..4), 0 if there is none. */
-size_t utf8_sequence_length(const unsigned char *s, size_t len);
-
+/* Is data valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF)? */
 bool utf8_valid(const void *data, size_t len);
 
 /* data as one line of text: control characters (C0, DEL and the C1 range

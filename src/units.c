@@ -26,17 +26,23 @@ const char *format_size(uint64_t bytes, char *buf, size_t len)
         return buf;
 }
 
+/* The decimal number s starts with; *end after it. */
+static int parse_digits(const char *s, unsigned long long *v, char **end)
+{
+        /* strtoull would skip leading space and take a sign: " -1" is 2^64-1. */
+        if (!s || !isdigit((unsigned char)*s))
+                return -EINVAL;
+        errno = 0;
+        *v = strtoull(s, end, 10);
+        return errno ? -EINVAL : 0;
+}
+
 int parse_uint(const char *s, uint64_t max, uint64_t *out)
 {
         char *end;
         unsigned long long v;
 
-        /* strtoull would skip leading space and take a sign: " -1" is 2^64-1. */
-        if (!s || !isdigit((unsigned char)*s))
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno || *end || v > max)
+        if (parse_digits(s, &v, &end) < 0 || *end || v > max)
                 return -EINVAL;
         *out = v;
         return 0;
@@ -53,12 +59,7 @@ int parse_size(const char *s, uint64_t *out)
         char *end;
         unsigned long long v;
 
-        /* strtoull would skip leading space and take a sign: " -1" is 2^64-1. */
-        if (!s || !isdigit((unsigned char)*s))
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno || end == s)
+        if (parse_digits(s, &v, &end) < 0)
                 return -EINVAL;
         for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
                 if (strcasecmp(end, units[i].suffix) != 0)

@@ -1,16 +1,13 @@
 #include "verify.h"
 
+#include "chunk_reader.h"
 #include "cleanup.h"
-#include "fsutil.h"
 #include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-#define VERIFY_BLOCK (1u << 20)
 
 enum { UNCHECKED = 0, GOOD, MISSING, CORRUPT };
 
@@ -20,51 +17,33 @@ static int check_chunk(struct store *s, const struct release *r, uint32_t idx, u
                        unsigned char *state)
 {
         const struct chunk *c = &r->chunks[idx];
-        uint8_t digest[HASH_MAX_LEN];
-        hash_state st;
-        struct stat sb;
-        uint64_t off = 0;
-        _cleanup_close_ int fd = store_chunk_open(s, c, r->hash_len);
+        struct chunk_reader rd;
+        ssize_t n;
+        _cleanup_close_ int fd = store_chunk_open_sized(s, c, r->hash_len);
 
-        if (fd == -ENOENT) {
-                *state = MISSING;
+        if (fd == -ENOENT || fd == -EBADMSG) {
+                *state = fd == -ENOENT ? MISSING : CORRUPT;
                 return 0;
         }
         if (fd < 0)
                 return fd;
-        if (fstat(fd, &sb) < 0)
-                return -errno;
-        if ((uint64_t)sb.st_size != c->source_size) {
-                *state = CORRUPT;
-                return 0;
-        }
-        hash_init(&st);
-        while (off < c->source_size) {
-                size_t want = c->source_size - off < VERIFY_BLOCK ? (size_t)(c->source_size - off) : VERIFY_BLOCK;
-                ssize_t n = pread_full(fd, buf, want, off);
-                if (n < 0)
-                        return (int)n;
-                if ((size_t)n != want) {
-                        *state = CORRUPT;
-                        return 0;
-                }
-                if (*state == UNCHECKED)
-                        hash_update(&st, buf, want);
+        chunk_reader_init(&rd, fd, c, r->hash_len, buf, *state == UNCHECKED);
+        while ((n = chunk_reader_next(&rd)) > 0)
                 if (image)
-                        hash_update(image, buf, want);
-                off += want;
-        }
-        if (*state == UNCHECKED) {
-                hash_final(&st, digest);
-                *state = memcmp(digest, c->hash, r->hash_len) == 0 ? GOOD : CORRUPT;
-        }
+                        hash_update(image, buf, (size_t)n);
+        if (n < 0)
+                return (int)n;
+        if (!chunk_reader_complete(&rd))
+                *state = CORRUPT;
+        else if (*state == UNCHECKED)
+                *state = chunk_reader_matches(&rd) ? GOOD : CORRUPT;
         return 0;
 }
 
 int release_verify(struct store *s, const struct release *r, struct verify_result *res)
 {
         _cleanup_free_ unsigned char *state = calloc(r->n_chunks ? r->n_chunks : 1, 1);
-        _cleanup_free_ uint8_t *buf = malloc(VERIFY_BLOCK);
+        _cleanup_free_ uint8_t *buf = malloc(CHUNK_READ_BLOCK);
         uint8_t digest[HASH_MAX_LEN];
         hash_state image;
         bool image_possible = true;
