@@ -76,44 +76,32 @@ static int print_metadata(const struct archive *a)
 
 static int info_archive(const char *spec)
 {
-        struct http_options http = HTTP_OPTIONS_DEFAULT;
-        struct archive_source *src = NULL;
-        struct source_conn conn = {};
         _cleanup_archive_ struct archive *a = NULL;
+        uint64_t size;
         char s1[32], s2[32];
         int err;
 
-        err = archive_source_open(spec, &http, &src);
+        err = archive_source_load_header(spec, NULL, &a, &size);
         if (err < 0)
                 return err;
-        err = source_conn_open(src, &conn);
-        if (err == 0)
-                err = archive_source_read_header(src, &conn, &a);
-        if (err == 0) {
-                printf("%-18s %s\n", "archive:", spec);
-                /* bita writes its bare version; other writers (ihop compress) their name too. */
-                _cleanup_free_ char *v = text_escape_str(a->release->app_version);
-                if (!v) {
-                        err = -ENOMEM;
-                        goto out;
-                }
-                printf("%-18s %s%s\n", "created by:", v[0] == '\0' || isdigit((unsigned char)v[0]) ? "bita " : "", v);
-                printf("%-18s %s (%llu bytes)\n", "archive size:", format_size(src->size, s1, sizeof(s1)),
-                       (unsigned long long)src->size);
-                printf("%-18s %llu bytes, chunk data at offset %llu\n", "header:",
-                       (unsigned long long)a->header_size, (unsigned long long)a->chunk_data_offset);
-                print_hex_line("header checksum:", a->header_checksum, HASH_MAX_LEN);
-                print_release(a->release);
-                printf("%-18s %s, level %u\n", "compression:", codec_name(a->codec), a->compression_level);
-                printf("%-18s %s compressed of %s\n", "chunk data:", format_size(a->compressed_size, s1, sizeof(s1)),
-                       format_size(a->release->source_total_size, s2, sizeof(s2)));
-                err = print_metadata(a);
-        }
-out:
-        if (err == -ENOMEM)
+        printf("%-18s %s\n", "archive:", spec);
+        /* bita writes its bare version; other writers (ihop compress) their name too. */
+        _cleanup_free_ char *v = text_escape_str(a->release->app_version);
+        if (!v)
+                return log_errno(-ENOMEM, "cannot describe %s", spec);
+        printf("%-18s %s%s\n", "created by:", v[0] == '\0' || isdigit((unsigned char)v[0]) ? "bita " : "", v);
+        printf("%-18s %s (%llu bytes)\n", "archive size:", format_size(size, s1, sizeof(s1)),
+               (unsigned long long)size);
+        printf("%-18s %llu bytes, chunk data at offset %llu\n", "header:", (unsigned long long)a->header_size,
+               (unsigned long long)a->chunk_data_offset);
+        print_hex_line("header checksum:", a->header_checksum, HASH_MAX_LEN);
+        print_release(a->release);
+        printf("%-18s %s, level %u\n", "compression:", codec_name(a->codec), a->compression_level);
+        printf("%-18s %s compressed of %s\n", "chunk data:", format_size(a->compressed_size, s1, sizeof(s1)),
+               format_size(a->release->source_total_size, s2, sizeof(s2)));
+        err = print_metadata(a);
+        if (err < 0)
                 log_errno(err, "cannot describe %s", spec);
-        source_conn_close(&conn);
-        archive_source_close(src);
         return err;
 }
 
