@@ -59,5 +59,6 @@ int chunking_options_finish(struct chunking_options *c);
 
 void chunking_options_usage(FILE *f);
 
-/* "RollSum, window 64 B, average 64.00 KiB (filter bits 15), min ..., max ..." */
+/* How info and diff show a chunker, from its parameters:
+ * "RollSum, window 64, average 64.00 KiB (filter bits 15), min ..., max ..." */
 const char *chunker_params_describe(const struct chunker_params *p, char *buf, size_t len);

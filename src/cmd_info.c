@@ -1,4 +1,5 @@
 #include "archive_source.h"
+#include "chunking_options.h"
 #include "cleanup.h"
 #include "commands.h"
 #include "fsutil.h"
@@ -32,20 +33,12 @@ static void print_hex_line(const char *label, const uint8_t *data, size_t len)
 
 static void print_release(const struct release *r)
 {
-        const struct chunker_params *p = &r->chunker;
-        char a[32], b[32], c[32];
+        char a[32], desc[256];
 
         printf("%-18s %s (%llu bytes)\n", "image size:", format_size(r->source_total_size, a, sizeof(a)),
                (unsigned long long)r->source_total_size);
         print_hex_line("image checksum:", r->source_checksum, r->source_checksum_len);
-        if (p->algorithm == CHUNKING_FIXED_SIZE)
-                printf("%-18s fixed size, %s\n", "chunker:", format_size(p->max_chunk_size, a, sizeof(a)));
-        else
-                printf("%-18s %s, window %u, average %s (filter bits %u), min %s, max %s\n", "chunker:",
-                       chunking_algorithm_name(p->algorithm), p->window_size,
-                       format_size(p->filter_bits < 31 ? 1ull << (p->filter_bits + 1) : 0, a, sizeof(a)),
-                       p->filter_bits, format_size(p->min_chunk_size, b, sizeof(b)),
-                       format_size(p->max_chunk_size, c, sizeof(c)));
+        printf("%-18s %s\n", "chunker:", chunker_params_describe(&r->chunker, desc, sizeof(desc)));
         printf("%-18s %zu bytes\n", "chunk hash length:", r->hash_len);
         printf("%-18s %zu in the image, %zu unique\n", "chunks:", r->n_order, r->n_chunks);
 }
