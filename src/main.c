@@ -6,22 +6,28 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Long-running servers report each problem; the other commands stop at the
+ * first, and what follows from it (other threads giving up) is shown with -v. */
+#define REPORTS_EVERY_ERROR 1u
+
 static const struct {
         const char *name;
         int (*run)(int argc, char **argv);
         const char *summary;
+        unsigned flags;
 } commands[] = {
-        { "clone", cmd_clone, "fetch a release from a bita archive into a chunk store" },
-        { "compress", cmd_compress, "make a bita archive of an image, as bita compress does" },
-        { "cat", cmd_cat, "write a stored release's image out, checked against its checksum" },
-        { "info", cmd_info, "describe a bita archive or a stored release" },
-        { "ls", cmd_ls, "list the releases in a store, with what each uses alone and shares" },
-        { "verify", cmd_verify, "re-hash a stored release's chunks and image; --repair fetches bad ones" },
-        { "rm", cmd_rm, "remove a release from its store (gc frees its chunks)" },
-        { "gc", cmd_gc, "remove chunks no release uses and leftovers of interrupted clones" },
-        { "diff", cmd_diff, "show what two images or archives share, in chunks" },
-        { "mount", cmd_mount, "expose a stored release as a read-only block device (NBD) or file (FUSE)" },
-        { "serve", cmd_serve, "serve stored releases read-only over the NBD protocol" },
+        { "clone", cmd_clone, "fetch a release from a bita archive into a chunk store", 0 },
+        { "compress", cmd_compress, "make a bita archive of an image, as bita compress does", 0 },
+        { "cat", cmd_cat, "write a stored release's image out, checked against its checksum", 0 },
+        { "info", cmd_info, "describe a bita archive or a stored release", 0 },
+        { "ls", cmd_ls, "list the releases in a store, with what each uses alone and shares", 0 },
+        { "verify", cmd_verify, "re-hash a stored release's chunks and image; --repair fetches bad ones", 0 },
+        { "rm", cmd_rm, "remove a release from its store (gc frees its chunks)", 0 },
+        { "gc", cmd_gc, "remove chunks no release uses and leftovers of interrupted clones", 0 },
+        { "diff", cmd_diff, "show what two images or archives share, in chunks", 0 },
+        { "mount", cmd_mount, "expose a stored release as a read-only block device (NBD) or file (FUSE)",
+          REPORTS_EVERY_ERROR },
+        { "serve", cmd_serve, "serve stored releases read-only over the NBD protocol", REPORTS_EVERY_ERROR },
 };
 
 static void usage(FILE *f)
@@ -67,8 +73,7 @@ int main(int argc, char **argv)
         }
         for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
                 if (strcmp(argv[i], commands[c].name) == 0) {
-                        /* Long-running servers report each problem; the others stop at the first. */
-                        log_set_first_error_only(commands[c].run != cmd_serve && commands[c].run != cmd_mount);
+                        log_set_first_error_only(!(commands[c].flags & REPORTS_EVERY_ERROR));
                         int r = commands[c].run(argc - i, argv + i);
                         http_global_cleanup();
                         return r;
