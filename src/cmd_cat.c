@@ -1,4 +1,5 @@
 #include "cleanup.h"
+#include "cli.h"
 #include "commands.h"
 #include "fsutil.h"
 #include "image_export.h"
@@ -76,20 +77,23 @@ int cmd_cat(int argc, char **argv)
                         break;
                 default:
                         cat_usage(stderr);
-                        return 2;
+                        return CLI_USAGE;
                 }
         }
         if (argc - optind != 1) {
                 cat_usage(stderr);
-                return 2;
+                return CLI_USAGE;
         }
+        err = cli_check_release_operands(argv + optind, 1);
+        if (err != 0)
+                return err;
         err = release_file_open(argv[optind], &s, NULL, &r);
         if (err < 0)
-                return err == -EINVAL ? 2 : 1;
+                return err;
         if (out)
                 err = export_to_file(s, r, out);
         else
                 err = image_export(s, r, STDOUT_FILENO, "standard output");
         release_free(r);
-        return err < 0 ? 1 : 0;
+        return err;
 }

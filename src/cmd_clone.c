@@ -1,5 +1,6 @@
 #include "clone.h"
 #include "cleanup.h"
+#include "cli.h"
 #include "commands.h"
 #include "log.h"
 #include "store.h"
@@ -94,7 +95,7 @@ int cmd_clone(int argc, char **argv)
         _cleanup_free_ char *store_path = NULL, *name = NULL;
         const char **headers = NULL;
         uint64_t v;
-        int c, r, ret = 2;
+        int c, r, ret = CLI_USAGE;
 
         while ((c = getopt_long(argc, argv, "hfj:", options, NULL)) != -1) {
                 switch (c) {
@@ -121,8 +122,11 @@ int cmd_clone(int argc, char **argv)
                         o.naive = true;
                         break;
                 case OPT_SEED:
-                        if (push_arg(&o.seeds, &o.n_seeds, optarg) < 0)
+                        r = push_arg(&o.seeds, &o.n_seeds, optarg);
+                        if (r < 0) {
+                                ret = r;
                                 goto out;
+                        }
                         break;
                 case OPT_RETRY_COUNT:
                 case OPT_RETRY_DELAY:
@@ -144,8 +148,11 @@ int cmd_clone(int argc, char **argv)
                                 log_error("--http-header wants 'Name: value', not '%s'", optarg);
                                 goto out;
                         }
-                        if (push_arg(&headers, &o.http.n_headers, optarg) < 0)
+                        r = push_arg(&headers, &o.http.n_headers, optarg);
+                        if (r < 0) {
+                                ret = r;
                                 goto out;
+                        }
                         o.http.headers = headers;
                         break;
                 default:
@@ -158,8 +165,12 @@ int cmd_clone(int argc, char **argv)
                 goto out;
         }
         o.source = argv[optind];
-        if (store_split_release_path(argv[optind + 1], &store_path, &name) < 0)
+        ret = store_split_release_path(argv[optind + 1], &store_path, &name);
+        if (ret < 0) {
+                if (ret == -EINVAL) /* the name cannot be a release's: logged */
+                        ret = CLI_USAGE;
                 goto out;
+        }
         o.store_path = store_path;
         o.name = name;
 
@@ -167,9 +178,8 @@ int cmd_clone(int argc, char **argv)
          * of its own and freed decoder windows in it, some MiB in all. */
         mallopt(M_ARENA_MAX, 2);
         mallopt(M_MMAP_THRESHOLD, 256 << 10);
-        r = clone_run(&o, &res);
-        ret = r < 0 ? 1 : 0;
-        if (r == 0)
+        ret = clone_run(&o, &res);
+        if (ret == 0)
                 print_summary(name, &res, strstr(o.source, "://") != NULL);
 out:
         free(headers);

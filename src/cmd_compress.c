@@ -1,6 +1,7 @@
 #include "archive.h"
 #include "chunking_options.h"
 #include "cleanup.h"
+#include "cli.h"
 #include "commands.h"
 #include "compress.h"
 #include "fsutil.h"
@@ -149,7 +150,7 @@ int cmd_compress(int argc, char **argv)
         struct archive_metadata *metadata = NULL;
         const char *input = NULL;
         _cleanup_close_ int fd = -1;
-        int c, r, ret = 2;
+        int c, r, ret = CLI_USAGE;
 
         chunking_options_init(&co);
         while ((c = getopt_long(argc, argv, "hi:fj:", options, NULL)) != -1) {
@@ -177,8 +178,9 @@ int cmd_compress(int argc, char **argv)
                                           c == OPT_METADATA_VALUE ? "VALUE" : "FILE");
                                 goto out;
                         }
-                        if (metadata_args_add(&margs, optarg, argv[optind++], c == OPT_METADATA_FILE) < 0) {
-                                log_errno(-ENOMEM, "reading the command line");
+                        r = metadata_args_add(&margs, optarg, argv[optind++], c == OPT_METADATA_FILE);
+                        if (r < 0) {
+                                ret = log_errno(r, "reading the command line");
                                 goto out;
                         }
                         break;
@@ -203,31 +205,30 @@ int cmd_compress(int argc, char **argv)
         o.codec = co.codec;
         o.level = co.level;
 
-        ret = 1;
-        if (metadata_build(&margs, &metadata, &o.n_metadata) < 0)
+        if (!input && isatty(STDIN_FILENO)) {
+                log_error("no input: give -i FILE or pipe the image into standard input");
+                goto out;
+        }
+        ret = metadata_build(&margs, &metadata, &o.n_metadata);
+        if (ret < 0)
                 goto out;
         o.metadata = metadata;
 
         if (input) {
                 fd = open(input, O_RDONLY | O_CLOEXEC);
                 if (fd < 0) {
-                        log_errno(-errno, "cannot open %s", input);
+                        ret = log_errno(-errno, "cannot open %s", input);
                         goto out;
                 }
                 o.input_fd = fd;
                 o.input_name = input;
         } else {
-                if (isatty(STDIN_FILENO)) {
-                        log_error("no input: give -i FILE or pipe the image into standard input");
-                        goto out;
-                }
                 o.input_fd = STDIN_FILENO;
                 o.input_name = "standard input";
         }
-        if (compress_run(&o, &res) < 0)
-                goto out;
-        print_result(o.input_name, o.output, &res);
-        ret = 0;
+        ret = compress_run(&o, &res);
+        if (ret == 0)
+                print_result(o.input_name, o.output, &res);
 out:
         metadata_free(metadata, o.n_metadata);
         free(margs.v);

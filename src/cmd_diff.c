@@ -1,4 +1,5 @@
 #include "chunking_options.h"
+#include "cli.h"
 #include "commands.h"
 #include "diff.h"
 #include "log.h"
@@ -84,32 +85,32 @@ int cmd_diff(int argc, char **argv)
                         return 0;
                 case 'j':
                         if (parse_jobs(optarg, &o.jobs) < 0)
-                                return 2;
+                                return CLI_USAGE;
                         break;
                 default:
                         r = chunking_options_parse(&co, c, optarg);
                         if (r < 0)
-                                return 2;
+                                return CLI_USAGE;
                         if (r == 0) {
                                 diff_usage(stderr);
-                                return 2;
+                                return CLI_USAGE;
                         }
                 }
         }
         if (argc - optind != 2) {
                 diff_usage(stderr);
-                return 2;
+                return CLI_USAGE;
         }
         if (chunking_options_finish(&co) < 0)
-                return 2;
+                return CLI_USAGE;
         o.a = argv[optind];
         o.b = argv[optind + 1];
         o.chunker = co.chunker;
         o.chunker_given = co.chunker_given;
         o.codec = co.codec;
         o.level = co.level;
-        if (diff_run(&o, &res) < 0)
-                return 1;
-        print_result(&o, &res);
-        return 0;
+        r = diff_run(&o, &res);
+        if (r == 0)
+                print_result(&o, &res);
+        return r;
 }

@@ -1,4 +1,5 @@
 #include "cleanup.h"
+#include "cli.h"
 #include "commands.h"
 #include "fsutil.h"
 #include "gc.h"
@@ -32,7 +33,7 @@ int cmd_gc(int argc, char **argv)
         struct gc_result r;
         bool dry_run = false;
         char a[32], b[32];
-        int c;
+        int c, err;
 
         while ((c = getopt_long(argc, argv, "hn", options, NULL)) != -1) {
                 switch (c) {
@@ -44,17 +45,20 @@ int cmd_gc(int argc, char **argv)
                         break;
                 default:
                         gc_usage(stderr);
-                        return 2;
+                        return CLI_USAGE;
                 }
         }
         if (argc - optind != 1) {
                 gc_usage(stderr);
-                return 2;
+                return CLI_USAGE;
         }
-        if (store_open(argv[optind], false, &s) < 0 || store_lock(s, STORE_LOCK_EXCLUSIVE) < 0)
-                return 1;
-        if (store_gc(s, dry_run, &r) < 0)
-                return 1;
+        err = store_open(argv[optind], false, &s);
+        if (err == 0)
+                err = store_lock(s, STORE_LOCK_EXCLUSIVE);
+        if (err == 0)
+                err = store_gc(s, dry_run, &r);
+        if (err < 0)
+                return err;
         printf("%s %zu unused chunks and %zu temp files: %s %s; %zu chunks (%s) in use stay\n",
                dry_run ? "would remove" : "removed", r.chunks_removed, r.tmp_removed,
                format_size(r.bytes_removed, a, sizeof(a)), dry_run ? "would be freed" : "freed", r.chunks_kept,
@@ -72,30 +76,37 @@ static void rm_usage(FILE *f)
 int cmd_rm(int argc, char **argv)
 {
         static const struct option options[] = { { "help", no_argument, NULL, 'h' }, {} };
-        int c, ret = 0;
+        int c, err, ret = 0;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 rm_usage(c == 'h' ? stdout : stderr);
-                return c == 'h' ? 0 : 2;
+                return c == 'h' ? 0 : CLI_USAGE;
         }
         if (optind >= argc) {
                 rm_usage(stderr);
-                return 2;
+                return CLI_USAGE;
         }
+        err = cli_check_release_operands(argv + optind, argc - optind);
+        if (err != 0)
+                return err;
         for (int i = optind; i < argc; i++) {
                 _cleanup_free_ char *store_path = NULL, *name = NULL;
                 _cleanup_store_ struct store *s = NULL;
-                if (store_split_release_path(argv[i], &store_path, &name) < 0 || store_open(store_path, false, &s) < 0 ||
-                    store_lock(s, STORE_LOCK_EXCLUSIVE) < 0) {
-                        ret = 1;
+                err = store_split_release_path(argv[i], &store_path, &name);
+                if (err == 0)
+                        err = store_open(store_path, false, &s);
+                if (err == 0)
+                        err = store_lock(s, STORE_LOCK_EXCLUSIVE);
+                if (err < 0) {
+                        ret = err;
                         continue;
                 }
                 if (unlinkat(s->dirfd, name, 0) < 0) {
-                        if (errno == ENOENT)
+                        ret = -errno;
+                        if (ret == -ENOENT)
                                 log_error("release %s does not exist", argv[i]);
                         else
-                                log_errno(-errno, "cannot remove release %s", argv[i]);
-                        ret = 1;
+                                log_errno(ret, "cannot remove release %s", argv[i]);
                         continue;
                 }
                 if (fsync(s->dirfd) < 0)

@@ -1,5 +1,6 @@
 #include "archive_source.h"
 #include "chunking_options.h"
+#include "cli.h"
 #include "cleanup.h"
 #include "commands.h"
 #include "fsutil.h"
@@ -123,7 +124,7 @@ int cmd_info(int argc, char **argv)
 {
         static const struct option options[] = { { "help", no_argument, NULL, 'h' }, {} };
         uint8_t magic[6] = {};
-        int c;
+        int c, err;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 if (c == 'h') {
@@ -131,22 +132,22 @@ int cmd_info(int argc, char **argv)
                         return 0;
                 }
                 info_usage(stderr);
-                return 2;
+                return CLI_USAGE;
         }
         if (argc - optind != 1) {
                 info_usage(stderr);
-                return 2;
+                return CLI_USAGE;
         }
         const char *arg = argv[optind];
         if (!http_is_url(arg)) {
                 _cleanup_close_ int fd = open(arg, O_RDONLY | O_CLOEXEC);
-                if (fd < 0) {
-                        log_errno(-errno, "cannot open %s", arg);
-                        return 1;
-                }
+                if (fd < 0)
+                        return log_errno(-errno, "cannot open %s", arg);
                 if (pread_full(fd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
-                    memcmp(magic, "IHOP1", 6) == 0)
-                        return info_release(arg) < 0 ? 1 : 0;
+                    memcmp(magic, "IHOP1", 6) == 0) {
+                        err = cli_check_release_operands(argv + optind, 1);
+                        return err != 0 ? err : info_release(arg);
+                }
         }
-        return info_archive(arg) < 0 ? 1 : 0;
+        return info_archive(arg);
 }

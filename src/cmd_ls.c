@@ -1,4 +1,5 @@
 #include "cleanup.h"
+#include "cli.h"
 #include "commands.h"
 #include "log.h"
 #include "store.h"
@@ -41,8 +42,11 @@ static int print_json(const struct store_usage *u, const char *store)
 {
         json_object *root = json_object_new_object(), *list = json_object_new_array();
 
-        if (!root || !list)
-                return -1;
+        if (!root || !list) {
+                json_object_put(list);
+                json_object_put(root);
+                return -ENOMEM;
+        }
         for (size_t i = 0; i < u->n_releases; i++) {
                 const struct release_usage *r = &u->releases[i];
                 json_object *o = json_object_new_object();
@@ -51,7 +55,7 @@ static int print_json(const struct store_usage *u, const char *store)
                         json_object_put(o);
                         json_object_put(list);
                         json_object_put(root);
-                        return -1;
+                        return -ENOMEM;
                 }
                 json_object_object_add(o, "name", json_object_new_string(name));
                 json_object_object_add(o, "size", json_object_new_uint64(r->release->source_total_size));
@@ -82,7 +86,7 @@ int cmd_ls(int argc, char **argv)
         _cleanup_store_ struct store *s = NULL;
         struct store_usage u;
         bool json = false;
-        int c;
+        int c, err;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
@@ -94,22 +98,24 @@ int cmd_ls(int argc, char **argv)
                         break;
                 default:
                         ls_usage(stderr);
-                        return 2;
+                        return CLI_USAGE;
                 }
         }
         if (argc - optind != 1) {
                 ls_usage(stderr);
-                return 2;
+                return CLI_USAGE;
         }
-        if (store_open(argv[optind], false, &s) < 0 || store_usage_load(s, &u) < 0)
-                return 1;
-        int r = 0;
+        err = store_open(argv[optind], false, &s);
+        if (err == 0)
+                err = store_usage_load(s, &u);
+        if (err < 0)
+                return err;
         if (json)
-                r = print_json(&u, argv[optind]);
+                err = print_json(&u, argv[optind]);
         else
                 print_table(&u, argv[optind]);
         store_usage_free(&u);
-        if (r < 0)
-                log_errno(-ENOMEM, "cannot list %s", argv[optind]);
-        return r < 0 ? 1 : 0;
+        if (err < 0)
+                log_errno(err, "cannot list %s", argv[optind]);
+        return err;
 }

@@ -1,4 +1,5 @@
 #include "cleanup.h"
+#include "cli.h"
 #include "commands.h"
 #include "daemon.h"
 #include "image_map.h"
@@ -76,13 +77,13 @@ int cmd_mount(int argc, char **argv)
                         if (parse_size(optarg, &block_size) < 0 || block_size < 512 || block_size > 4096 ||
                             (block_size & (block_size - 1))) {
                                 log_error("--block-size wants 512, 1024, 2048 or 4096, not '%s'", optarg);
-                                return 2;
+                                return CLI_USAGE;
                         }
                         break;
                 case OPT_CONNECTIONS:
                         if (parse_uint(optarg, 16, &connections) < 0 || connections == 0) {
                                 log_error("--connections wants a number from 1 to 16, not '%s'", optarg);
-                                return 2;
+                                return CLI_USAGE;
                         }
                         break;
                 case OPT_DETACH:
@@ -99,32 +100,38 @@ int cmd_mount(int argc, char **argv)
                         break;
                 default:
                         mount_usage(stderr);
-                        return 2;
+                        return CLI_USAGE;
                 }
         }
         if (pid_file && !detach) {
                 log_error("--pid-file goes with --detach");
-                return 2;
+                return CLI_USAGE;
         }
         if (argc - optind != 2) {
                 mount_usage(stderr);
-                return 2;
+                return CLI_USAGE;
         }
+        err = cli_check_release_operands(argv + optind, 1);
+        if (err != 0)
+                return err;
         const char *target = argv[optind + 1];
         bool is_file = stat(target, &st) == 0 && S_ISREG(st.st_mode);
         if (allow_other && !is_file) {
                 log_error("--allow-other is for a FUSE mount on a file; %s is not one", target);
-                return 2;
+                return CLI_USAGE;
         }
         err = image_map_open(argv[optind], verify, &map, &name);
         if (err < 0)
-                return 1;
+                return err;
         if (root_storage)
                 daemon_mark_storage(program_argv0);
         /* Fork before any thread exists; the parent returns once attached. */
-        if (detach && daemon_detach(pid_file) < 0) {
-                image_map_free(map);
-                return 1;
+        if (detach) {
+                err = daemon_detach(pid_file);
+                if (err < 0) {
+                        image_map_free(map);
+                        return err;
+                }
         }
         if (is_file) {
 #ifdef HAVE_FUSE
@@ -143,5 +150,5 @@ int cmd_mount(int argc, char **argv)
         }
         image_map_free(map);
         daemon_cleanup();
-        return err < 0 ? 1 : 0;
+        return err;
 }

@@ -1,4 +1,5 @@
 #include "cleanup.h"
+#include "cli.h"
 #include "commands.h"
 #include "image_map.h"
 #include "log.h"
@@ -85,19 +86,12 @@ static int split_listen_address(char *spec, const char **host, const char **port
         return parse_uint(*port, 65535, &number) == 0 && number > 0 ? 0 : -EINVAL;
 }
 
-static int listen_tcp(const char *spec)
+/* spec as given, for messages; host and port split from it. */
+static int listen_tcp(const char *spec, const char *host, const char *port)
 {
-        _cleanup_free_ char *copy = strdup(spec);
         struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai = NULL;
-        const char *host, *port;
         int fd, one = 1, r;
 
-        if (!copy)
-                return -ENOMEM;
-        if (split_listen_address(copy, &host, &port) < 0) {
-                log_error("--listen wants [HOST:]PORT (an IPv6 HOST in brackets), not '%s'", spec);
-                return -EINVAL;
-        }
         r = getaddrinfo(host, port, &hints, &ai);
         if (r != 0) {
                 log_error("cannot resolve %s: %s", spec, gai_strerror(r));
@@ -139,7 +133,8 @@ int cmd_serve(int argc, char **argv)
                 { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
                 {}
         };
-        const char *unix_path = NULL, *tcp = NULL;
+        const char *unix_path = NULL, *tcp = NULL, *host = NULL, *port = NULL;
+        _cleanup_free_ char *tcp_split = NULL;
         struct nbd_export *exports;
         struct nbd_listener_options lo = { .handshake_timeout_ms = NBD_LISTENER_DEFAULT_HANDSHAKE_TIMEOUT_S * 1000 };
         sigset_t stop_signals;
@@ -166,22 +161,34 @@ int cmd_serve(int argc, char **argv)
                 case OPT_HANDSHAKE_TIMEOUT:
                         if (parse_uint(optarg, 3600, &secs) < 0 || secs == 0) {
                                 log_error("--handshake-timeout wants seconds from 1 to 3600, not '%s'", optarg);
-                                return 2;
+                                return CLI_USAGE;
                         }
                         lo.handshake_timeout_ms = (unsigned)secs * 1000;
                         break;
                 default:
                         serve_usage(stderr);
-                        return 2;
+                        return CLI_USAGE;
                 }
         }
         if (optind >= argc || !!unix_path == !!tcp) {
                 serve_usage(stderr);
-                return 2;
+                return CLI_USAGE;
         }
+        if (tcp) {
+                tcp_split = strdup(tcp);
+                if (!tcp_split)
+                        return -ENOMEM;
+                if (split_listen_address(tcp_split, &host, &port) < 0) {
+                        log_error("--listen wants [HOST:]PORT (an IPv6 HOST in brackets), not '%s'", tcp);
+                        return CLI_USAGE;
+                }
+        }
+        err = cli_check_release_operands(argv + optind, argc - optind);
+        if (err != 0)
+                return err;
         exports = calloc((size_t)(argc - optind), sizeof(*exports));
         if (!exports)
-                return 1;
+                return -ENOMEM;
         for (int i = optind; i < argc && err == 0; i++) {
                 char *name;
                 err = image_map_open(argv[i], verify, &exports[n].map, &name);
@@ -201,7 +208,7 @@ int cmd_serve(int argc, char **argv)
                         err = log_errno(-errno, "signalfd");
         }
         if (err == 0) {
-                listen_fd = unix_path ? listen_unix(unix_path) : listen_tcp(tcp);
+                listen_fd = unix_path ? listen_unix(unix_path) : listen_tcp(tcp, host, port);
                 if (listen_fd < 0) {
                         err = listen_fd;
                 } else {
@@ -217,5 +224,5 @@ int cmd_serve(int argc, char **argv)
         if (stop >= 0)
                 close(stop);
         free_exports(exports, n);
-        return err < 0 ? 1 : 0;
+        return err;
 }

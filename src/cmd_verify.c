@@ -1,5 +1,5 @@
-#include "archive_source.h"
 #include "cleanup.h"
+#include "cli.h"
 #include "clone.h"
 #include "commands.h"
 #include "log.h"
@@ -25,6 +25,7 @@ static void verify_usage(FILE *f)
                    "                    the release's own hash; the release description never is\n");
 }
 
+/* 0 when the release is whole, CLI_DAMAGED when not, or a negative errno. */
 static int verify_one(const char *arg, struct verify_result *res)
 {
         _cleanup_store_ struct store *s = NULL;
@@ -35,7 +36,9 @@ static int verify_one(const char *arg, struct verify_result *res)
         if (err == 0)
                 err = release_verify(s, r, res);
         release_free(r);
-        return err;
+        if (err < 0)
+                return err;
+        return res->missing == 0 && res->corrupt == 0 && res->image_ok ? 0 : CLI_DAMAGED;
 }
 
 static int repair(const char *source, const char *arg)
@@ -59,7 +62,7 @@ int cmd_verify(int argc, char **argv)
                 {}
         };
         const char *source = NULL;
-        int c, ret = 0;
+        int c, err, ret = 0;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
@@ -71,36 +74,41 @@ int cmd_verify(int argc, char **argv)
                         break;
                 default:
                         verify_usage(stderr);
-                        return 2;
+                        return CLI_USAGE;
                 }
         }
         if (optind >= argc || (source && argc - optind != 1)) {
                 verify_usage(stderr);
-                return 2;
+                return CLI_USAGE;
         }
+        err = cli_check_release_operands(argv + optind, argc - optind);
+        if (err != 0)
+                return err;
+        /* A release that cannot be checked outweighs one found damaged. */
         for (int i = optind; i < argc; i++) {
                 struct verify_result r;
-                if (verify_one(argv[i], &r) < 0) {
-                        ret = 1;
+                err = verify_one(argv[i], &r);
+                if (err < 0) {
+                        ret = err;
                         continue;
                 }
-                bool ok = r.missing == 0 && r.corrupt == 0 && r.image_ok;
                 printf("%s: %s (%zu chunks checked, %zu missing, %zu corrupt, image checksum %s)\n", argv[i],
-                       ok ? "OK" : "DAMAGED", r.chunks_checked, r.missing, r.corrupt,
+                       err == 0 ? "OK" : "DAMAGED", r.chunks_checked, r.missing, r.corrupt,
                        r.image_ok ? "matches" : (r.missing || r.corrupt ? "not computable" : "MISMATCH"));
-                if (ok)
+                if (err == 0)
                         continue;
-                if (!source) {
-                        ret = 1;
-                        continue;
-                }
-                if (repair(source, argv[i]) < 0 || verify_one(argv[i], &r) < 0 || r.missing || r.corrupt ||
-                    !r.image_ok) {
+                if (source) {
+                        err = repair(source, argv[i]);
+                        if (err == 0)
+                                err = verify_one(argv[i], &r);
+                        if (err == 0) {
+                                printf("%s: OK after repair\n", argv[i]);
+                                continue;
+                        }
                         log_error("%s could not be repaired", argv[i]);
-                        ret = 1;
-                } else {
-                        printf("%s: OK after repair\n", argv[i]);
                 }
+                if (ret == 0 || err < 0)
+                        ret = err;
         }
         return ret;
 }

@@ -1,3 +1,4 @@
+#include "cli.h"
 #include "commands.h"
 #include "hash.h"
 #include "http.h"
@@ -38,6 +39,19 @@ static void usage(FILE *f)
         fprintf(f, "\nRun 'ihop COMMAND --help' for a command's options.\n");
 }
 
+/* The one place a command's result becomes the exit status: 0 success,
+ * 1 failure (verify: also a damaged release), 2 usage error. */
+static int exit_status(const char *command, int r)
+{
+        if (r == 0)
+                return 0;
+        if (r == CLI_USAGE)
+                return 2;
+        if (r < 0 && !log_error_was_shown())
+                log_errno(r, "%s failed", command);
+        return 1;
+}
+
 char *program_argv0;
 
 int main(int argc, char **argv)
@@ -76,7 +90,7 @@ int main(int argc, char **argv)
                         log_set_first_error_only(!(commands[c].flags & REPORTS_EVERY_ERROR));
                         int r = commands[c].run(argc - i, argv + i);
                         http_global_cleanup();
-                        return r;
+                        return exit_status(commands[c].name, r);
                 }
         }
         fprintf(stderr, "ihop: unknown command '%s'\n", argv[i]);
