@@ -8,51 +8,39 @@
 #include "units.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
-static void gc_usage(FILE *f)
-{
-        fprintf(f, "Usage: ihop gc [--dry-run] STORE\n"
-                   "\n"
-                   "Remove the chunks no release in STORE uses, and temp files left by interrupted\n"
-                   "clones. Waits for running clones to finish (the store lock).\n"
-                   "\n"
-                   "  -n, --dry-run   print what would go and how much space returns; remove nothing\n");
-}
-
 int cmd_gc(int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "dry-run", no_argument, NULL, 'n' },
+        static const struct cli_option options[] = {
+                { .name = "dry-run", .key = 'n',
+                  .help = "print what would go and how much space returns; remove nothing" },
                 {}
         };
+        static const struct cli_command cmd = {
+                .name = "gc",
+                .synopsis = "[--dry-run] STORE",
+                .description = "Remove the chunks no release in STORE uses, and temp files left by interrupted\n"
+                               "clones. Waits for running clones to finish (the store lock).\n",
+                .options = options,
+                .min_operands = 1,
+                .max_operands = 1,
+        };
         _cleanup_store_ struct store *s = NULL;
+        struct cli_parser p;
         struct gc_result r;
         bool dry_run = false;
         char a[32], b[32];
         int c, err;
 
-        while ((c = getopt_long(argc, argv, "hn", options, NULL)) != -1) {
-                switch (c) {
-                case 'h':
-                        gc_usage(stdout);
-                        return 0;
-                case 'n':
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0)
+                if (c == 'n')
                         dry_run = true;
-                        break;
-                default:
-                        gc_usage(stderr);
-                        return CLI_USAGE;
-                }
-        }
-        if (argc - optind != 1) {
-                gc_usage(stderr);
-                return CLI_USAGE;
-        }
-        err = store_open(argv[optind], false, &s);
+        if (c < 0)
+                return p.result;
+        err = store_open(p.operands[0], false, &s);
         if (err == 0)
                 err = store_lock(s, STORE_LOCK_EXCLUSIVE);
         if (err == 0)
@@ -66,27 +54,24 @@ int cmd_gc(int argc, char **argv)
         return 0;
 }
 
-static void rm_usage(FILE *f)
-{
-        fprintf(f, "Usage: ihop rm STORE/NAME...\n"
-                   "\n"
-                   "Remove releases from their store. Their chunks stay until 'ihop gc STORE'.\n");
-}
-
 int cmd_rm(int argc, char **argv)
 {
-        static const struct option options[] = { { "help", no_argument, NULL, 'h' }, {} };
+        static const struct cli_command cmd = {
+                .name = "rm",
+                .synopsis = "STORE/NAME...",
+                .description = "Remove releases from their store. Their chunks stay until 'ihop gc STORE'.\n",
+                .min_operands = 1,
+                .max_operands = -1,
+        };
+        struct cli_parser p;
         int c, err, ret = 0;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-                rm_usage(c == 'h' ? stdout : stderr);
-                return c == 'h' ? 0 : CLI_USAGE;
-        }
-        if (optind >= argc) {
-                rm_usage(stderr);
-                return CLI_USAGE;
-        }
-        err = cli_check_release_operands(argv + optind, argc - optind);
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0)
+                ;
+        if (c < 0)
+                return p.result;
+        err = cli_check_release_operands(p.operands, p.n_operands);
         if (err != 0)
                 return err;
         for (int i = optind; i < argc; i++) {

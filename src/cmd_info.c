@@ -13,16 +13,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
-
-static void info_usage(FILE *f)
-{
-        fprintf(f, "Usage: ihop info ARCHIVE|STORE/NAME\n"
-                   "\n"
-                   "Describe a bita archive (file path or http(s) URL) or a release in a chunk store.\n");
-}
 
 static void print_hex_line(const char *label, const uint8_t *data, size_t len)
 {
@@ -122,30 +114,31 @@ static int info_release(const char *arg)
 
 int cmd_info(int argc, char **argv)
 {
-        static const struct option options[] = { { "help", no_argument, NULL, 'h' }, {} };
+        static const struct cli_command cmd = {
+                .name = "info",
+                .synopsis = "ARCHIVE|STORE/NAME",
+                .description = "Describe a bita archive (file path or http(s) URL) or a release in a chunk\n"
+                               "store.\n",
+                .min_operands = 1,
+                .max_operands = 1,
+        };
+        struct cli_parser p;
         uint8_t magic[6] = {};
         int c, err;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-                if (c == 'h') {
-                        info_usage(stdout);
-                        return 0;
-                }
-                info_usage(stderr);
-                return CLI_USAGE;
-        }
-        if (argc - optind != 1) {
-                info_usage(stderr);
-                return CLI_USAGE;
-        }
-        const char *arg = argv[optind];
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0)
+                ;
+        if (c < 0)
+                return p.result;
+        const char *arg = p.operands[0];
         if (!http_is_url(arg)) {
                 _cleanup_close_ int fd = open(arg, O_RDONLY | O_CLOEXEC);
                 if (fd < 0)
                         return log_errno(-errno, "cannot open %s", arg);
                 if (pread_full(fd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
                     memcmp(magic, "IHOP1", 6) == 0) {
-                        err = cli_check_release_operands(argv + optind, 1);
+                        err = cli_check_release_operands(p.operands, 1);
                         return err != 0 ? err : info_release(arg);
                 }
         }

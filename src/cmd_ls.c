@@ -8,18 +8,9 @@
 #include "units.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
-
-static void ls_usage(FILE *f)
-{
-        fprintf(f, "Usage: ihop ls [--json] STORE\n"
-                   "\n"
-                   "List the releases in a chunk store: image size, chunks, bytes only that release\n"
-                   "uses (what removing it would free) and bytes it shares with others; store totals.\n");
-}
 
 static void print_table(const struct store_usage *u, const char *store)
 {
@@ -77,45 +68,45 @@ static int print_json(const struct store_usage *u, const char *store)
 
 int cmd_ls(int argc, char **argv)
 {
-        enum { OPT_JSON = 256 };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "json", no_argument, NULL, OPT_JSON },
+        enum { OPT_JSON = CLI_OPT_BASE };
+        static const struct cli_option options[] = {
+                { .name = "json", .key = OPT_JSON, .help = "print the same as a JSON document" },
                 {}
         };
+        static const struct cli_command cmd = {
+                .name = "ls",
+                .synopsis = "[--json] STORE",
+                .description = "List the releases in a chunk store: image size, chunks, bytes only that\n"
+                               "release uses (what removing it would free) and bytes it shares with others;\n"
+                               "store totals.\n",
+                .options = options,
+                .min_operands = 1,
+                .max_operands = 1,
+        };
         _cleanup_store_ struct store *s = NULL;
+        struct cli_parser p;
         struct store_usage u;
         bool json = false;
         int c, err;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-                switch (c) {
-                case 'h':
-                        ls_usage(stdout);
-                        return 0;
-                case OPT_JSON:
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0)
+                if (c == OPT_JSON)
                         json = true;
-                        break;
-                default:
-                        ls_usage(stderr);
-                        return CLI_USAGE;
-                }
-        }
-        if (argc - optind != 1) {
-                ls_usage(stderr);
-                return CLI_USAGE;
-        }
-        err = store_open(argv[optind], false, &s);
+        if (c < 0)
+                return p.result;
+        const char *store = p.operands[0];
+        err = store_open(store, false, &s);
         if (err == 0)
                 err = store_usage_load(s, &u);
         if (err < 0)
                 return err;
         if (json)
-                err = print_json(&u, argv[optind]);
+                err = print_json(&u, store);
         else
-                print_table(&u, argv[optind]);
+                print_table(&u, store);
         store_usage_free(&u);
         if (err < 0)
-                log_errno(err, "cannot list %s", argv[optind]);
+                log_errno(err, "cannot list %s", store);
         return err;
 }

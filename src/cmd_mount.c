@@ -13,51 +13,51 @@
 #include "nbd_kernel.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-static void mount_usage(FILE *f)
-{
-        fprintf(f, "Usage: ihop mount [OPTIONS] STORE/NAME /dev/nbdN|FILE\n"
-                   "\n"
-                   "Expose release NAME read-only, put together from the chunk store on every read,\n"
-                   "for as long as ihop runs (until the device is disconnected, FILE unmounted, or\n"
-                   "SIGINT/SIGTERM). /dev/nbdN: a kernel NBD block device (needs CONFIG_BLK_DEV_NBD).\n"
-                   "FILE, a regular file: the release appears as that file through FUSE, so\n"
-                   "'mount -o loop,ro FILE /mnt' works on kernels without NBD.\n"
-                   "\n"
-                   "  --verify            hash each chunk on its first read; a corrupt chunk reads as EIO\n"
-                   "  --block-size SIZE   NBD block size, 512..4096, a power of two (default %u)\n"
-                   "  --connections N     NBD connections, served in parallel (default %u)\n"
-                   "  --detach            go to the background once the release is attached\n"
-                   "  --pid-file PATH     with --detach, write the daemon's pid to PATH\n"
-                   "  --root-storage      start argv[0] with '@' so that systemd does not kill ihop\n"
-                   "                      at shutdown (for a release backing the root filesystem)\n"
-                   "  --allow-other       FILE only: let every user read the image (FUSE allow_other);\n"
-                   "                      by default only the user who mounted it can\n",
-                NBD_KERNEL_DEFAULT_BLOCK_SIZE, NBD_KERNEL_DEFAULT_CONNECTIONS);
-}
-
 int cmd_mount(int argc, char **argv)
 {
         enum {
-                OPT_VERIFY = 256, OPT_BLOCK_SIZE, OPT_CONNECTIONS, OPT_DETACH, OPT_PID_FILE, OPT_ROOT_STORAGE,
+                OPT_VERIFY = CLI_OPT_BASE, OPT_BLOCK_SIZE, OPT_CONNECTIONS, OPT_DETACH, OPT_PID_FILE, OPT_ROOT_STORAGE,
                 OPT_ALLOW_OTHER
         };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "verify", no_argument, NULL, OPT_VERIFY },
-                { "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
-                { "connections", required_argument, NULL, OPT_CONNECTIONS },
-                { "detach", no_argument, NULL, OPT_DETACH },
-                { "pid-file", required_argument, NULL, OPT_PID_FILE },
-                { "root-storage", no_argument, NULL, OPT_ROOT_STORAGE },
-                { "allow-other", no_argument, NULL, OPT_ALLOW_OTHER },
+        static const struct cli_option options[] = {
+                { .name = "verify", .key = OPT_VERIFY,
+                  .help = "hash each chunk on its first read; a corrupt chunk reads as EIO" },
+                { .name = "block-size", .key = OPT_BLOCK_SIZE, .arg = "SIZE",
+                  .help = "NBD block size, 512..4096, a power of two", .def = "%u",
+                  .number = NBD_KERNEL_DEFAULT_BLOCK_SIZE },
+                { .name = "connections", .key = OPT_CONNECTIONS, .arg = "N",
+                  .help = "NBD connections, served in parallel", .def = "%u",
+                  .number = NBD_KERNEL_DEFAULT_CONNECTIONS },
+                { .name = "detach", .key = OPT_DETACH, .help = "go to the background once the release is attached" },
+                { .name = "pid-file", .key = OPT_PID_FILE, .arg = "PATH",
+                  .help = "with --detach, write the daemon's pid to PATH" },
+                { .name = "root-storage", .key = OPT_ROOT_STORAGE,
+                  .help = "start argv[0] with '@' so that systemd does not kill ihop at shutdown (for a release "
+                          "backing the root filesystem)" },
+                { .name = "allow-other", .key = OPT_ALLOW_OTHER,
+                  .help = "FILE only: let every user read the image (FUSE allow_other); by default only the user "
+                          "who mounted it can" },
                 {}
         };
+        static const struct cli_command cmd = {
+                .name = "mount",
+                .synopsis = "[OPTIONS] STORE/NAME /dev/nbdN|FILE",
+                .description =
+                        "Expose release NAME read-only, put together from the chunk store on every read,\n"
+                        "for as long as ihop runs (until the device is disconnected, FILE unmounted, or\n"
+                        "SIGINT/SIGTERM). /dev/nbdN: a kernel NBD block device (needs\n"
+                        "CONFIG_BLK_DEV_NBD). FILE, a regular file: the release appears as that file\n"
+                        "through FUSE, so 'mount -o loop,ro FILE /mnt' works on kernels without NBD.\n",
+                .options = options,
+                .min_operands = 2,
+                .max_operands = 2,
+        };
         _cleanup_free_ char *name = NULL;
+        struct cli_parser p;
         struct image_map *map = NULL;
         bool verify = false, detach = false, root_storage = false, allow_other = false;
         const char *pid_file = NULL;
@@ -65,24 +65,22 @@ int cmd_mount(int argc, char **argv)
         struct stat st;
         int c, err;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0) {
                 switch (c) {
-                case 'h':
-                        mount_usage(stdout);
-                        return 0;
                 case OPT_VERIFY:
                         verify = true;
                         break;
                 case OPT_BLOCK_SIZE:
-                        if (parse_size(optarg, &block_size) < 0 || block_size < 512 || block_size > 4096 ||
+                        if (parse_size(p.arg, &block_size) < 0 || block_size < 512 || block_size > 4096 ||
                             (block_size & (block_size - 1))) {
-                                log_error("--block-size wants 512, 1024, 2048 or 4096, not '%s'", optarg);
+                                log_error("--block-size wants 512, 1024, 2048 or 4096, not '%s'", p.arg);
                                 return CLI_USAGE;
                         }
                         break;
                 case OPT_CONNECTIONS:
-                        if (parse_uint(optarg, 16, &connections) < 0 || connections == 0) {
-                                log_error("--connections wants a number from 1 to 16, not '%s'", optarg);
+                        if (parse_uint(p.arg, 16, &connections) < 0 || connections == 0) {
+                                log_error("--connections wants a number from 1 to 16, not '%s'", p.arg);
                                 return CLI_USAGE;
                         }
                         break;
@@ -90,7 +88,7 @@ int cmd_mount(int argc, char **argv)
                         detach = true;
                         break;
                 case OPT_PID_FILE:
-                        pid_file = optarg;
+                        pid_file = p.arg;
                         break;
                 case OPT_ROOT_STORAGE:
                         root_storage = true;
@@ -98,29 +96,24 @@ int cmd_mount(int argc, char **argv)
                 case OPT_ALLOW_OTHER:
                         allow_other = true;
                         break;
-                default:
-                        mount_usage(stderr);
-                        return CLI_USAGE;
                 }
         }
+        if (c < 0)
+                return p.result;
         if (pid_file && !detach) {
                 log_error("--pid-file goes with --detach");
                 return CLI_USAGE;
         }
-        if (argc - optind != 2) {
-                mount_usage(stderr);
-                return CLI_USAGE;
-        }
-        err = cli_check_release_operands(argv + optind, 1);
+        err = cli_check_release_operands(p.operands, 1);
         if (err != 0)
                 return err;
-        const char *target = argv[optind + 1];
+        const char *release = p.operands[0], *target = p.operands[1];
         bool is_file = stat(target, &st) == 0 && S_ISREG(st.st_mode);
         if (allow_other && !is_file) {
                 log_error("--allow-other is for a FUSE mount on a file; %s is not one", target);
                 return CLI_USAGE;
         }
-        err = image_map_open(argv[optind], verify, &map, &name);
+        err = image_map_open(release, verify, &map, &name);
         if (err < 0)
                 return err;
         if (root_storage)

@@ -22,21 +22,20 @@ static const struct {
         { "cat", cmd_cat, "write a stored release's image out, checked against its checksum", 0 },
         { "info", cmd_info, "describe a bita archive or a stored release", 0 },
         { "ls", cmd_ls, "list the releases in a store, with what each uses alone and shares", 0 },
-        { "verify", cmd_verify, "re-hash a stored release's chunks and image; --repair fetches bad ones", 0 },
+        { "verify", cmd_verify, "re-hash a release's chunks and image; --repair fetches bad ones", 0 },
         { "rm", cmd_rm, "remove a release from its store (gc frees its chunks)", 0 },
         { "gc", cmd_gc, "remove chunks no release uses and leftovers of interrupted clones", 0 },
         { "diff", cmd_diff, "show what two images or archives share, in chunks", 0 },
-        { "mount", cmd_mount, "expose a stored release as a read-only block device (NBD) or file (FUSE)",
+        { "mount", cmd_mount, "expose a release as a read-only block device (NBD) or file (FUSE)",
           REPORTS_EVERY_ERROR },
         { "serve", cmd_serve, "serve stored releases read-only over the NBD protocol", REPORTS_EVERY_ERROR },
 };
 
-static void usage(FILE *f)
+static void print_commands(FILE *f)
 {
-        fprintf(f, "Usage: ihop [-v|-q] COMMAND [ARGS]\n\nCommands:\n");
+        fprintf(f, "\nCommands ('ihop COMMAND --help' for a command's options):\n");
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
                 fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
-        fprintf(f, "\nRun 'ihop COMMAND --help' for a command's options.\n");
 }
 
 /* The one place a command's result becomes the exit status: 0 success,
@@ -56,44 +55,54 @@ char *program_argv0;
 
 int main(int argc, char **argv)
 {
-        int i = 1;
+        enum { OPT_VERSION = CLI_OPT_BASE };
+        static const struct cli_option options[] = {
+                { .name = "verbose", .key = 'v',
+                  .help = "say more: debug messages, and every error of a command that stops at its first" },
+                { .name = "quiet", .key = 'q', .help = "only warnings and errors" },
+                { .name = "version", .key = OPT_VERSION, .help = "print ihop's version" },
+                {}
+        };
+        static const struct cli_command cmd = {
+                .synopsis = "[OPTIONS] COMMAND [ARGS]",
+                .print_more = print_commands,
+                .options = options,
+                .min_operands = 1,
+                .max_operands = -1,
+                .options_first = true,
+        };
+        struct cli_parser p;
+        int c;
 
         program_argv0 = argv[0];
-
-        for (; i < argc && argv[i][0] == '-'; i++) {
-                if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0)
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0) {
+                switch (c) {
+                case 'v':
                         log_set_level(LOG_DEBUG);
-                else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0)
+                        break;
+                case 'q':
                         log_set_level(LOG_WARN);
-                else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-                        usage(stdout);
-                        return 0;
-                } else if (strcmp(argv[i], "--version") == 0) {
+                        break;
+                case OPT_VERSION:
                         printf("ihop %s\n", IHOP_VERSION);
                         return 0;
-                } else {
-                        fprintf(stderr, "ihop: unknown option %s\n", argv[i]);
-                        usage(stderr);
-                        return 2;
                 }
         }
-        if (i >= argc) {
-                usage(stderr);
-                return 2;
-        }
+        if (c < 0)
+                return exit_status("ihop", p.result);
         if (hash_init_library() < 0) {
                 log_error("cannot initialise libsodium");
                 return 1;
         }
-        for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
-                if (strcmp(argv[i], commands[c].name) == 0) {
-                        log_set_first_error_only(!(commands[c].flags & REPORTS_EVERY_ERROR));
-                        int r = commands[c].run(argc - i, argv + i);
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+                if (strcmp(p.operands[0], commands[i].name) == 0) {
+                        log_set_first_error_only(!(commands[i].flags & REPORTS_EVERY_ERROR));
+                        int r = commands[i].run(p.n_operands, p.operands);
                         http_global_cleanup();
-                        return exit_status(commands[c].name, r);
+                        return exit_status(commands[i].name, r);
                 }
         }
-        fprintf(stderr, "ihop: unknown command '%s'\n", argv[i]);
-        usage(stderr);
-        return 2;
+        log_error("unknown command '%s'", p.operands[0]);
+        return exit_status("ihop", cli_usage_error(&p));
 }
