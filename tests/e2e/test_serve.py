@@ -856,7 +856,10 @@ def listening_addresses(pid):
     """(address, port) of the TCP sockets process pid listens on."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed since the listing: wait_port's probe, accepted and gone
+            continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     out = []
