@@ -41,8 +41,8 @@ void chunking_options_init(struct chunking_options *c);
 /* The options' table, for a command's struct cli_command (options2). */
 const struct cli_option *chunking_cli_options(void);
 
-/* Takes one getopt result: 1 when it was one of ours, 0 when not, -EINVAL
- * (logged) for a bad value. */
+/* Takes one option of chunking_cli_options() (cli_next's key and value):
+ * 1, or 0 when opt is none of them, or -EINVAL (logged) for a bad value. */
 int chunking_options_parse(struct chunking_options *c, int opt, const char *arg);
 
 /* bita's checks (min <= avg <= max, level range per codec, ...); logs and
