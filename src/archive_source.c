@@ -175,3 +175,24 @@ int archive_source_read_header(struct archive_source *s, struct source_conn *c, 
         *out = TAKE_PTR(a);
         return 0;
 }
+
+int archive_source_load_header(const char *spec, const struct http_options *http, struct archive **out,
+                               uint64_t *size)
+{
+        const struct http_options defaults = HTTP_OPTIONS_DEFAULT;
+        struct archive_source *src = NULL;
+        struct source_conn conn = {};
+        int err;
+
+        err = archive_source_open(spec, http ? http : &defaults, &src);
+        if (err < 0)
+                return err;
+        err = source_conn_open(src, &conn);
+        if (err == 0)
+                err = archive_source_read_header(src, &conn, out);
+        if (err == 0 && size)
+                *size = src->size;
+        source_conn_close(&conn);
+        archive_source_close(src);
+        return err;
+}

@@ -33,5 +33,11 @@ uint64_t source_conn_bytes_received(const struct source_conn *c);
 /* Reads and checks the archive header, and that the archive holds all its chunk data. */
 int archive_source_read_header(struct archive_source *s, struct source_conn *c, struct archive **out);
 
+/* For a reader of the header alone (info, diff): opens SPEC (path or URL;
+ * http NULL for the defaults), reads and checks its header on one
+ * connection and closes it again. *size, if given, gets the archive's size. */
+int archive_source_load_header(const char *spec, const struct http_options *http, struct archive **out,
+                               uint64_t *size);
+
 /* Streams bytes [start, start+len) to sink. */
 int source_read_range(struct source_conn *c, uint64_t start, uint64_t len, byte_sink sink, void *opaque);

@@ -41,24 +41,6 @@ static bool has_archive_magic(const char *path)
                archive_magic_ok(magic, sizeof(magic));
 }
 
-static int read_archive(struct diff_input *in)
-{
-        struct http_options http = HTTP_OPTIONS_DEFAULT;
-        struct archive_source *src = NULL;
-        struct source_conn conn = {};
-        int err;
-
-        err = archive_source_open(in->path, &http, &src);
-        if (err < 0)
-                return err;
-        err = source_conn_open(src, &conn);
-        if (err == 0)
-                err = archive_source_read_header(src, &conn, &in->archive);
-        source_conn_close(&conn);
-        archive_source_close(src);
-        return err;
-}
-
 /* An archive's chunks, from its dictionary. */
 static int load_archive_chunks(struct diff_input *in, size_t key_len)
 {
@@ -244,7 +226,7 @@ int diff_run(const struct diff_options *o, struct diff_result *res)
         for (int i = 0; i < 2 && err == 0; i++) {
                 struct diff_input *in = inputs[i];
                 if (http_is_url(in->path) || has_archive_magic(in->path)) {
-                        err = read_archive(in);
+                        err = archive_source_load_header(in->path, NULL, &in->archive, NULL);
                         if (err == 0 && in->archive->release->hash_len < key_len)
                                 key_len = in->archive->release->hash_len;
                 } else if (access(in->path, R_OK) < 0) {

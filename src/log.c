@@ -64,6 +64,14 @@ int log_errno(int err, const char *fmt, ...)
         return err < 0 ? err : -err;
 }
 
+bool log_error_was_shown(void)
+{
+        pthread_mutex_lock(&log_lock);
+        bool shown = error_shown;
+        pthread_mutex_unlock(&log_lock);
+        return shown;
+}
+
 static bool progress_enabled(void)
 {
         static int tty = -1;

@@ -22,6 +22,9 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 /* Logs "msg: strerror(-err)" at error level and returns err (negative errno). */
 int log_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Whether an error line was shown: a failure nobody explained still gets one. */
+bool log_error_was_shown(void);
+
 /* Progress lines are drawn on stderr only when it is a terminal. */
 void log_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_progress_end(void);

@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <string.h>
 
-/* bita's defaults. */
+/* bita's defaults. The table below shows each as --help and the README do
+ * (the tests check that an archive made with those values given is the
+ * one made with none). */
 #define DEFAULT_AVG (64u << 10)
 #define DEFAULT_MIN (16u << 10)
 #define DEFAULT_MAX (16u << 20)
@@ -18,6 +20,39 @@
 #define DEFAULT_CODEC CODEC_BROTLI
 #define DEFAULT_LEVEL 6
 #define DEFAULT_HASH_LENGTH 64
+
+static struct cli_option options[] = {
+        { .help = "Chunking (as bita; sizes take B, KiB, MiB, GiB):" },
+        { .name = "avg-chunk-size", .key = OPT_AVG_CHUNK_SIZE, .arg = "SIZE",
+          .help = "average chunk size, rounded down to a power of two", .def = "64KiB" },
+        { .name = "min-chunk-size", .key = OPT_MIN_CHUNK_SIZE, .arg = "SIZE", .help = "smallest chunk",
+          .def = "16KiB" },
+        { .name = "max-chunk-size", .key = OPT_MAX_CHUNK_SIZE, .arg = "SIZE", .help = "largest chunk",
+          .def = "16MiB" },
+        { .name = "hash-chunking", .key = OPT_HASH_CHUNKING, .arg = "HASH", .help = "RollSum or BuzHash",
+          .def = "RollSum" },
+        { .name = "rolling-window-size", .key = OPT_ROLLING_WINDOW_SIZE, .arg = "SIZE", .help = "rolling hash window",
+          .def = "64 for RollSum, 16 for BuzHash" },
+        { .name = "fixed-size", .key = OPT_FIXED_SIZE, .arg = "SIZE",
+          .help = "fixed-size chunks instead of a rolling hash" },
+        { .name = "hash-length", .key = OPT_HASH_LENGTH, .arg = "N",
+          .help = "bytes of each chunk's BLAKE2b-512 kept, 4..64", .def = "%u", .number = DEFAULT_HASH_LENGTH },
+        { .help = "Compression:" },
+        { .name = "compression", .key = OPT_COMPRESSION, .arg = "TYPE", .help = "brotli, zstd, lzma or none",
+          .def = "brotli" },
+        /* zstd's highest level is libzstd's to say: filled in at run time. */
+        { .name = "compression-level", .key = OPT_COMPRESSION_LEVEL, .arg = "N",
+          .help = "1..11 for brotli, 1..%u for zstd, 1..9 for lzma", .def = "6" },
+        {}
+};
+
+const struct cli_option *chunking_cli_options(void)
+{
+        for (struct cli_option *o = options; o->name || o->help; o++)
+                if (o->key == OPT_COMPRESSION_LEVEL)
+                        o->number = encoder_max_level(CODEC_ZSTD);
+        return options;
+}
 
 void chunking_options_init(struct chunking_options *c)
 {
@@ -29,23 +64,6 @@ void chunking_options_init(struct chunking_options *c)
                 .min = DEFAULT_MIN,
                 .max = DEFAULT_MAX,
         };
-}
-
-void chunking_options_usage(FILE *f)
-{
-        fprintf(f,
-                "Chunking (as bita; sizes take B, KiB, MiB, GiB):\n"
-                "  --avg-chunk-size SIZE       average chunk size, rounded down to a power of two (default 64KiB)\n"
-                "  --min-chunk-size SIZE       smallest chunk (default 16KiB)\n"
-                "  --max-chunk-size SIZE       largest chunk (default 16MiB)\n"
-                "  --hash-chunking HASH        RollSum or BuzHash (default RollSum)\n"
-                "  --rolling-window-size SIZE  rolling hash window (default 64 for RollSum, 16 for BuzHash)\n"
-                "  --fixed-size SIZE           fixed-size chunks instead of a rolling hash\n"
-                "  --hash-length N             bytes of each chunk's BLAKE2b-512 kept, 4..64 (default 64)\n"
-                "Compression:\n"
-                "  --compression TYPE          brotli, zstd, lzma or none (default brotli)\n"
-                "  --compression-level N       1..11 for brotli, 1..%u for zstd, 1..9 for lzma (default 6)\n",
-                encoder_max_level(CODEC_ZSTD));
 }
 
 static int parse_size_arg(const char *name, const char *arg, uint64_t *out)

@@ -1,26 +1,11 @@
 #include "chunking_options.h"
+#include "cli.h"
 #include "commands.h"
 #include "diff.h"
 #include "log.h"
 #include "units.h"
 
-#include <getopt.h>
 #include <stdio.h>
-
-static void diff_usage(FILE *f)
-{
-        fprintf(f, "Usage: ihop diff [OPTIONS] A B\n"
-                   "\n"
-                   "Show how much images A and B share when chunked as bita chunks them, and\n"
-                   "what B costs to fetch into a store that holds A. A or B may be an archive\n"
-                   "(file or URL): its dictionary is used, and an image compared with it is\n"
-                   "chunked as the archive was. The compression options only estimate the\n"
-                   "download when B is an image.\n"
-                   "\n"
-                   "Options:\n"
-                   "  -j, --jobs N                  worker threads (default: one per CPU)\n");
-        chunking_options_usage(f);
-}
 
 static const char *size_str(uint64_t v, char *buf, size_t len)
 {
@@ -65,51 +50,51 @@ static void print_result(const struct diff_options *o, const struct diff_result 
 
 int cmd_diff(int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "jobs", required_argument, NULL, 'j' },
-                CHUNKING_LONG_OPTIONS,
+        static const struct cli_option options[] = {
+                { .name = "jobs", .key = 'j', .arg = "N", .help = "worker threads", .def = "one per CPU" },
                 {}
+        };
+        const struct cli_command cmd = {
+                .name = "diff",
+                .synopsis = "[OPTIONS] A B",
+                .description = "Show how much images A and B share when chunked as bita chunks them, and\n"
+                               "what B costs to fetch into a store that holds A. A or B may be an archive\n"
+                               "(file or URL): its dictionary is used, and an image compared with it is\n"
+                               "chunked as the archive was. The compression options only estimate the\n"
+                               "download when B is an image.\n",
+                .options = options,
+                .options2 = chunking_cli_options(),
+                .min_operands = 2,
+                .max_operands = 2,
         };
         struct chunking_options co;
         struct diff_options o = {};
         struct diff_result res;
+        struct cli_parser p;
         int c, r;
 
         chunking_options_init(&co);
-        while ((c = getopt_long(argc, argv, "hj:", options, NULL)) != -1) {
-                switch (c) {
-                case 'h':
-                        diff_usage(stdout);
-                        return 0;
-                case 'j':
-                        if (parse_jobs(optarg, &o.jobs) < 0)
-                                return 2;
-                        break;
-                default:
-                        r = chunking_options_parse(&co, c, optarg);
-                        if (r < 0)
-                                return 2;
-                        if (r == 0) {
-                                diff_usage(stderr);
-                                return 2;
-                        }
-                }
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0) {
+                if (c == 'j')
+                        r = parse_jobs(p.arg, &o.jobs);
+                else
+                        r = chunking_options_parse(&co, c, p.arg);
+                if (r < 0)
+                        return CLI_USAGE;
         }
-        if (argc - optind != 2) {
-                diff_usage(stderr);
-                return 2;
-        }
+        if (c < 0)
+                return p.result;
         if (chunking_options_finish(&co) < 0)
-                return 2;
-        o.a = argv[optind];
-        o.b = argv[optind + 1];
+                return CLI_USAGE;
+        o.a = p.operands[0];
+        o.b = p.operands[1];
         o.chunker = co.chunker;
         o.chunker_given = co.chunker_given;
         o.codec = co.codec;
         o.level = co.level;
-        if (diff_run(&o, &res) < 0)
-                return 1;
-        print_result(&o, &res);
-        return 0;
+        r = diff_run(&o, &res);
+        if (r == 0)
+                print_result(&o, &res);
+        return r;
 }

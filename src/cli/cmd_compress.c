@@ -1,6 +1,7 @@
 #include "archive.h"
 #include "chunking_options.h"
 #include "cleanup.h"
+#include "cli.h"
 #include "commands.h"
 #include "compress.h"
 #include "fsutil.h"
@@ -9,28 +10,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static void compress_usage(FILE *f)
-{
-        fprintf(f, "Usage: ihop compress [OPTIONS] [-i INPUT] OUTPUT.cba\n"
-                   "\n"
-                   "Cut an image (INPUT, or standard input) into chunks as bita does and write\n"
-                   "them, each stored once and compressed, as the bita archive OUTPUT.cba.\n"
-                   "OUTPUT appears only once complete.\n"
-                   "\n"
-                   "Options:\n"
-                   "  -i, --input FILE              the image (default: standard input)\n"
-                   "  -f, --force-create            replace OUTPUT if it exists\n"
-                   "  --metadata-value KEY VALUE    store a metadata string (repeatable)\n"
-                   "  --metadata-file KEY FILE      store a file's content as metadata (repeatable)\n"
-                   "  -j, --jobs N                  worker threads (default: one per CPU)\n");
-        chunking_options_usage(f);
-}
 
 struct metadata_arg {
         const char *key;
@@ -131,103 +114,106 @@ static void print_result(const char *input, const char *output, const struct com
 
 int cmd_compress(int argc, char **argv)
 {
-        enum { OPT_METADATA_VALUE = 0x2000, OPT_METADATA_FILE };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "input", required_argument, NULL, 'i' },
-                { "force-create", no_argument, NULL, 'f' },
-                { "jobs", required_argument, NULL, 'j' },
-                { "metadata-value", required_argument, NULL, OPT_METADATA_VALUE },
-                { "metadata-file", required_argument, NULL, OPT_METADATA_FILE },
-                CHUNKING_LONG_OPTIONS,
+        enum { OPT_METADATA_VALUE = CLI_OPT_BASE, OPT_METADATA_FILE };
+        static const struct cli_option options[] = {
+                { .name = "input", .key = 'i', .arg = "IMAGE", .help = "the image", .def = "standard input" },
+                { .name = "force-create", .key = 'f', .help = "replace OUTPUT if it exists" },
+                { .name = "metadata-value", .key = OPT_METADATA_VALUE, .arg = "KEY VALUE",
+                  .help = "store a metadata string (repeatable)" },
+                { .name = "metadata-file", .key = OPT_METADATA_FILE, .arg = "KEY FILE",
+                  .help = "store a file's content as metadata (repeatable)" },
+                { .name = "jobs", .key = 'j', .arg = "N", .help = "worker threads", .def = "one per CPU" },
                 {}
+        };
+        const struct cli_command cmd = {
+                .name = "compress",
+                .synopsis = "[OPTIONS] [-i IMAGE] OUTPUT.cba",
+                .description = "Cut an image (IMAGE, or standard input) into chunks as bita does and write\n"
+                               "them, each stored once and compressed, as the bita archive OUTPUT.cba.\n"
+                               "OUTPUT appears only once complete.\n",
+                .options = options,
+                .options2 = chunking_cli_options(),
+                .min_operands = 1,
+                .max_operands = 1,
         };
         struct chunking_options co;
         struct compress_options o = { .progress = true };
         struct compress_result res;
         struct metadata_args margs = {};
         struct archive_metadata *metadata = NULL;
-        const char *input = NULL;
+        struct cli_parser p;
+        const char *input = NULL, *value;
         _cleanup_close_ int fd = -1;
-        int c, r, ret = 2;
+        int c, r, ret = CLI_USAGE;
 
         chunking_options_init(&co);
-        while ((c = getopt_long(argc, argv, "hi:fj:", options, NULL)) != -1) {
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0) {
                 switch (c) {
-                case 'h':
-                        compress_usage(stdout);
-                        ret = 0;
-                        goto out;
                 case 'i':
-                        input = optarg;
+                        input = p.arg;
                         break;
                 case 'f':
                         o.force = true;
                         break;
                 case 'j':
-                        if (parse_jobs(optarg, &o.jobs) < 0)
+                        if (parse_jobs(p.arg, &o.jobs) < 0)
                                 goto out;
                         break;
                 case OPT_METADATA_VALUE:
                 case OPT_METADATA_FILE:
                         /* Two values, as bita takes them: KEY here, the other next. */
-                        if (optind >= argc) {
-                                log_error("%s wants KEY and %s", c == OPT_METADATA_VALUE ? "--metadata-value"
-                                                                                         : "--metadata-file",
-                                          c == OPT_METADATA_VALUE ? "VALUE" : "FILE");
+                        value = cli_next_value(&p);
+                        if (!value) {
+                                log_error("--%s wants %s", p.option->name, p.option->arg);
                                 goto out;
                         }
-                        if (metadata_args_add(&margs, optarg, argv[optind++], c == OPT_METADATA_FILE) < 0) {
-                                log_errno(-ENOMEM, "reading the command line");
+                        r = metadata_args_add(&margs, p.arg, value, c == OPT_METADATA_FILE);
+                        if (r < 0) {
+                                ret = log_errno(r, "reading the command line");
                                 goto out;
                         }
                         break;
                 default:
-                        r = chunking_options_parse(&co, c, optarg);
-                        if (r < 0)
+                        if (chunking_options_parse(&co, c, p.arg) < 0)
                                 goto out;
-                        if (r == 0) {
-                                compress_usage(stderr);
-                                goto out;
-                        }
                 }
         }
-        if (argc - optind != 1) {
-                compress_usage(stderr);
+        if (c < 0) {
+                ret = p.result;
                 goto out;
         }
         if (chunking_options_finish(&co) < 0)
                 goto out;
-        o.output = argv[optind];
+        o.output = p.operands[0];
         o.chunker = co.chunker;
         o.codec = co.codec;
         o.level = co.level;
 
-        ret = 1;
-        if (metadata_build(&margs, &metadata, &o.n_metadata) < 0)
+        if (!input && isatty(STDIN_FILENO)) {
+                log_error("no input: give -i FILE or pipe the image into standard input");
+                goto out;
+        }
+        ret = metadata_build(&margs, &metadata, &o.n_metadata);
+        if (ret < 0)
                 goto out;
         o.metadata = metadata;
 
         if (input) {
                 fd = open(input, O_RDONLY | O_CLOEXEC);
                 if (fd < 0) {
-                        log_errno(-errno, "cannot open %s", input);
+                        ret = log_errno(-errno, "cannot open %s", input);
                         goto out;
                 }
                 o.input_fd = fd;
                 o.input_name = input;
         } else {
-                if (isatty(STDIN_FILENO)) {
-                        log_error("no input: give -i FILE or pipe the image into standard input");
-                        goto out;
-                }
                 o.input_fd = STDIN_FILENO;
                 o.input_name = "standard input";
         }
-        if (compress_run(&o, &res) < 0)
-                goto out;
-        print_result(o.input_name, o.output, &res);
-        ret = 0;
+        ret = compress_run(&o, &res);
+        if (ret == 0)
+                print_result(o.input_name, o.output, &res);
 out:
         metadata_free(metadata, o.n_metadata);
         free(margs.v);

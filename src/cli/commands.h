@@ -1,4 +1,6 @@
-/* The ihop subcommands: each parses its own arguments and calls the modules. */
+/* The ihop subcommands. Each describes its options in a struct cli_command
+ * (cli.h), calls the modules, and returns 0, a negative errno or a
+ * cli_result, which main turns into the exit status. */
 #pragma once
 
 /* argv[0] as the program got it, for daemons that rename themselves. */

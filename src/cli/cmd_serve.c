@@ -1,4 +1,5 @@
 #include "cleanup.h"
+#include "cli.h"
 #include "commands.h"
 #include "image_map.h"
 #include "log.h"
@@ -9,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,25 +18,6 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-
-static void serve_usage(FILE *f)
-{
-        fprintf(f, "Usage: ihop serve [OPTIONS] (--unix PATH | --listen [HOST:]PORT) STORE/NAME...\n"
-                   "\n"
-                   "Serve releases read-only over the NBD protocol (export name = release name;\n"
-                   "the first release is also the default export). Runs until SIGINT or SIGTERM;\n"
-                   "meanwhile the releases are in use: gc keeps their chunks, even after 'ihop rm'.\n"
-                   "No TLS and no authentication: whoever reaches the socket reads the releases.\n"
-                   "\n"
-                   "  --unix PATH               listen on a unix socket\n"
-                   "  --listen [HOST:]PORT      listen on TCP; without HOST on 127.0.0.1 only\n"
-                   "                            (0.0.0.0:PORT or [::]:PORT: every interface)\n"
-                   "  --verify                  hash each chunk on its first read; a corrupt\n"
-                   "                            chunk reads as EIO\n"
-                   "  --handshake-timeout SECS  drop a client that has not chosen an export\n"
-                   "                            within SECS (default %u)\n",
-                NBD_LISTENER_DEFAULT_HANDSHAKE_TIMEOUT_S);
-}
 
 static int listen_unix(const char *path)
 {
@@ -86,19 +67,12 @@ static int split_listen_address(char *spec, const char **host, const char **port
         return parse_uint(*port, 65535, &number) == 0 && number > 0 ? 0 : -EINVAL;
 }
 
-static int listen_tcp(const char *spec)
+/* spec as given, for messages; host and port split from it. */
+static int listen_tcp(const char *spec, const char *host, const char *port)
 {
-        _cleanup_free_ char *copy = strdup(spec);
         struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai = NULL;
-        const char *host, *port;
         int fd, one = 1, r;
 
-        if (!copy)
-                return -ENOMEM;
-        if (split_listen_address(copy, &host, &port) < 0) {
-                log_error("--listen wants [HOST:]PORT (an IPv6 HOST in brackets), not '%s'", spec);
-                return -EINVAL;
-        }
         r = getaddrinfo(host, port, &hints, &ai);
         if (r != 0) {
                 log_error("cannot resolve %s: %s", spec, gai_strerror(r));
@@ -131,18 +105,35 @@ static void free_exports(struct nbd_export *exports, size_t n)
 
 int cmd_serve(int argc, char **argv)
 {
-        enum { OPT_UNIX = 256, OPT_LISTEN, OPT_VERIFY, OPT_HANDSHAKE_TIMEOUT };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "unix", required_argument, NULL, OPT_UNIX },
-                { "listen", required_argument, NULL, OPT_LISTEN },
-                { "verify", no_argument, NULL, OPT_VERIFY },
-                { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
+        enum { OPT_UNIX = CLI_OPT_BASE, OPT_LISTEN, OPT_VERIFY, OPT_HANDSHAKE_TIMEOUT };
+        static const struct cli_option options[] = {
+                { .name = "unix", .key = OPT_UNIX, .arg = "PATH", .help = "listen on a unix socket" },
+                { .name = "listen", .key = OPT_LISTEN, .arg = "[HOST:]PORT",
+                  .help = "listen on TCP; without HOST on 127.0.0.1 only (0.0.0.0:PORT or [::]:PORT: every "
+                          "interface)" },
+                { .name = "verify", .key = OPT_VERIFY,
+                  .help = "hash each chunk on its first read; a corrupt chunk reads as EIO" },
+                { .name = "handshake-timeout", .key = OPT_HANDSHAKE_TIMEOUT, .arg = "SECS",
+                  .help = "drop a client that has not chosen an export within SECS", .def = "%u",
+                  .number = NBD_LISTENER_DEFAULT_HANDSHAKE_TIMEOUT_S },
                 {}
         };
-        const char *unix_path = NULL, *tcp = NULL;
+        static const struct cli_command cmd = {
+                .name = "serve",
+                .synopsis = "[OPTIONS] (--unix PATH | --listen [HOST:]PORT) STORE/NAME...",
+                .description = "Serve releases read-only over the NBD protocol (export name = release name;\n"
+                               "the first release is also the default export). Runs until SIGINT or SIGTERM;\n"
+                               "meanwhile the releases are in use: gc keeps their chunks, even after 'ihop rm'.\n"
+                               "No TLS and no authentication: whoever reaches the socket reads the releases.\n",
+                .options = options,
+                .min_operands = 1,
+                .max_operands = -1,
+        };
+        const char *unix_path = NULL, *tcp = NULL, *host = NULL, *port = NULL;
+        _cleanup_free_ char *tcp_split = NULL;
         struct nbd_export *exports;
         struct nbd_listener_options lo = { .handshake_timeout_ms = NBD_LISTENER_DEFAULT_HANDSHAKE_TIMEOUT_S * 1000 };
+        struct cli_parser p;
         sigset_t stop_signals;
         int stop = -1;
         bool verify = false;
@@ -150,42 +141,49 @@ int cmd_serve(int argc, char **argv)
         size_t n = 0;
         int c, err = 0, listen_fd;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0) {
                 switch (c) {
-                case 'h':
-                        serve_usage(stdout);
-                        return 0;
                 case OPT_UNIX:
-                        unix_path = optarg;
+                        unix_path = p.arg;
                         break;
                 case OPT_LISTEN:
-                        tcp = optarg;
+                        tcp = p.arg;
                         break;
                 case OPT_VERIFY:
                         verify = true;
                         break;
                 case OPT_HANDSHAKE_TIMEOUT:
-                        if (parse_uint(optarg, 3600, &secs) < 0 || secs == 0) {
-                                log_error("--handshake-timeout wants seconds from 1 to 3600, not '%s'", optarg);
-                                return 2;
+                        if (parse_uint(p.arg, 3600, &secs) < 0 || secs == 0) {
+                                log_error("--handshake-timeout wants seconds from 1 to 3600, not '%s'", p.arg);
+                                return CLI_USAGE;
                         }
                         lo.handshake_timeout_ms = (unsigned)secs * 1000;
                         break;
-                default:
-                        serve_usage(stderr);
-                        return 2;
                 }
         }
-        if (optind >= argc || !!unix_path == !!tcp) {
-                serve_usage(stderr);
-                return 2;
+        if (c < 0)
+                return p.result;
+        if (!!unix_path == !!tcp)
+                return cli_usage_error(&p);
+        if (tcp) {
+                tcp_split = strdup(tcp);
+                if (!tcp_split)
+                        return -ENOMEM;
+                if (split_listen_address(tcp_split, &host, &port) < 0) {
+                        log_error("--listen wants [HOST:]PORT (an IPv6 HOST in brackets), not '%s'", tcp);
+                        return CLI_USAGE;
+                }
         }
-        exports = calloc((size_t)(argc - optind), sizeof(*exports));
+        err = cli_check_release_operands(p.operands, p.n_operands);
+        if (err != 0)
+                return err;
+        exports = calloc((size_t)p.n_operands, sizeof(*exports));
         if (!exports)
-                return 1;
-        for (int i = optind; i < argc && err == 0; i++) {
+                return -ENOMEM;
+        for (int i = 0; i < p.n_operands && err == 0; i++) {
                 char *name;
-                err = image_map_open(argv[i], verify, &exports[n].map, &name);
+                err = image_map_open(p.operands[i], verify, &exports[n].map, &name);
                 if (err == 0)
                         exports[n++].name = name;
         }
@@ -202,7 +200,7 @@ int cmd_serve(int argc, char **argv)
                         err = log_errno(-errno, "signalfd");
         }
         if (err == 0) {
-                listen_fd = unix_path ? listen_unix(unix_path) : listen_tcp(tcp);
+                listen_fd = unix_path ? listen_unix(unix_path) : listen_tcp(tcp, host, port);
                 if (listen_fd < 0) {
                         err = listen_fd;
                 } else {
@@ -218,5 +216,5 @@ int cmd_serve(int argc, char **argv)
         if (stop >= 0)
                 close(stop);
         free_exports(exports, n);
-        return err < 0 ? 1 : 0;
+        return err;
 }

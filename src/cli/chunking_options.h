@@ -1,18 +1,18 @@
 /* The chunking and compression options of `ihop compress` and `ihop diff`,
  * with bita's names, defaults and checks, so a bita command line works
- * unchanged. Defaults live here and in the usage text printed from here. */
+ * unchanged. Their defaults and --help text live in chunking_options.c. */
 #pragma once
 
+#include "cli.h"
 #include "codec.h"
 #include "release.h"
 
-#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 
+/* Above the long-only options of the commands that take these. */
 enum {
-        OPT_AVG_CHUNK_SIZE = 0x1000,
+        OPT_AVG_CHUNK_SIZE = CLI_OPT_BASE + 0x100,
         OPT_MIN_CHUNK_SIZE,
         OPT_MAX_CHUNK_SIZE,
         OPT_HASH_CHUNKING,
@@ -22,17 +22,6 @@ enum {
         OPT_COMPRESSION_LEVEL,
         OPT_HASH_LENGTH,
 };
-
-#define CHUNKING_LONG_OPTIONS                                                          \
-        { "avg-chunk-size", required_argument, NULL, OPT_AVG_CHUNK_SIZE },             \
-        { "min-chunk-size", required_argument, NULL, OPT_MIN_CHUNK_SIZE },             \
-        { "max-chunk-size", required_argument, NULL, OPT_MAX_CHUNK_SIZE },             \
-        { "hash-chunking", required_argument, NULL, OPT_HASH_CHUNKING },               \
-        { "rolling-window-size", required_argument, NULL, OPT_ROLLING_WINDOW_SIZE },   \
-        { "fixed-size", required_argument, NULL, OPT_FIXED_SIZE },                     \
-        { "compression", required_argument, NULL, OPT_COMPRESSION },                   \
-        { "compression-level", required_argument, NULL, OPT_COMPRESSION_LEVEL },       \
-        { "hash-length", required_argument, NULL, OPT_HASH_LENGTH }
 
 struct chunking_options {
         /* The result, once chunking_options_finish has checked it. */
@@ -49,15 +38,17 @@ struct chunking_options {
 
 void chunking_options_init(struct chunking_options *c);
 
-/* Takes one getopt result: 1 when it was one of ours, 0 when not, -EINVAL
- * (logged) for a bad value. */
+/* The options' table, for a command's struct cli_command (options2). */
+const struct cli_option *chunking_cli_options(void);
+
+/* Takes one option of chunking_cli_options() (cli_next's key and value):
+ * 1, or 0 when opt is none of them, or -EINVAL (logged) for a bad value. */
 int chunking_options_parse(struct chunking_options *c, int opt, const char *arg);
 
 /* bita's checks (min <= avg <= max, level range per codec, ...); logs and
  * returns -EINVAL on a bad combination. */
 int chunking_options_finish(struct chunking_options *c);
 
-void chunking_options_usage(FILE *f);
-
-/* "RollSum, window 64 B, average 64.00 KiB (filter bits 15), min ..., max ..." */
+/* How info and diff show a chunker, from its parameters:
+ * "RollSum, window 64, average 64.00 KiB (filter bits 15), min ..., max ..." */
 const char *chunker_params_describe(const struct chunker_params *p, char *buf, size_t len);

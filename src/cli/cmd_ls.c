@@ -1,4 +1,5 @@
 #include "cleanup.h"
+#include "cli.h"
 #include "commands.h"
 #include "log.h"
 #include "store.h"
@@ -8,19 +9,9 @@
 #include "units.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
-
-static void ls_usage(FILE *f)
-{
-        fprintf(f, "Usage: ihop ls [--json] STORE\n"
-                   "\n"
-                   "List the releases in a chunk store: image size, chunks, bytes only that release\n"
-                   "uses (what removing it would free) and bytes it shares with others; store totals.\n"
-                   "Last, the releases in use (mounted or served), removed ones included.\n");
-}
 
 /* The releases in use, as listed by store_use_list: live ones only. */
 struct in_use {
@@ -80,7 +71,7 @@ static int print_json(const struct store_usage *u, const struct in_use *iu, cons
                 json_object_put(used);
                 json_object_put(list);
                 json_object_put(root);
-                return -1;
+                return -ENOMEM;
         }
         for (size_t i = 0; i < iu->n; i++) {
                 _cleanup_free_ char *name = iu->e[i].live ? text_escape_for_json(iu->e[i].release) : NULL;
@@ -96,7 +87,7 @@ static int print_json(const struct store_usage *u, const struct in_use *iu, cons
                         json_object_put(used);
                         json_object_put(list);
                         json_object_put(root);
-                        return -1;
+                        return -ENOMEM;
                 }
                 json_object_object_add(o, "name", json_object_new_string(name));
                 json_object_object_add(o, "size", json_object_new_uint64(r->release->source_total_size));
@@ -119,49 +110,47 @@ static int print_json(const struct store_usage *u, const struct in_use *iu, cons
 
 int cmd_ls(int argc, char **argv)
 {
-        enum { OPT_JSON = 256 };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "json", no_argument, NULL, OPT_JSON },
+        enum { OPT_JSON = CLI_OPT_BASE };
+        static const struct cli_option options[] = {
+                { .name = "json", .key = OPT_JSON, .help = "print the same as a JSON document" },
                 {}
         };
+        static const struct cli_command cmd = {
+                .name = "ls",
+                .synopsis = "[--json] STORE",
+                .description = "List the releases in a chunk store: image size, chunks, bytes only that\n"
+                               "release uses (what removing it would free) and bytes it shares with others;\n"
+                               "store totals. Last, the releases in use (mounted or served), removed ones\n"
+                               "included.\n",
+                .options = options,
+                .min_operands = 1,
+                .max_operands = 1,
+        };
         _cleanup_store_ struct store *s = NULL;
+        struct cli_parser p;
         struct store_usage u;
         struct in_use iu = {};
         bool json = false;
-        int c;
+        int c, err;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-                switch (c) {
-                case 'h':
-                        ls_usage(stdout);
-                        return 0;
-                case OPT_JSON:
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0)
+                if (c == OPT_JSON)
                         json = true;
-                        break;
-                default:
-                        ls_usage(stderr);
-                        return 2;
-                }
-        }
-        if (argc - optind != 1) {
-                ls_usage(stderr);
-                return 2;
-        }
-        if (store_open(argv[optind], false, &s) < 0 || store_usage_load(s, &u) < 0)
-                return 1;
-        if (store_use_list(s, false, &iu.e, &iu.n) < 0) {
-                store_usage_free(&u);
-                return 1;
-        }
-        int r = 0;
-        if (json)
-                r = print_json(&u, &iu, argv[optind]);
-        else
-                print_table(&u, &iu, argv[optind]);
+        if (c < 0)
+                return p.result;
+        const char *store = p.operands[0];
+        err = store_open(store, false, &s);
+        if (err == 0)
+                err = store_usage_load(s, &u);
+        if (err < 0)
+                return err;
+        err = store_use_list(s, false, &iu.e, &iu.n);
+        if (err == 0 && json)
+                err = print_json(&u, &iu, store);
+        else if (err == 0)
+                print_table(&u, &iu, store);
         store_usage_free(&u);
         store_use_list_free(iu.e, iu.n);
-        if (r < 0)
-                log_errno(-ENOMEM, "cannot list %s", argv[optind]);
-        return r < 0 ? 1 : 0;
+        return err; /* an error nobody logged (out of memory) main reports */
 }

@@ -1,40 +1,15 @@
 #include "clone.h"
 #include "cleanup.h"
+#include "cli.h"
 #include "commands.h"
 #include "log.h"
 #include "store.h"
 #include "units.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
-
-static void clone_usage(FILE *f)
-{
-        fprintf(f,
-                "Usage: ihop clone [OPTIONS] SOURCE STORE/NAME\n"
-                "\n"
-                "Fetch the release in the bita archive SOURCE (a file path or an http(s) URL)\n"
-                "into the chunk store STORE as release NAME, downloading only the chunks the\n"
-                "store does not already hold. Every chunk is verified before it is stored.\n"
-                "NAME is a plain file name: not hidden, not 'chunks', without '.tmp-'.\n"
-                "\n"
-                "Options:\n"
-                "  --verify-header HASH     refuse the archive unless its header checksum is HASH\n"
-                "  --naive                  trust chunks already in the store without hashing them\n"
-                "  --seed FILE|DEVICE|-     take matching chunks from FILE (e.g. the current root\n"
-                "                           partition or the previous image) before downloading;\n"
-                "                           repeatable; '-' is standard input\n"
-                "  -f, --force              replace an existing release NAME\n"
-                "  -j, --jobs N             parallel requests (default: 4 over HTTP, one per CPU locally)\n"
-                "  --http-retry-count N     retries of a failed transfer (default %d)\n"
-                "  --http-retry-delay SECS  delay before a retry (default %d)\n"
-                "  --http-timeout SECS      fail an attempt after this long without data (default %d, 0: never)\n"
-                "  --http-header 'K: V'     request header for SOURCE's origin only (repeatable)\n",
-                HTTP_DEFAULT_RETRY_COUNT, HTTP_DEFAULT_RETRY_DELAY_S, HTTP_DEFAULT_TIMEOUT_S);
-}
 
 static void print_summary(const char *name, const struct clone_result *r, bool http)
 {
@@ -73,46 +48,64 @@ static int push_arg(const char ***list, size_t *n, const char *arg)
 
 int cmd_clone(int argc, char **argv)
 {
-        enum { OPT_VERIFY_HEADER = 256, OPT_NAIVE, OPT_SEED, OPT_RETRY_COUNT, OPT_RETRY_DELAY, OPT_TIMEOUT, OPT_HEADER };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "force", no_argument, NULL, 'f' },
-                { "jobs", required_argument, NULL, 'j' },
-                { "verify-header", required_argument, NULL, OPT_VERIFY_HEADER },
-                { "naive", no_argument, NULL, OPT_NAIVE },
-                { "seed", required_argument, NULL, OPT_SEED },
-                { "http-retry-count", required_argument, NULL, OPT_RETRY_COUNT },
-                { "http-retry-delay", required_argument, NULL, OPT_RETRY_DELAY },
-                { "http-timeout", required_argument, NULL, OPT_TIMEOUT },
-                { "http-header", required_argument, NULL, OPT_HEADER },
+        enum { OPT_VERIFY_HEADER = CLI_OPT_BASE, OPT_NAIVE, OPT_SEED, OPT_RETRY_COUNT, OPT_RETRY_DELAY, OPT_TIMEOUT,
+               OPT_HEADER };
+        static const struct cli_option options[] = {
+                { .name = "verify-header", .key = OPT_VERIFY_HEADER, .arg = "HASH",
+                  .help = "refuse the archive unless its header checksum is HASH" },
+                { .name = "naive", .key = OPT_NAIVE, .help = "trust chunks already in the store without hashing them" },
+                { .name = "seed", .key = OPT_SEED, .arg = "FILE|DEVICE|-",
+                  .help = "take matching chunks from FILE (e.g. the current root partition or the previous image) "
+                          "before downloading; repeatable; '-' is standard input" },
+                { .name = "force", .key = 'f', .help = "replace an existing release NAME" },
+                { .name = "jobs", .key = 'j', .arg = "N", .help = "parallel requests",
+                  .def = "4 over HTTP, one per CPU locally" },
+                { .name = "http-retry-count", .key = OPT_RETRY_COUNT, .arg = "N", .help = "retries of a failed transfer",
+                  .def = "%u", .number = HTTP_DEFAULT_RETRY_COUNT },
+                { .name = "http-retry-delay", .key = OPT_RETRY_DELAY, .arg = "SECS", .help = "delay before a retry",
+                  .def = "%u", .number = HTTP_DEFAULT_RETRY_DELAY_S },
+                { .name = "http-timeout", .key = OPT_TIMEOUT, .arg = "SECS",
+                  .help = "fail an attempt after this long without data; 0: never", .def = "%u",
+                  .number = HTTP_DEFAULT_TIMEOUT_S },
+                { .name = "http-header", .key = OPT_HEADER, .arg = "'K: V'",
+                  .help = "request header for SOURCE's origin only (repeatable)" },
                 {}
+        };
+        static const struct cli_command cmd = {
+                .name = "clone",
+                .synopsis = "[OPTIONS] SOURCE STORE/NAME",
+                .description = "Fetch the release in the bita archive SOURCE (a file path or an http(s) URL)\n"
+                               "into the chunk store STORE as release NAME, downloading only the chunks the\n"
+                               "store does not already hold. Every chunk is verified before it is stored.\n"
+                               "NAME is a plain file name: not hidden, not 'chunks', without '.tmp-'.\n",
+                .options = options,
+                .min_operands = 2,
+                .max_operands = 2,
         };
         struct clone_options o = {
                 .http = HTTP_OPTIONS_DEFAULT,
         };
         struct clone_result res;
+        struct cli_parser p;
         _cleanup_free_ char *store_path = NULL, *name = NULL;
         const char **headers = NULL;
         uint64_t v;
-        int c, r, ret = 2;
+        int c, r, ret = CLI_USAGE;
 
-        while ((c = getopt_long(argc, argv, "hfj:", options, NULL)) != -1) {
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0) {
                 switch (c) {
-                case 'h':
-                        clone_usage(stdout);
-                        ret = 0;
-                        goto out;
                 case 'f':
                         o.force = true;
                         break;
                 case 'j':
-                        if (parse_jobs(optarg, &o.jobs) < 0)
+                        if (parse_jobs(p.arg, &o.jobs) < 0)
                                 goto out;
                         break;
                 case OPT_VERIFY_HEADER:
-                        r = hash_from_hex(optarg, o.header_checksum, sizeof(o.header_checksum));
+                        r = hash_from_hex(p.arg, o.header_checksum, sizeof(o.header_checksum));
                         if (r < HASH_MIN_LEN) {
-                                log_error("--verify-header wants a hex checksum, not '%s'", optarg);
+                                log_error("--verify-header wants a hex checksum, not '%s'", p.arg);
                                 goto out;
                         }
                         o.header_checksum_len = (size_t)r;
@@ -121,15 +114,18 @@ int cmd_clone(int argc, char **argv)
                         o.naive = true;
                         break;
                 case OPT_SEED:
-                        if (push_arg(&o.seeds, &o.n_seeds, optarg) < 0)
+                        r = push_arg(&o.seeds, &o.n_seeds, p.arg);
+                        if (r < 0) {
+                                ret = r;
                                 goto out;
+                        }
                         break;
                 case OPT_RETRY_COUNT:
                 case OPT_RETRY_DELAY:
                 case OPT_TIMEOUT:
-                        if (parse_uint(optarg, 86400, &v) < 0) {
-                                log_error("%s wants a number of %s, not '%s'", argv[optind - 1],
-                                          c == OPT_RETRY_COUNT ? "retries" : "seconds", optarg);
+                        if (parse_uint(p.arg, 86400, &v) < 0) {
+                                log_error("--%s wants a number of %s, not '%s'", p.option->name,
+                                          c == OPT_RETRY_COUNT ? "retries" : "seconds", p.arg);
                                 goto out;
                         }
                         if (c == OPT_RETRY_COUNT)
@@ -140,26 +136,30 @@ int cmd_clone(int argc, char **argv)
                                 o.http.timeout_s = (unsigned)v;
                         break;
                 case OPT_HEADER:
-                        if (!strchr(optarg, ':')) {
-                                log_error("--http-header wants 'Name: value', not '%s'", optarg);
+                        if (!strchr(p.arg, ':')) {
+                                log_error("--http-header wants 'Name: value', not '%s'", p.arg);
                                 goto out;
                         }
-                        if (push_arg(&headers, &o.http.n_headers, optarg) < 0)
+                        r = push_arg(&headers, &o.http.n_headers, p.arg);
+                        if (r < 0) {
+                                ret = r;
                                 goto out;
+                        }
                         o.http.headers = headers;
                         break;
-                default:
-                        clone_usage(stderr);
-                        goto out;
                 }
         }
-        if (argc - optind != 2) {
-                clone_usage(stderr);
+        if (c < 0) {
+                ret = p.result;
                 goto out;
         }
-        o.source = argv[optind];
-        if (store_split_release_path(argv[optind + 1], &store_path, &name) < 0)
+        o.source = p.operands[0];
+        ret = store_split_release_path(p.operands[1], &store_path, &name);
+        if (ret < 0) {
+                if (ret == -EINVAL) /* the name cannot be a release's: logged */
+                        ret = CLI_USAGE;
                 goto out;
+        }
         o.store_path = store_path;
         o.name = name;
 
@@ -167,9 +167,8 @@ int cmd_clone(int argc, char **argv)
          * of its own and freed decoder windows in it, some MiB in all. */
         mallopt(M_ARENA_MAX, 2);
         mallopt(M_MMAP_THRESHOLD, 256 << 10);
-        r = clone_run(&o, &res);
-        ret = r < 0 ? 1 : 0;
-        if (r == 0)
+        ret = clone_run(&o, &res);
+        if (ret == 0)
                 print_summary(name, &res, strstr(o.source, "://") != NULL);
 out:
         free(headers);

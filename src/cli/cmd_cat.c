@@ -1,4 +1,5 @@
 #include "cleanup.h"
+#include "cli.h"
 #include "commands.h"
 #include "fsutil.h"
 #include "image_export.h"
@@ -8,19 +9,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
-
-static void cat_usage(FILE *f)
-{
-        fprintf(f, "Usage: ihop cat [-o FILE] STORE/NAME\n"
-                   "\n"
-                   "Write the image of release NAME to FILE (default: standard output), put\n"
-                   "together from the chunk store and checked against the image checksum.\n"
-                   "A regular FILE appears only when the image is complete and correct.\n");
-}
 
 /* A regular output file is written beside its name and renamed when correct. */
 static int export_to_file(struct store *s, const struct release *r, const char *path)
@@ -56,40 +47,42 @@ static int export_to_file(struct store *s, const struct release *r, const char *
 
 int cmd_cat(int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "output", required_argument, NULL, 'o' },
+        static const struct cli_option options[] = {
+                { .name = "output", .key = 'o', .arg = "FILE", .def = "standard output",
+                  .help = "where the image goes; a regular FILE appears only when the image is complete and correct" },
                 {}
         };
+        static const struct cli_command cmd = {
+                .name = "cat",
+                .synopsis = "[-o FILE] STORE/NAME",
+                .description = "Write the image of release NAME, put together from the chunk store and checked\n"
+                               "against the image checksum.\n",
+                .options = options,
+                .min_operands = 1,
+                .max_operands = 1,
+        };
         _cleanup_store_ struct store *s = NULL;
+        struct cli_parser p;
         struct release *r = NULL;
         const char *out = NULL;
         int c, err;
 
-        while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
-                switch (c) {
-                case 'h':
-                        cat_usage(stdout);
-                        return 0;
-                case 'o':
-                        out = optarg;
-                        break;
-                default:
-                        cat_usage(stderr);
-                        return 2;
-                }
-        }
-        if (argc - optind != 1) {
-                cat_usage(stderr);
-                return 2;
-        }
-        err = release_file_open(argv[optind], &s, NULL, &r);
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0)
+                if (c == 'o')
+                        out = p.arg;
+        if (c < 0)
+                return p.result;
+        err = cli_check_release_operands(p.operands, 1);
+        if (err != 0)
+                return err;
+        err = release_file_open(p.operands[0], &s, NULL, &r);
         if (err < 0)
-                return err == -EINVAL ? 2 : 1;
+                return err;
         if (out)
                 err = export_to_file(s, r, out);
         else
                 err = image_export(s, r, STDOUT_FILENO, "standard output");
         release_free(r);
-        return err < 0 ? 1 : 0;
+        return err;
 }

@@ -1,0 +1,149 @@
+#include "cleanup.h"
+#include "cli.h"
+#include "commands.h"
+#include "daemon.h"
+#include "image_map.h"
+#include "log.h"
+#include "release_file.h"
+#include "store.h"
+#include "units.h"
+#ifdef HAVE_FUSE
+#include "fuse_file.h"
+#endif
+#include "nbd_kernel.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int cmd_mount(int argc, char **argv)
+{
+        enum {
+                OPT_VERIFY = CLI_OPT_BASE, OPT_BLOCK_SIZE, OPT_CONNECTIONS, OPT_DETACH, OPT_PID_FILE, OPT_ROOT_STORAGE,
+                OPT_ALLOW_OTHER
+        };
+        static const struct cli_option options[] = {
+                { .name = "verify", .key = OPT_VERIFY,
+                  .help = "hash each chunk on its first read; a corrupt chunk reads as EIO" },
+                { .name = "block-size", .key = OPT_BLOCK_SIZE, .arg = "SIZE",
+                  .help = "NBD block size, 512..4096, a power of two", .def = "%u",
+                  .number = NBD_KERNEL_DEFAULT_BLOCK_SIZE },
+                { .name = "connections", .key = OPT_CONNECTIONS, .arg = "N",
+                  .help = "NBD connections, served in parallel", .def = "%u",
+                  .number = NBD_KERNEL_DEFAULT_CONNECTIONS },
+                { .name = "detach", .key = OPT_DETACH, .help = "go to the background once the release is attached" },
+                { .name = "pid-file", .key = OPT_PID_FILE, .arg = "PATH",
+                  .help = "with --detach, write the daemon's pid to PATH" },
+                { .name = "root-storage", .key = OPT_ROOT_STORAGE,
+                  .help = "start argv[0] with '@' so that systemd does not kill ihop at shutdown (for a release "
+                          "backing the root filesystem)" },
+                { .name = "allow-other", .key = OPT_ALLOW_OTHER,
+                  .help = "FILE only: let every user read the image (FUSE allow_other); by default only the user "
+                          "who mounted it can" },
+                {}
+        };
+        static const struct cli_command cmd = {
+                .name = "mount",
+                .synopsis = "[OPTIONS] STORE/NAME /dev/nbdN|FILE",
+                .description =
+                        "Expose release NAME read-only, put together from the chunk store on every read,\n"
+                        "for as long as ihop runs (until the device is disconnected, FILE unmounted, or\n"
+                        "SIGINT/SIGTERM). /dev/nbdN: a kernel NBD block device (needs\n"
+                        "CONFIG_BLK_DEV_NBD). FILE, a regular file: the release appears as that file\n"
+                        "through FUSE, so 'mount -o loop,ro FILE /mnt' works on kernels without NBD.\n"
+                        "While it runs, the release is in use: gc keeps its chunks, even after\n"
+                        "'ihop rm' of it.\n",
+                .options = options,
+                .min_operands = 2,
+                .max_operands = 2,
+        };
+        _cleanup_free_ char *name = NULL;
+        struct cli_parser p;
+        struct image_map *map = NULL;
+        bool verify = false, detach = false, root_storage = false, allow_other = false;
+        const char *pid_file = NULL;
+        uint64_t block_size = NBD_KERNEL_DEFAULT_BLOCK_SIZE, connections = NBD_KERNEL_DEFAULT_CONNECTIONS;
+        struct stat st;
+        int c, err;
+
+        cli_parser_init(&p, &cmd, argc, argv);
+        while ((c = cli_next(&p)) > 0) {
+                switch (c) {
+                case OPT_VERIFY:
+                        verify = true;
+                        break;
+                case OPT_BLOCK_SIZE:
+                        if (parse_size(p.arg, &block_size) < 0 || block_size < 512 || block_size > 4096 ||
+                            (block_size & (block_size - 1))) {
+                                log_error("--block-size wants 512, 1024, 2048 or 4096, not '%s'", p.arg);
+                                return CLI_USAGE;
+                        }
+                        break;
+                case OPT_CONNECTIONS:
+                        if (parse_uint(p.arg, 16, &connections) < 0 || connections == 0) {
+                                log_error("--connections wants a number from 1 to 16, not '%s'", p.arg);
+                                return CLI_USAGE;
+                        }
+                        break;
+                case OPT_DETACH:
+                        detach = true;
+                        break;
+                case OPT_PID_FILE:
+                        pid_file = p.arg;
+                        break;
+                case OPT_ROOT_STORAGE:
+                        root_storage = true;
+                        break;
+                case OPT_ALLOW_OTHER:
+                        allow_other = true;
+                        break;
+                }
+        }
+        if (c < 0)
+                return p.result;
+        if (pid_file && !detach) {
+                log_error("--pid-file goes with --detach");
+                return CLI_USAGE;
+        }
+        err = cli_check_release_operands(p.operands, 1);
+        if (err != 0)
+                return err;
+        const char *release = p.operands[0], *target = p.operands[1];
+        bool is_file = stat(target, &st) == 0 && S_ISREG(st.st_mode);
+        if (allow_other && !is_file) {
+                log_error("--allow-other is for a FUSE mount on a file; %s is not one", target);
+                return CLI_USAGE;
+        }
+        err = image_map_open(release, verify, &map, &name);
+        if (err < 0)
+                return err;
+        if (root_storage)
+                daemon_mark_storage(program_argv0);
+        /* Fork before any thread exists; the parent returns once attached. */
+        if (detach) {
+                err = daemon_detach(pid_file);
+                if (err < 0) {
+                        image_map_free(map);
+                        return err;
+                }
+        }
+        if (is_file) {
+#ifdef HAVE_FUSE
+                err = fuse_file_serve(map, name, target, allow_other);
+#else
+                log_error("this ihop was built without FUSE support (libfuse3): cannot mount on a file");
+                err = -ENOTSUP;
+#endif
+        } else {
+#ifdef HAVE_NBD
+                err = nbd_kernel_serve(map, target, (unsigned)block_size, (unsigned)connections);
+#else
+                log_error("this ihop was built without kernel NBD support (libnl-genl-3)");
+                err = -ENOTSUP;
+#endif
+        }
+        image_map_free(map);
+        daemon_cleanup();
+        return err;
+}
