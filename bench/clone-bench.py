@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """ihop clone benchmark: speed, memory and update size on a 512 MiB ext4 release.
 
 Run by hand, as root, on Debian 12 (it is not a test):

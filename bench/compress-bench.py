@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Compress benchmark (issue: ihop compress): `ihop compress` and `casync make`
 on the same 512 MiB ext4 release, in the same run.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Minimal bita-compatible archive (.cba) writer and reader, for the benchmark only.
 
 ihop has no compressor yet and bita cannot be built here, so the benchmark

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Read-path benchmark for `ihop serve`.
 
 Serves images several ways over unix sockets and reads them through fio's

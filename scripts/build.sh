@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Builds ihop into build/ (and, with "asan", an ASan+UBSan build into build-asan/).
 set -eu
 cd "$(dirname "$0")/.."

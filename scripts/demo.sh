@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # ihop end to end: make two releases of a small ext4 image, compress them
 # with ihop compress, publish them on a local nginx, clone release 1 and then
 # release 2 into one chunk store, show what release 2 reused and downloaded,

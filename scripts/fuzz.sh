@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # Builds the libFuzzer targets of tests/fuzz (clang, ASan+UBSan) into
 # build-fuzz/ and runs each for SECONDS (default 30), starting from its seed
 # and regression corpora. New corpus entries and crash inputs go under

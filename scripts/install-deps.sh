@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Installs what ihop needs to build, test and run its demo on Debian 12.
 set -eu
 PACKAGES="build-essential meson ninja-build pkg-config protobuf-c-compiler libprotobuf-c-dev

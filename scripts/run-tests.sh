@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # The whole test suite: unit tests (cmocka) and end-to-end tests (pytest,
 # real nginx), on a normal build and on an ASan+UBSan build, then every fuzz
 # target for 30 s (scripts/fuzz.sh, one pass or fail each). Installs what

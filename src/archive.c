@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "archive.h"
 
 #include "chunk_dictionary.pb-c.h"

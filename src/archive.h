@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Reading a bita archive header (.cba):
  *
  *   offset 0   magic "BITA1\0" (or the legacy "\0BITA1")

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Where an archive's bytes come from: a local file or an http(s) URL.
  * Both deliver byte ranges to a sink in order; the clone does not care which. */
 #pragma once

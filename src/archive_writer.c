@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "archive_writer.h"
 
 #include "chunk_dictionary.pb-c.h"

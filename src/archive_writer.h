@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Writing a bita archive: the header (layout in archive.h) and the file.
  *
  * The header holds every chunk's place in the chunk data and the chunk data

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "byte_run.h"
 
 #include <string.h>

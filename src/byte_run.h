@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Runs of one repeated byte. Disk images are mostly unused space, zeros (or
  * 0xff, erased flash), that the chunker and the chunk hashing may step over
  * once they know it is a run. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Where streamed bytes go, whoever produces them: an HTTP body, a range of
  * an archive, a decompressed chunk. Stages chain: a range's sink feeds the
  * decoder, whose sink writes the chunk. */

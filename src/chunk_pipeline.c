@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "chunk_pipeline.h"
 
 #include "byte_run.h"

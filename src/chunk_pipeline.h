@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Reading an image, cutting it into chunks and hashing them on all cores:
  *
  *   reader (1 thread)   reads, runs the chunker, fills jobs in image order

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "chunk_reader.h"
 
 #include "fsutil.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Reading a stored chunk's file, [0, its size) in blocks, hashing it on the
  * way: the one loop behind the store's content check, verify and cat. The
  * caller owns the buffer (reused from chunk to chunk) and does with each

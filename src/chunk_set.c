@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "chunk_set.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* A set of chunks keyed by their hash, in the order they were added: how
  * compress stores identical chunks once and diff finds what two images
  * share. Entries never move once added, so threads may keep pointers to

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "chunker.h"
 
 #include "byte_run.h"

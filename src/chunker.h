@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Content-defined chunking exactly as bita does it (RollSum, BuzHash) and
  * fixed-size chunking, streaming: the caller feeds the image in pieces of
  * any size and the chunker says where chunks end. It keeps only the rolling

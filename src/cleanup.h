@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Scope-bound cleanup, the one resource idiom ihop uses (as casync's _cleanup_). */
 #pragma once
 

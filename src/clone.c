@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "clone.h"
 
 #include "archive_source.h"

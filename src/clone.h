@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* ihop clone: a bita archive into a chunk store, fetching only the chunks
  * the store lacks. */
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Chunk decompression, streaming: compressed bytes go in as they arrive,
  * plain bytes come out through a sink, so no chunk is ever held whole. */
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "compress.h"
 
 #include "archive_writer.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* ihop compress: an image into a bita archive, as `bita compress` makes it.
  *
  * The image is chunked and hashed on all cores (chunk_pipeline.h); the first

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "curl_api.h"
 
 #include "log.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* libcurl, loaded with dlopen on first use. Linked normally, it and the
  * TLS, Kerberos, LDAP and SSH libraries it pulls in (some 30 of them) are
  * mapped, relocated and initialised in every ihop process: about 5 MiB of

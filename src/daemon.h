@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Running `ihop mount` in the background: the parent returns only once the
  * device is attached (or attaching failed), so scripts can mount it next. */
 #pragma once

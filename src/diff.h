@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* ihop diff: what two images share, in chunks, as `bita diff` reports it,
  * and what B would cost to fetch into a store that holds A. Either input may
  * be an archive (file or URL): its dictionary stands in for chunking, and an

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "dir_iter.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Walking a directory without ever taking a failed readdir() for its end:
  * errno is cleared before each readdir() and checked after (as casync's
  * FOREACH_DIRENT_ALL). gc decides what to delete from such listings, so it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Chunk compression for writing archives, one chunk at a time, in the
  * formats bita writes and reads: a brotli stream (window 22 bits, as bita's
  * encoder defaults to), a zstd frame, or an .xz stream (what bita's lzma

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* A bounded cache of open files for the read path. A release of a real root
  * file system has tens of thousands of chunk files, far more than a process
  * may keep open (an initramfs process gets 1024), so only the most recently

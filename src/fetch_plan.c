@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "fetch_plan.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Which byte ranges to request: chunks that lie back to back in the archive
  * go in one request, up to a size cap, so an update costs few round trips
  * without ever reading a byte it does not need. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* File-system primitives with the crash-safety ordering ihop relies on. */
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* A release exposed as a read-only regular file through FUSE, for kernels
  * without NBD: `mount -o loop,ro FILE /mnt` then works on it. */
 #pragma once

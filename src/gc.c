@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "gc.h"
 
 #include "cleanup.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Garbage collection: chunk files no release uses, and temp files left by
  * interrupted clones, go. Runs under the exclusive store lock. A release in
  * use (mounted or served, store_use.h) counts as a release, even removed;

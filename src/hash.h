@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* BLAKE2b-512, the hash of bita archives, chunks and images (libsodium). */
 #pragma once
 

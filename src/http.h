@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* HTTP range requests (libcurl), one connection per http_conn, kept alive
  * between requests. A transfer that fails part way is retried from the
  * first byte not yet delivered, so the sink sees every byte exactly once. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Whether to follow an HTTP redirect, and with which headers, decided from
  * the two URLs alone (no libcurl, no network), so that it can be
  * unit-tested and fuzzed.

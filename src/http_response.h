@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* What ihop reads from an HTTP response's header lines, and whether the
  * response can be used for the range asked for. The bytes come from the
  * server and are untrusted: this module parses them without libcurl, so it

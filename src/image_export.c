@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "image_export.h"
 
 #include "chunk_reader.h"

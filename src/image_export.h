@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Putting a stored release's image back together, in order, and checking it
  * against the image checksum the archive carried. */
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "image_map.h"
 
 #include "cleanup.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Random access to a stored release's image: the read path of `ihop mount`
  * and `ihop serve`, and so the product's hot path. An offset is mapped to
  * its chunk by binary search over the chunks' start offsets; the most

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Messages for the user: one line each, to stderr, with the context that
  * explains them. Errors are logged once, where the context is known. */
 #pragma once

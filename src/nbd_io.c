@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "nbd_io.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Socket I/O of the NBD server: whole messages in and out, retried over
  * short transfers and EINTR; negative errno on failure. */
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "nbd_kernel.h"
 
 #include "daemon.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* A release as a kernel block device (/dev/nbdN): the kernel's NBD driver is
  * the client, over socketpairs, configured through its generic-netlink
  * interface (as current nbd-client does), or through the older ioctls where

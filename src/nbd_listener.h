@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Serving NBD clients on a listening socket (`ihop serve`): a thread per
  * client, counted, each holding a bounded amount of memory whatever its
  * client does. Clients that connect and never finish the handshake cannot

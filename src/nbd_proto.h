@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* NBD protocol constants (https://github.com/NetworkBlockDevice/nbd/blob/master/doc/proto.md). */
 #pragma once
 

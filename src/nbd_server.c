@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "nbd_server.h"
 
 #include "cleanup.h"

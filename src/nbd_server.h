@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Serving releases over the NBD protocol: the handshake (fixed newstyle) for
  * `ihop serve`, and the transmission phase shared with `ihop mount`, where the
  * kernel's NBD driver is the client. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The transmission phase: requests read off the connection, replies written
  * back, in any order (the protocol matches them by cookie). With workers,
  * reads are answered by up to that many threads of the connection's own, so

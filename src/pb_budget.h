@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* A protobuf-c allocator with a byte budget, so that a hostile dictionary
  * (a few bytes per empty message, each unpacked into a struct) cannot make
  * the decoder allocate without bound. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "pb_fields.h"
 
 #include "log.h"

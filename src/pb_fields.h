@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The fields of chunk_dictionary.proto that archives and release
  * descriptions share, as ihop's own types and back: the one place that
  * knows both. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "release.h"
 
 #include "log.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* A release: how an image is put together from chunks. Built from a bita
  * archive's dictionary or from a store's release description, and checked
  * the same way whichever it came from. */

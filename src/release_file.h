@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The release description in a store (STORE/NAME):
  *
  *   "IHOP1\0" | u64-LE size n | protobuf StoreDictionary (n bytes) | BLAKE2b-512 of all before

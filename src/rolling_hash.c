@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "rolling_hash.h"
 
 #include <errno.h>

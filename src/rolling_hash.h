@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The two rolling hashes bita chunks with, bit for bit as bita computes
  * them (its 32-bit wrapping arithmetic included), so that ihop finds the
  * same chunk boundaries. The per-byte steps are inline: the chunker calls

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "seed.h"
 
 #include "chunk_pipeline.h"

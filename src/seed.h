@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Seeds: data the device already has (the running root partition, the last
  * image file) cut with the archive's own chunker; every chunk whose hash a
  * clone still wants is stored from there instead of being downloaded. */

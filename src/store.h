@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The chunk store, on disk as the original ihop kept it:
  *
  *   STORE/chunks/<first 2 hash bytes, hex>/<full hash, hex>.chunk   uncompressed chunk data

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Which chunks the releases of a store use, and how much of the store each
  * release owns alone or shares: the accounting behind `ihop ls` and `ihop gc`. */
 #pragma once

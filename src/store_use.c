@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "store_use.h"
 
 #include "cleanup.h"

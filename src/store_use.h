@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Releases in use: what `ihop mount` and `ihop serve` read stays in the
  * store for as long as they run, whatever `ihop rm` and `ihop gc` do
  * meanwhile (the release a device boots from may be removed while it runs).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Printing text that others wrote (archive metadata and versions, names
  * found in a store) without handing the terminal an escape sequence, a
  * carriage return or a line of its own. */

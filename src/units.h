@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Human-readable sizes for messages, and size arguments with suffixes. */
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Checking a stored release: every chunk re-hashed, the image checksum
  * recomputed, missing and corrupt chunks reported by name. */
 #pragma once

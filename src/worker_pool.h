@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Runs one function on n threads and waits for all of them, calling a
  * progress callback from the waiting thread now and then. */
 #pragma once

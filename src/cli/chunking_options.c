@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "chunking_options.h"
 
 #include "chunker.h"

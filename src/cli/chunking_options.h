@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The chunking and compression options of `ihop compress` and `ihop diff`,
  * with bita's names, defaults and checks, so a bita command line works
  * unchanged. Their defaults and --help text live in chunking_options.c. */

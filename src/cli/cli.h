@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Plumbing the commands share: one pattern for options, what commands
  * return, and the checks every command makes the same way.
  *

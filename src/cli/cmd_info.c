@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "archive_source.h"
 #include "chunking_options.h"
 #include "cli.h"

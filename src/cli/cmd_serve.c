@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "cleanup.h"
 #include "cli.h"
 #include "commands.h"

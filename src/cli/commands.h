@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The ihop subcommands. Each describes its options in a struct cli_command
  * (cli.h), calls the modules, and returns 0, a negative errno or a
  * cli_result, which main turns into the exit status. */
