@@ -227,7 +227,7 @@ int diff_run(const struct diff_options *o, struct diff_result *res)
         for (int i = 0; i < 2 && err == 0; i++) {
                 struct diff_input *in = inputs[i];
                 if (http_is_url(in->path) || has_archive_magic(in->path)) {
-                        err = archive_source_load_header(in->path, NULL, &in->archive, NULL);
+                        err = archive_source_load_header(in->path, o->http, &in->archive, NULL);
                         if (err == 0 && in->archive->release->hash_len < key_len)
                                 key_len = in->archive->release->hash_len;
                 } else if (access(in->path, R_OK) < 0) {

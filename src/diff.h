@@ -5,6 +5,8 @@
  * image compared with it is chunked with the archive's parameters. */
 #pragma once
 
+#include "http.h"
+
 #include "codec.h"
 #include "release.h"
 
@@ -19,6 +21,7 @@ struct diff_options {
         enum codec codec;              /* to estimate what B's new chunks compress to */
         uint32_t level;
         unsigned jobs;
+        const struct http_options *http; /* for an archive at a URL; NULL: the defaults */
 };
 
 struct diff_side {

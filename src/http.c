@@ -342,6 +342,9 @@ static bool set_options(struct attempt *a, const char *url, const char *range, b
                 return false;
         if (o->timeout_s && !SET(a, CURLOPT_CONNECTTIMEOUT, (long)o->timeout_s))
                 return false;
+        /* A vendor's own CA: that file alone, not the system's directory too. */
+        if (o->ca_file && (!SET(a, CURLOPT_CAINFO, o->ca_file) || !SET(a, CURLOPT_CAPATH, (char *)NULL)))
+                return false;
         if ((o->timeout_s || o->cancel) &&
             (!SET(a, CURLOPT_NOPROGRESS, 0L) || !SET(a, CURLOPT_XFERINFOFUNCTION, on_progress) ||
              !SET(a, CURLOPT_XFERINFODATA, a)))

@@ -17,6 +17,7 @@ struct http_options {
         unsigned timeout_s; /* no data for this long fails the attempt */
         const char *const *headers; /* extra request headers, "Name: value" */
         size_t n_headers;
+        const char *ca_file; /* trust these CA certificates (PEM), not the system's; NULL: the system's */
         /* Set by the caller when the whole job has failed elsewhere: a transfer
          * in progress or waiting to retry gives up (optional). */
         const atomic_bool *cancel;

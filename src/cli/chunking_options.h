@@ -13,7 +13,7 @@
 
 /* Above the long-only options of the commands that take these. */
 enum {
-        OPT_AVG_CHUNK_SIZE = CLI_OPT_BASE + 0x100,
+        OPT_AVG_CHUNK_SIZE = CLI_OPT_BASE_CHUNKING,
         OPT_MIN_CHUNK_SIZE,
         OPT_MAX_CHUNK_SIZE,
         OPT_HASH_CHUNKING,
@@ -39,7 +39,7 @@ struct chunking_options {
 
 void chunking_options_init(struct chunking_options *c);
 
-/* The options' table, for a command's struct cli_command (options2). */
+/* The options' table, for a command's struct cli_command (.groups). */
 const struct cli_option *chunking_cli_options(void);
 
 /* Takes one option of chunking_cli_options() (cli_next's key and value):

@@ -66,11 +66,23 @@ static void print_wrapped(FILE *f, const char *text, size_t pos, size_t col)
         fputc('\n', f);
 }
 
+/* The command's tables: its own, then its groups. */
+#define N_TABLES 4
+static void tables_of(const struct cli_command *cmd, const struct cli_option *tables[N_TABLES])
+{
+        tables[0] = cmd->options;
+        for (size_t g = 0; g < N_TABLES - 1; g++)
+                tables[g + 1] = cmd->groups[g];
+}
+
+static const struct cli_option *find_option(const struct cli_command *cmd, int key);
+
 static bool has_short_options(const struct cli_command *cmd)
 {
-        const struct cli_option *tables[] = { cmd->options, cmd->options2 };
+        const struct cli_option *tables[N_TABLES];
 
-        for (size_t t = 0; t < 2; t++)
+        tables_of(cmd, tables);
+        for (size_t t = 0; t < N_TABLES; t++)
                 FOREACH_OPTION(o, tables[t])
                         if (o->name && o->key < CLI_OPT_BASE)
                                 return true;
@@ -79,11 +91,12 @@ static bool has_short_options(const struct cli_command *cmd)
 
 static size_t help_column(const struct cli_command *cmd, bool shorts)
 {
-        const struct cli_option *tables[] = { cmd->options, cmd->options2 };
+        const struct cli_option *tables[N_TABLES];
         char spelling[128];
         size_t col = 0;
 
-        for (size_t t = 0; t < 2; t++)
+        tables_of(cmd, tables);
+        for (size_t t = 0; t < N_TABLES; t++)
                 FOREACH_OPTION(o, tables[t]) {
                         size_t n = o->name ? 2 + option_spelling(o, shorts, spelling, sizeof(spelling)) + 2 : 0;
                         if (n > col)
@@ -133,7 +146,8 @@ void cli_usage(const struct cli_command *cmd, FILE *f)
                 fprintf(f, "\nOptions:\n");
                 print_options(f, cmd->options, shorts, col);
         }
-        print_options(f, cmd->options2, shorts, col);
+        for (size_t g = 0; g < N_TABLES - 1; g++)
+                print_options(f, cmd->groups[g], shorts, col);
 }
 
 static void add_options(struct cli_parser *p, const struct cli_option *table, size_t *n, char **s)
@@ -151,11 +165,15 @@ static void add_options(struct cli_parser *p, const struct cli_option *table, si
         }
 }
 
-static const struct cli_option *find_option(const struct cli_option *table, int key)
+static const struct cli_option *find_option(const struct cli_command *cmd, int key)
 {
-        FOREACH_OPTION(o, table)
-                if (o->name && o->key == key)
-                        return o;
+        const struct cli_option *tables[N_TABLES];
+
+        tables_of(cmd, tables);
+        for (size_t t = 0; t < N_TABLES; t++)
+                FOREACH_OPTION(o, tables[t])
+                        if (o->name && o->key == key)
+                                return o;
         return NULL;
 }
 
@@ -164,10 +182,8 @@ static void report_bad_option(const struct cli_parser *p, int c)
 {
         const char *cmd = p->cmd->name ? p->cmd->name : "", *colon = p->cmd->name ? ": " : "";
         const char *word = p->argv[optind - 1];
-        const struct cli_option *o = find_option(p->cmd->options, optopt);
+        const struct cli_option *o = find_option(p->cmd, optopt);
 
-        if (!o)
-                o = find_option(p->cmd->options2, optopt);
         if (c == ':')
                 log_error("%s%s%s wants a value", cmd, colon, word);
         else if (strncmp(word, "--", 2) == 0 && o)
@@ -192,7 +208,8 @@ void cli_parser_init(struct cli_parser *p, const struct cli_command *cmd, int ar
         *s++ = 'h';
         p->longopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
         add_options(p, cmd->options, &n, &s);
-        add_options(p, cmd->options2, &n, &s);
+        for (size_t g = 0; g < N_TABLES - 1; g++)
+                add_options(p, cmd->groups[g], &n, &s);
         p->longopts[n] = (struct option){};
         *s = '\0';
         /* A fresh scan: main reads its own options with getopt before. */
@@ -223,9 +240,7 @@ int cli_next(struct cli_parser *p)
                 }
                 return 0;
         default:
-                p->option = find_option(cmd->options, c);
-                if (!p->option)
-                        p->option = find_option(cmd->options2, c);
+                p->option = find_option(cmd, c);
                 p->arg = optarg;
                 return c;
         }

@@ -21,8 +21,11 @@ enum cli_result {
 };
 
 /* Keys of long-only options count up from here, above every short
- * option's letter: enum { OPT_JSON = CLI_OPT_BASE, ... }. */
+ * option's letter: enum { OPT_JSON = CLI_OPT_BASE, ... }. The shared groups
+ * take theirs from their own bases, above any command's. */
 #define CLI_OPT_BASE 0x100
+#define CLI_OPT_BASE_CHUNKING 0x200
+#define CLI_OPT_BASE_HTTP 0x300
 
 struct cli_option {
         const char *name; /* long name without "--"; NULL: a heading (help set) or the table's end */
@@ -38,7 +41,7 @@ struct cli_command {
         const char *synopsis;                /* after "Usage: ihop NAME " */
         const char *description;             /* lines of at most 80 columns */
         const struct cli_option *options;    /* the command's own, or NULL */
-        const struct cli_option *options2;   /* a group shared with others (chunking), or NULL */
+        const struct cli_option *groups[3];  /* groups shared with others (chunking, HTTP); unused: NULL */
         int min_operands, max_operands;      /* max -1: no limit */
         bool options_first;                  /* options stop at the first operand (ihop's own) */
         void (*print_more)(FILE *f);         /* after the description (ihop's list of commands) */

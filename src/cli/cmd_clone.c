@@ -3,6 +3,7 @@
 #include "cleanup.h"
 #include "cli.h"
 #include "commands.h"
+#include "http_options.h"
 #include "log.h"
 #include "store.h"
 #include "units.h"
@@ -49,8 +50,7 @@ static int push_arg(const char ***list, size_t *n, const char *arg)
 
 int cmd_clone(int argc, char **argv)
 {
-        enum { OPT_VERIFY_HEADER = CLI_OPT_BASE, OPT_NAIVE, OPT_SEED, OPT_RETRY_COUNT, OPT_RETRY_DELAY, OPT_TIMEOUT,
-               OPT_HEADER };
+        enum { OPT_VERIFY_HEADER = CLI_OPT_BASE, OPT_NAIVE, OPT_SEED };
         static const struct cli_option options[] = {
                 { .name = "verify-header", .key = OPT_VERIFY_HEADER, .arg = "HASH",
                   .help = "refuse the archive unless its header checksum is HASH" },
@@ -61,18 +61,9 @@ int cmd_clone(int argc, char **argv)
                 { .name = "force", .key = 'f', .help = "replace an existing release NAME" },
                 { .name = "jobs", .key = 'j', .arg = "N", .help = "parallel requests",
                   .def = "4 over HTTP, one per CPU locally" },
-                { .name = "http-retry-count", .key = OPT_RETRY_COUNT, .arg = "N", .help = "retries of a failed transfer",
-                  .def = "%u", .number = HTTP_DEFAULT_RETRY_COUNT },
-                { .name = "http-retry-delay", .key = OPT_RETRY_DELAY, .arg = "SECS", .help = "delay before a retry",
-                  .def = "%u", .number = HTTP_DEFAULT_RETRY_DELAY_S },
-                { .name = "http-timeout", .key = OPT_TIMEOUT, .arg = "SECS",
-                  .help = "fail an attempt after this long without data; 0: never", .def = "%u",
-                  .number = HTTP_DEFAULT_TIMEOUT_S },
-                { .name = "http-header", .key = OPT_HEADER, .arg = "'K: V'",
-                  .help = "request header for SOURCE's origin only (repeatable)" },
                 {}
         };
-        static const struct cli_command cmd = {
+        const struct cli_command cmd = {
                 .name = "clone",
                 .synopsis = "[OPTIONS] SOURCE STORE/NAME",
                 .description = "Fetch the release in the bita archive SOURCE (a file path or an http(s) URL)\n"
@@ -80,19 +71,18 @@ int cmd_clone(int argc, char **argv)
                                "store does not already hold. Every chunk is verified before it is stored.\n"
                                "NAME is a plain file name: not hidden, not 'chunks', without '.tmp-'.\n",
                 .options = options,
+                .groups = { http_cli_options() },
                 .min_operands = 2,
                 .max_operands = 2,
         };
-        struct clone_options o = {
-                .http = HTTP_OPTIONS_DEFAULT,
-        };
+        struct clone_options o = {};
+        _cleanup_http_cli_ struct http_cli http;
         struct clone_result res;
         struct cli_parser p;
         _cleanup_free_ char *store_path = NULL, *name = NULL;
-        const char **headers = NULL;
-        uint64_t v;
         int c, r, ret = CLI_USAGE;
 
+        http_cli_init(&http);
         cli_parser_init(&p, &cmd, argc, argv);
         while ((c = cli_next(&p)) > 0) {
                 switch (c) {
@@ -121,32 +111,12 @@ int cmd_clone(int argc, char **argv)
                                 goto out;
                         }
                         break;
-                case OPT_RETRY_COUNT:
-                case OPT_RETRY_DELAY:
-                case OPT_TIMEOUT:
-                        if (parse_uint(p.arg, 86400, &v) < 0) {
-                                log_error("--%s wants a number of %s, not '%s'", p.option->name,
-                                          c == OPT_RETRY_COUNT ? "retries" : "seconds", p.arg);
-                                goto out;
-                        }
-                        if (c == OPT_RETRY_COUNT)
-                                o.http.retry_count = (unsigned)v;
-                        else if (c == OPT_RETRY_DELAY)
-                                o.http.retry_delay_s = (unsigned)v;
-                        else
-                                o.http.timeout_s = (unsigned)v;
-                        break;
-                case OPT_HEADER:
-                        if (!strchr(p.arg, ':')) {
-                                log_error("--http-header wants 'Name: value', not '%s'", p.arg);
-                                goto out;
-                        }
-                        r = push_arg(&headers, &o.http.n_headers, p.arg);
-                        if (r < 0) {
+                default:
+                        r = http_cli_parse(&http, &p, c);
+                        if (r != 0) {
                                 ret = r;
                                 goto out;
                         }
-                        o.http.headers = headers;
                         break;
                 }
         }
@@ -163,6 +133,7 @@ int cmd_clone(int argc, char **argv)
         }
         o.store_path = store_path;
         o.name = name;
+        o.http = http.http;
 
         /* A device's budget: without these, each worker thread keeps an arena
          * of its own and freed decoder windows in it, some MiB in all. */
@@ -172,7 +143,6 @@ int cmd_clone(int argc, char **argv)
         if (ret == 0)
                 print_summary(name, &res, strstr(o.source, "://") != NULL);
 out:
-        free(headers);
         free(o.seeds);
         return ret;
 }

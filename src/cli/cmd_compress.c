@@ -133,7 +133,7 @@ int cmd_compress(int argc, char **argv)
                                "them, each stored once and compressed, as the bita archive OUTPUT.cba.\n"
                                "OUTPUT appears only once complete.\n",
                 .options = options,
-                .options2 = chunking_cli_options(),
+                .groups = { chunking_cli_options() },
                 .min_operands = 1,
                 .max_operands = 1,
         };

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "chunking_options.h"
 #include "cli.h"
+#include "http_options.h"
 #include "commands.h"
 #include "diff.h"
 #include "log.h"
 #include "units.h"
 
+#include <errno.h>
 #include <stdio.h>
 
 static const char *size_str(uint64_t v, char *buf, size_t len)
@@ -64,24 +66,30 @@ int cmd_diff(int argc, char **argv)
                                "chunked as the archive was. The compression options only estimate the\n"
                                "download when B is an image.\n",
                 .options = options,
-                .options2 = chunking_cli_options(),
+                .groups = { chunking_cli_options(), http_cli_options() },
                 .min_operands = 2,
                 .max_operands = 2,
         };
         struct chunking_options co;
+        _cleanup_http_cli_ struct http_cli http;
         struct diff_options o = {};
         struct diff_result res;
         struct cli_parser p;
         int c, r;
 
         chunking_options_init(&co);
+        http_cli_init(&http);
         cli_parser_init(&p, &cmd, argc, argv);
         while ((c = cli_next(&p)) > 0) {
                 if (c == 'j')
                         r = parse_jobs(p.arg, &o.jobs);
+                else if (c >= CLI_OPT_BASE_HTTP)
+                        r = http_cli_parse(&http, &p, c);
                 else
                         r = chunking_options_parse(&co, c, p.arg);
-                if (r < 0)
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0 || r == CLI_USAGE)
                         return CLI_USAGE;
         }
         if (c < 0)
@@ -94,6 +102,7 @@ int cmd_diff(int argc, char **argv)
         o.chunker_given = co.chunker_given;
         o.codec = co.codec;
         o.level = co.level;
+        o.http = &http.http;
         r = diff_run(&o, &res);
         if (r == 0)
                 print_result(&o, &res);

@@ -5,6 +5,7 @@
 #include "cleanup.h"
 #include "commands.h"
 #include "fsutil.h"
+#include "http_options.h"
 #include "log.h"
 #include "release_file.h"
 #include "store.h"
@@ -61,14 +62,14 @@ static int print_metadata(const struct archive *a)
         return 0;
 }
 
-static int info_archive(const char *spec)
+static int info_archive(const char *spec, const struct http_options *http)
 {
         _cleanup_archive_ struct archive *a = NULL;
         uint64_t size;
         char s1[32], s2[32];
         int err;
 
-        err = archive_source_load_header(spec, NULL, &a, &size);
+        err = archive_source_load_header(spec, http, &a, &size);
         if (err < 0)
                 return err;
         printf("%-18s %s\n", "archive:", spec);
@@ -115,21 +116,25 @@ static int info_release(const char *arg)
 
 int cmd_info(int argc, char **argv)
 {
-        static const struct cli_command cmd = {
+        const struct cli_command cmd = {
                 .name = "info",
-                .synopsis = "ARCHIVE|STORE/NAME",
+                .synopsis = "[HTTP OPTIONS] ARCHIVE|STORE/NAME",
                 .description = "Describe a bita archive (file path or http(s) URL) or a release in a chunk\n"
                                "store.\n",
+                .groups = { http_cli_options() },
                 .min_operands = 1,
                 .max_operands = 1,
         };
         struct cli_parser p;
+        _cleanup_http_cli_ struct http_cli http;
         uint8_t magic[STORE_RELEASE_MAGIC_LEN] = {};
         int c, err;
 
+        http_cli_init(&http);
         cli_parser_init(&p, &cmd, argc, argv);
         while ((c = cli_next(&p)) > 0)
-                ;
+                if ((err = http_cli_parse(&http, &p, c)) != 0)
+                        return err;
         if (c < 0)
                 return p.result;
         const char *arg = p.operands[0];
@@ -143,5 +148,5 @@ int cmd_info(int argc, char **argv)
                         return err != 0 ? err : info_release(arg);
                 }
         }
-        return info_archive(arg);
+        return info_archive(arg, &http.http);
 }

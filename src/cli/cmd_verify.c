@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "clone.h"
 #include "commands.h"
+#include "http_options.h"
 #include "log.h"
 #include "release_file.h"
 #include "store.h"
@@ -28,9 +29,9 @@ static int verify_one(const char *arg, struct verify_result *res)
         return res->missing == 0 && res->corrupt == 0 && res->image_ok ? 0 : CLI_DAMAGED;
 }
 
-static int repair(const char *source, const char *arg)
+static int repair(const char *source, const char *arg, const struct http_options *http)
 {
-        struct repair_options o = { .source = source, .release = arg, .http = HTTP_OPTIONS_DEFAULT };
+        struct repair_options o = { .source = source, .release = arg, .http = *http };
         struct repair_result res;
         int err;
 
@@ -50,23 +51,29 @@ int cmd_verify(int argc, char **argv)
                           "the release's own hash; the release description never is" },
                 {}
         };
-        static const struct cli_command cmd = {
+        const struct cli_command cmd = {
                 .name = "verify",
-                .synopsis = "[--repair SOURCE] STORE/NAME...",
+                .synopsis = "[--repair SOURCE [HTTP OPTIONS]] STORE/NAME...",
                 .description = "Re-hash every chunk of each release and check its image checksum; missing and\n"
                                "corrupt chunks are listed by name. Exit status 1 when any release is damaged.\n",
                 .options = options,
+                .groups = { http_cli_options() },
                 .min_operands = 1,
                 .max_operands = -1,
         };
         struct cli_parser p;
+        _cleanup_http_cli_ struct http_cli http;
         const char *source = NULL;
         int c, err, ret = 0;
 
+        http_cli_init(&http);
         cli_parser_init(&p, &cmd, argc, argv);
-        while ((c = cli_next(&p)) > 0)
+        while ((c = cli_next(&p)) > 0) {
                 if (c == OPT_REPAIR)
                         source = p.arg;
+                else if ((err = http_cli_parse(&http, &p, c)) != 0)
+                        return err;
+        }
         if (c < 0)
                 return p.result;
         if (source && p.n_operands != 1)
@@ -89,7 +96,7 @@ int cmd_verify(int argc, char **argv)
                 if (err == 0)
                         continue;
                 if (source) {
-                        err = repair(source, arg);
+                        err = repair(source, arg, &http.http);
                         if (err == 0)
                                 err = verify_one(arg, &r);
                         if (err == 0) {

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: MIT
+#include "http_options.h"
+
+#include "log.h"
+#include "units.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct cli_option options[] = {
+        { .help = "HTTP options (for an archive at an http(s) URL):" },
+        { .name = "http-retry-count", .key = OPT_HTTP_RETRY_COUNT, .arg = "N", .help = "retries of a failed transfer",
+          .def = "%u", .number = HTTP_DEFAULT_RETRY_COUNT },
+        { .name = "http-retry-delay", .key = OPT_HTTP_RETRY_DELAY, .arg = "SECS", .help = "delay before a retry",
+          .def = "%u", .number = HTTP_DEFAULT_RETRY_DELAY_S },
+        { .name = "http-timeout", .key = OPT_HTTP_TIMEOUT, .arg = "SECS",
+          .help = "fail an attempt after this long without data; 0: never", .def = "%u",
+          .number = HTTP_DEFAULT_TIMEOUT_S },
+        { .name = "http-header", .key = OPT_HTTP_HEADER, .arg = "'K: V'",
+          .help = "request header for SOURCE's origin only (repeatable)" },
+        { .name = "http-cacert", .key = OPT_HTTP_CACERT, .arg = "FILE",
+          .help = "trust the CA certificates in FILE (PEM) for https instead", .def = "the system's" },
+        {}
+};
+
+const struct cli_option *http_cli_options(void) { return options; }
+
+void http_cli_init(struct http_cli *h)
+{
+        *h = (struct http_cli){ .http = HTTP_OPTIONS_DEFAULT };
+}
+
+void http_cli_free(struct http_cli *h)
+{
+        free(h->headers);
+        h->headers = NULL;
+}
+
+int http_cli_parse(struct http_cli *h, const struct cli_parser *p, int opt)
+{
+        uint64_t v;
+
+        switch (opt) {
+        case OPT_HTTP_RETRY_COUNT:
+        case OPT_HTTP_RETRY_DELAY:
+        case OPT_HTTP_TIMEOUT:
+                if (parse_uint(p->arg, 86400, &v) < 0) {
+                        log_error("--%s wants a number of %s, not '%s'", p->option->name,
+                                  opt == OPT_HTTP_RETRY_COUNT ? "retries" : "seconds", p->arg);
+                        return CLI_USAGE;
+                }
+                if (opt == OPT_HTTP_RETRY_COUNT)
+                        h->http.retry_count = (unsigned)v;
+                else if (opt == OPT_HTTP_RETRY_DELAY)
+                        h->http.retry_delay_s = (unsigned)v;
+                else
+                        h->http.timeout_s = (unsigned)v;
+                return 0;
+        case OPT_HTTP_HEADER: {
+                if (!strchr(p->arg, ':')) {
+                        log_error("--http-header wants 'Name: value', not '%s'", p->arg);
+                        return CLI_USAGE;
+                }
+                const char **t = realloc(h->headers, (h->http.n_headers + 1) * sizeof(*t));
+                if (!t)
+                        return log_errno(-ENOMEM, "reading the command line");
+                t[h->http.n_headers++] = p->arg;
+                h->headers = t;
+                h->http.headers = t;
+                return 0;
+        }
+        case OPT_HTTP_CACERT:
+                h->http.ca_file = p->arg;
+                return 0;
+        default:
+                return 0;
+        }
+}
