@@ -18,7 +18,9 @@ NBD engine (libnbd), all in the same run:
     busybox or an initramfs gets: far fewer descriptors than chunk files;
   * ihop serve --verify on the fixed 3 KiB store (each chunk hashed on its
     first read);
-  * nbdkit's file plugin and qemu-nbd on the raw images (read-only).
+  * nbdkit's file plugin and qemu-nbd on the raw images (read-only);
+  * with --baseline IHOP, that binary (A) and this one (B) on the 512 MiB
+    image cut with bita's defaults, with no descriptor limit: A/B.
 
 Workloads: sequential 1 MiB reads (queue depth 8) and random 4 KiB reads
 (queue depth 16), after a warm-up pass, so every server reads from the page
@@ -51,6 +53,7 @@ FD_LIMIT = 1024
 # name -> ihop compress options
 CUTS = {
     "big": None,  # a 2.5 GiB image with bita's defaults: see big_image()
+    "defaults": [],
     "avg32k": ["--avg-chunk-size", "32KiB", "--min-chunk-size", "8KiB"],
     "avg8k": ["--avg-chunk-size", "8KiB", "--min-chunk-size", "2KiB"],
     "fixed3k": ["--fixed-size", "3KiB"],
@@ -143,6 +146,9 @@ def main():
     ap.add_argument("--runtime", type=int, default=6, help="seconds per fio run")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every server (median reported)")
     ap.add_argument("--cuts", default=",".join(CUTS), help="which releases (default: %(default)s)")
+    ap.add_argument("--baseline", metavar="IHOP",
+                    help="another ihop binary: it and this one also serve the 'defaults' release with no "
+                         "descriptor limit ('A defaults', 'B defaults'), to compare the two")
     args = ap.parse_args()
     cuts = args.cuts.split(",")
     for cut in cuts:
@@ -186,6 +192,11 @@ def main():
             s = os.path.join(work, cut + ".sock")
             start("ihop %s" % cut, [IHOP, "serve", "--unix", s, os.path.join(store, cut)], s, cut,
                   preexec_fn=limit_fds)
+        if args.baseline and "defaults" in cuts:
+            for tag, binary in (("A", os.path.abspath(args.baseline)), ("B", IHOP)):
+                s = os.path.join(work, tag + ".sock")
+                start("%s defaults" % tag, [binary, "serve", "--unix", s, os.path.join(work, "store", "defaults")],
+                      s, "defaults")
         s = os.path.join(work, "verify.sock")
         if VERIFIED in cuts:
             start("ihop %s --verify" % VERIFIED,
@@ -229,7 +240,7 @@ def main():
         print("(ratios: median over the rounds of each round's ratio to nbdkit on the same image)")
         print("\nresident memory of ihop serve (now / peak):")
         for name in names:
-            if name.startswith("ihop"):
+            if name.startswith("ihop") or name.endswith(" defaults"):
                 rss, hwm = rss_kib(servers[name][0].pid)
                 cut = name.split()[1]
                 print("  %-24s %6d chunks: %6.1f MiB / %6.1f MiB" % (name, chunks[cut], rss / 1024, hwm / 1024))
