@@ -361,3 +361,19 @@ int image_map_open(const char *arg, bool verify, struct image_map **out, char **
                 free(n);
         return 0;
 }
+
+bool image_map_is_cached(struct image_map *m, uint64_t offset, uint64_t len)
+{
+        if (offset >= m->size || len == 0)
+                return true;
+        if (len > m->size - offset)
+                len = m->size - offset;
+        for (size_t pos = find_position(m, offset); pos < m->release->n_order && m->starts[pos] < offset + len;
+             pos++) {
+                uint32_t idx = m->release->order[pos];
+                if (!(atomic_load_explicit(&m->state[idx], memory_order_relaxed) & STATE_ZERO) &&
+                    atomic_load_explicit(&m->cached[idx], memory_order_relaxed) < 0)
+                        return false;
+        }
+        return true;
+}

@@ -44,3 +44,9 @@ int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset);
  * image_map_read. For a reader that must answer before it has read it all:
  * after this, only an I/O error of the storage can fail the read. */
 int image_map_check_range(struct image_map *m, uint64_t offset, uint64_t len);
+
+/* Would a read of [offset, offset + len) open no file: is every chunk it
+ * touches zeros, or open in the cache now? A hint for a server choosing
+ * whether to answer at once or hand the read to a thread that may wait on
+ * the storage: the answer may be out of date by the time of the read. */
+bool image_map_is_cached(struct image_map *m, uint64_t offset, uint64_t len);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -103,11 +104,20 @@ static void reap(struct listener *l)
         }
 }
 
+/* Has the client said anything? What it sent may still wait in the socket,
+ * its thread not having run since: that counts too. */
+static bool has_spoken(struct client *c)
+{
+        int pending = 0;
+
+        return atomic_load(&c->engaged) || (ioctl(c->fd, FIONREAD, &pending) == 0 && pending > 0);
+}
+
 /* When a client in the handshake may be dropped for a newcomer: at once if
- * it has not even answered the greeting, else once its grace has passed. */
+ * it has not said a word, else once its grace has passed. */
 static int64_t droppable_from(struct client *c)
 {
-        return atomic_load(&c->engaged) ? c->accepted_ms + HANDSHAKE_GRACE_MS : c->accepted_ms;
+        return has_spoken(c) ? c->accepted_ms + HANDSHAKE_GRACE_MS : c->accepted_ms;
 }
 
 /* Drops the client in the handshake that has been droppable longest (lock

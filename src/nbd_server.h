@@ -27,8 +27,9 @@ struct nbd_export {
 /* Answers requests on fd until the client disconnects; returns 0 on NBD_CMD_DISC
  * or EOF, negative errno when the connection broke. The device may be larger
  * than the image (rounded up to the kernel's block size): the tail reads as zeros.
- * Reads are answered by up to `workers` threads of the connection's own, in
- * any order (0: one after the other, by the calling thread). Each holds at
+ * Reads that must open chunk files are answered by up to `workers` threads
+ * of the connection's own, the others at once; replies go out in any order
+ * (workers 0: one after the other, by the calling thread). Each holds at
  * most reply_buffer_max bytes of reply at a time: larger reads are sent in
  * pieces. */
 int nbd_transmission(int fd, struct image_map *map, uint64_t device_size, size_t reply_buffer_max,

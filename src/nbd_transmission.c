@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 /* The transmission phase: requests read off the connection, replies written
  * back, in any order (the protocol matches them by cookie). With workers,
- * reads are answered by up to that many threads of the connection's own, so
- * that a client with many requests in flight (qemu, nbdcopy, fio) is served
- * in parallel, as a kernel with many connections is: a read that must open
- * its chunk file no longer holds up the ones behind it. */
+ * reads that must open chunk files are answered by up to that many threads
+ * of the connection's own, so that for a client with many requests in
+ * flight (qemu, nbdcopy, fio) a read waiting on the storage no longer holds
+ * up the ones behind it; the others are answered at once, by the thread
+ * that reads the requests, with no hand-over. */
 #include "nbd_server.h"
 
 #include "log.h"
@@ -250,9 +251,14 @@ static int read_requests(struct session *s, struct reply_buffer *inline_buffer)
 
                 switch (be16toh(req.type)) {
                 case NBD_CMD_READ:
+                        /* A read whose chunk files are open costs a pread or
+                         * two: answered at once, it is served as fast as by
+                         * one thread alone. One that must open files may
+                         * wait on the storage: a worker takes it, and the
+                         * reads behind it go on. */
                         if (r.length > NBD_MAX_REQUEST)
                                 err = send_error(s, r.cookie, NBD_EINVAL);
-                        else if (s->max_workers)
+                        else if (s->max_workers && !image_map_is_cached(s->map, r.offset, r.length))
                                 err = queue_read(s, &r);
                         else
                                 err = reply_read(s, inline_buffer, &r);
