@@ -3,7 +3,7 @@ its own protobuf wire-format walker (no protobuf library), its own chunk
 decompression (Python's brotli and lzma modules, the zstd command), and a
 check of everything `ihop compress` promises about the archives it writes.
 
-Separate from conftest.parse_archive on purpose: it decodes every field the
+Separate from bita_archive.parse_archive on purpose: it decodes every field the
 compressor writes, refuses what the format does not allow, and is what the
 compress tests trust instead of ihop's own parser.
 """

@@ -11,7 +11,7 @@ import struct
 import subprocess
 from pathlib import Path
 
-from conftest import FIXTURES, IHOP, TIMEOUT, clone_ok
+from ihop_run import FIXTURES, IHOP, TIMEOUT, clone_ok
 
 SMALL = "rand-0_1_1-none.cba"
 LABELS = ("archive:", "created by:", "archive size:", "header:", "header checksum:", "image size:", "image checksum:",
