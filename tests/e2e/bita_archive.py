@@ -1,6 +1,10 @@
-"""An independent reader of bita archives (its own protobuf wire-format
-walker, nothing of ihop's): parse_archive reads the fixtures of every bita
-version.
+"""An independent reader of bita archives (no protobuf library, nothing of
+ihop's): the header's frame, the dictionary's fields, and parse_archive, the
+lenient reader of the fixtures of every bita version. cba_reader holds the
+strict checks of what `ihop compress` writes, on the same frame and fields.
+
+An archive starts with its header: magic, u64 dictionary size, the
+dictionary (protobuf), u64 chunk data offset, BLAKE2b-512 of all before.
 """
 
 import hashlib
@@ -8,7 +12,24 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pb_wire import LEN, PACKED, VARINT, message
+
+MAGIC = b"BITA1\0"
+LEGACY_MAGIC = b"\0BITA1"  # older bita (0.1.1 in the fixtures)
 CODEC_NAMES = {0: "none", 1: "lzma", 2: "zstd", 3: "brotli"}
+ALGORITHMS = {0: "BuzHash", 1: "RollSum", 2: "fixed"}
+
+# The messages of bita's chunk_dictionary.proto: field number -> (name, kind, repeated).
+DESCRIPTOR = {1: ("checksum", LEN, False), 3: ("archive_size", VARINT, False),
+              4: ("archive_offset", VARINT, False), 5: ("source_size", VARINT, False)}
+CHUNKER = {1: ("filter_bits", VARINT, False), 2: ("min", VARINT, False), 3: ("max", VARINT, False),
+           4: ("window", VARINT, False), 5: ("hash_length", VARINT, False), 6: ("algorithm", VARINT, False)}
+COMPRESSION = {2: ("codec", VARINT, False), 3: ("level", VARINT, False)}
+METADATA_ENTRY = {1: ("key", LEN, False), 2: ("value", LEN, False)}
+DICTIONARY = {1: ("application_version", LEN, False), 2: ("source_checksum", LEN, False),
+              3: ("source_total_size", VARINT, False), 4: ("chunker_params", LEN, False),
+              5: ("chunk_compression", LEN, False), 6: ("rebuild_order", PACKED, True),
+              7: ("chunk_descriptors", LEN, True), 8: ("metadata", LEN, True)}
 
 
 def blake2b(data: bytes) -> bytes:
@@ -23,36 +44,35 @@ def blake2b_file(path) -> bytes:
     return h.digest()
 
 
-def _varint(buf: bytes, i: int):
-    value = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, i
+@dataclass
+class Frame:
+    magic: bytes
+    dictionary: bytes
+    chunk_data_offset: int
+    header_size: int  # the whole header, its checksum included
+    checksum: bytes  # BLAKE2b-512 of the header before its checksum
+    stored_checksum: bytes
 
 
-def pb_fields(buf: bytes):
-    """Yields (field number, wire type, value) of a protobuf message:
-    value is an int for varints, bytes otherwise."""
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = _varint(buf, i)
-        elif wt == 1:
-            v, i = buf[i:i + 8], i + 8
-        elif wt == 2:
-            n, i = _varint(buf, i)
-            v, i = buf[i:i + n], i + n
-        elif wt == 5:
-            v, i = buf[i:i + 4], i + 4
-        else:
-            raise ValueError(f"unsupported wire type {wt}")
-        yield num, wt, v
+def read_frame(data: bytes, path, magics=(MAGIC, LEGACY_MAGIC)) -> Frame:
+    assert data[:6] in magics, f"{path}: magic {data[:6]!r}"
+    (dict_size,) = struct.unpack_from("<Q", data, 6)
+    end = 14 + dict_size
+    assert end + 8 + 64 <= len(data), f"{path}: header runs past the end of the file"
+    (data_offset,) = struct.unpack_from("<Q", data, end)
+    return Frame(data[:6], data[14:end], data_offset, end + 8 + 64, blake2b(data[:end + 8]),
+                 data[end + 8:end + 72])
+
+
+def decode_dictionary(dictionary: bytes, strict: bool) -> dict:
+    """The dictionary's fields by name, its sub-messages decoded too (see
+    pb_wire.message for what strict refuses)."""
+    d = message(dictionary, DICTIONARY, strict)
+    d["chunker_params"] = message(d["chunker_params"], CHUNKER, strict)
+    d["chunk_compression"] = message(d["chunk_compression"], COMPRESSION, strict)
+    d["chunk_descriptors"] = [message(b, DESCRIPTOR, strict) for b in d["chunk_descriptors"]]
+    d["metadata"] = [message(b, METADATA_ENTRY, strict) for b in d["metadata"]]
+    return d
 
 
 @dataclass
@@ -86,44 +106,18 @@ class Archive:
 
 
 def parse_archive(path) -> Archive:
-    data = Path(path).read_bytes()
-    magic = data[:6]
-    assert magic in (b"BITA1\0", b"\0BITA1"), f"{path}: no bita magic"
-    (dict_size,) = struct.unpack_from("<Q", data, 6)
-    dictionary = data[14:14 + dict_size]
-    (data_offset,) = struct.unpack_from("<Q", data, 14 + dict_size)
-    end = 22 + dict_size
-    checksum = blake2b(data[:end])
-    a = Archive(Path(path), magic, end + 64, checksum, checksum == data[end:end + 64], data_offset)
-    for num, wt, v in pb_fields(dictionary):
-        if num == 1:
-            a.app_version = v.decode()
-        elif num == 2:
-            a.source_checksum = v
-        elif num == 3:
-            a.source_total_size = v
-        elif num == 4:  # ChunkerParameters
-            for n, _, x in pb_fields(v):
-                if n == 5:
-                    a.hash_len = x
-        elif num == 5:  # ChunkCompression
-            for n, _, x in pb_fields(v):
-                if n == 2:
-                    a.compression = x
-                elif n == 3:
-                    a.compression_level = x
-        elif num == 6:  # rebuild_order: packed or not
-            if wt == 2:
-                i = 0
-                while i < len(v):
-                    x, i = _varint(v, i)
-                    a.order.append(x)
-            else:
-                a.order.append(v)
-        elif num == 7:  # ChunkDescriptor
-            d = {n: x for n, _, x in pb_fields(v)}
-            a.chunks.append(Chunk(d.get(1, b""), d.get(3, 0), data_offset + d.get(4, 0), d.get(5, 0)))
-    return a
+    """Any bita archive, legacy magic and unpacked rebuild order included; a
+    header checksum that does not match is reported, not refused."""
+    f = read_frame(Path(path).read_bytes(), path)
+    d = decode_dictionary(f.dictionary, strict=False)
+    return Archive(
+        Path(path), f.magic, f.header_size, f.checksum, f.checksum == f.stored_checksum, f.chunk_data_offset,
+        app_version=d["application_version"].decode(), source_checksum=d["source_checksum"],
+        source_total_size=d["source_total_size"], hash_len=d["chunker_params"]["hash_length"],
+        compression=d["chunk_compression"]["codec"], compression_level=d["chunk_compression"]["level"],
+        order=d["rebuild_order"],
+        chunks=[Chunk(c["checksum"], c["archive_size"], f.chunk_data_offset + c["archive_offset"], c["source_size"])
+                for c in d["chunk_descriptors"]])
 
 
 def unique_chunks(archive: Archive) -> dict:

@@ -8,10 +8,10 @@ teardown. Only the Python standard library (and pytest) is used.
 
 The helpers are in the modules beside this file, one concern each:
 ihop_run (running ihop, reading its output), bita_archive (an independent
-reader of bita archives), cba_reader (the strict checks of what `ihop
-compress` writes), store_checks (a store's files), local_http (ports, and
-the base of the tests' own HTTP servers), nginx_server, fault_server,
-slow_server, and mounts.
+reader of bita archives) on pb_wire (the protobuf wire format), cba_reader
+(the strict checks of what `ihop compress` writes), store_checks (a store's
+files), local_http (ports, and the base of the tests' own HTTP servers),
+nginx_server, fault_server, slow_server, and mounts.
 """
 
 import os
@@ -26,7 +26,7 @@ from nginx_server import NGINX, Nginx
 # For compatibility only: tests written while these helpers lived in this
 # file import them from conftest. New code imports each from its module;
 # this list goes once no test does.
-from bita_archive import CODEC_NAMES, Archive, Chunk, blake2b, blake2b_file, pb_fields, unique_chunks  # noqa: F401
+from bita_archive import CODEC_NAMES, Archive, Chunk, blake2b, blake2b_file, unique_chunks  # noqa: F401
 from fault_server import FaultHandler, FaultServer  # noqa: F401
 from ihop_run import (ROOT, IHOP, TIMEOUT, LineReader, Summary, assert_final_error,  # noqa: F401
                       assert_one_error_line, cat_checksum, clone, clone_ok, error_lines, ihop, info_fields,
