@@ -134,6 +134,24 @@ static inline uint8_t *spec_pack(const struct spec *s, size_t *n)
         return buf;
 }
 
+/* A valid spec of an empty image: no chunks, no order, no metadata. */
+static inline void spec_init_empty(struct spec *s)
+{
+        spec_init(s);
+        s->d.n_metadata = 0;
+        s->d.n_chunk_descriptors = 0;
+        s->d.n_rebuild_order = 0;
+        s->d.source_total_size = 0;
+}
+
+/* The spec's dictionary packed into *dict (*n bytes, for the caller to free)
+ * and framed with MAGIC, the chunk data right after it: the header (*len). */
+static inline uint8_t *spec_header(const struct spec *s, uint8_t **dict, size_t *n, size_t *len)
+{
+        *dict = spec_pack(s, n);
+        return wrap_header(MAGIC, *dict, *n, CDO_AUTO, len);
+}
+
 /* archive_parse of the spec framed with magic and chunk data offset cdo
  * (CDO_AUTO: right after the header); the header's length goes to
  * *header_len when asked for. */

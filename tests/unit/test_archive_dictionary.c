@@ -121,11 +121,7 @@ static void test_built_valid(void **state)
         }
 
         /* No metadata, no chunks, an empty image. */
-        spec_init(&s);
-        s.d.n_metadata = 0;
-        s.d.n_chunk_descriptors = 0;
-        s.d.n_rebuild_order = 0;
-        s.d.source_total_size = 0;
+        spec_init_empty(&s);
         assert_int_equal(parse_spec_cdo(&s, MAGIC, CDO_AUTO, &a, &header_len), 0);
         assert_int_equal(a->release->n_chunks, 0);
         assert_int_equal(a->n_metadata, 0);
@@ -253,8 +249,7 @@ static void test_hostile_archive_place(void **state)
          * 10-byte varint, as every value >= 2^63 does. */
         spec_init(&s);
         s.desc[2].archive_offset = UINT64_MAX - 100000;
-        dict = spec_pack(&s, &n);
-        free(wrap_header(MAGIC, dict, n, CDO_AUTO, &len));
+        free(spec_header(&s, &dict, &n, &len));
         free(dict);
 
         /* offset + chunk data offset fits; adding the size wraps. */

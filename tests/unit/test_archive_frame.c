@@ -54,8 +54,7 @@ static void test_hostile_dictionary_size(void **state)
         struct archive *a = NULL;
 
         spec_init(&s);
-        dict = spec_pack(&s, &n);
-        hdr = wrap_header(MAGIC, dict, n, CDO_AUTO, &len);
+        hdr = spec_header(&s, &dict, &n, &len);
         assert_int_equal(archive_parse(hdr, len, "t", &a), 0);
         archive_free(a);
         a = NULL;
@@ -104,8 +103,7 @@ static void test_hostile_checksum(void **state)
         struct archive *a = NULL;
 
         spec_init(&s);
-        dict = spec_pack(&s, &n);
-        hdr = wrap_header(MAGIC, dict, n, CDO_AUTO, &len);
+        hdr = spec_header(&s, &dict, &n, &len);
         for (size_t i = 6; i < len; i++) {
                 hdr[i] ^= 0x80;
                 assert_int_equal(archive_parse(hdr, len, "t", &a), -EBADMSG);
@@ -126,8 +124,7 @@ static void test_hostile_chunk_data_offset(void **state)
         struct archive *a = NULL;
 
         spec_init(&s);
-        dict = spec_pack(&s, &n);
-        free(wrap_header(MAGIC, dict, n, CDO_AUTO, &len));
+        free(spec_header(&s, &dict, &n, &len));
         static const uint64_t inside[] = { 0, 1, 14, 100, 0 /* len - 1 */, 0 /* len - 64 */ };
         for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++) {
                 uint64_t cdo = i == 4 ? len - 1 : i == 5 ? len - 64 : inside[i];

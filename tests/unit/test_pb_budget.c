@@ -56,11 +56,7 @@ static void test_hostile_empty_descriptor_flood(void **state)
         free(hdr);
 
         /* The same flood behind a valid prefix (parameters, compression). */
-        spec_init(&s);
-        s.d.n_chunk_descriptors = 0;
-        s.d.n_rebuild_order = 0;
-        s.d.n_metadata = 0;
-        s.d.source_total_size = 0;
+        spec_init_empty(&s);
         prefix = spec_pack(&s, &n);
         hdr = flood_header(prefix, n, count, &len);
         assert_int_equal(archive_parse(hdr, len, "flood", &a), -EBADMSG);
