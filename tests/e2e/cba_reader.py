@@ -1,100 +1,20 @@
-"""An independent, strict reader of bita archives for the compress tests:
-its own protobuf wire-format walker (no protobuf library), its own chunk
-decompression (Python's brotli and lzma modules, the zstd command), and a
-check of everything `ihop compress` promises about the archives it writes.
-
-Separate from conftest.parse_archive on purpose: it decodes every field the
-compressor writes, refuses what the format does not allow, and is what the
-compress tests trust instead of ihop's own parser.
+"""The strict reader of the archives `ihop compress` writes, for the compress
+tests, which trust it instead of ihop's own parser: bita_archive's frame and
+fields decoded strictly (every field the compressor writes, nothing the format
+does not allow), its own chunk decompression (Python's brotli and lzma
+modules, the zstd command), and a check of everything `ihop compress`
+promises about the archives it writes. bita_archive.parse_archive is the
+lenient reader of the fixtures of every bita version.
 """
 
-import hashlib
 import lzma
 import shutil
-import struct
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MAGIC = b"BITA1\0"
-CODECS = {0: "none", 1: "lzma", 2: "zstd", 3: "brotli"}
-ALGORITHMS = {0: "BuzHash", 1: "RollSum", 2: "fixed"}
-
-
-def blake2b(data: bytes) -> bytes:
-    return hashlib.blake2b(data).digest()
-
-
-# --------------------------------------------------------------------------
-# Protobuf wire format
-
-
-def varint(buf: bytes, i: int):
-    value = shift = 0
-    while True:
-        if i >= len(buf):
-            raise ValueError("varint runs past the end")
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, i
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
-
-
-def fields(buf: bytes):
-    """(field number, wire type, value) of each field of a message: an int for
-    varints, bytes for length-delimited fields. Other wire types are refused:
-    the dictionary has none."""
-    i = 0
-    while i < len(buf):
-        key, i = varint(buf, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = varint(buf, i)
-        elif wt == 2:
-            n, i = varint(buf, i)
-            if i + n > len(buf):
-                raise ValueError(f"field {num} runs past the end of its message")
-            v, i = buf[i:i + n], i + n
-        else:
-            raise ValueError(f"unexpected wire type {wt} for field {num}")
-        yield num, wt, v
-
-
-def message(buf: bytes, schema: dict) -> dict:
-    """Decodes a message whose fields are all known: schema maps a field number
-    to (name, wire type, repeated). proto3 scalars absent from the wire are 0."""
-    out = {name: ([] if rep else (0 if wt == 0 else b"")) for name, wt, rep in schema.values()}
-    for num, wt, v in fields(buf):
-        if num not in schema:
-            raise ValueError(f"unknown field {num}")
-        name, want, rep = schema[num]
-        if wt != want:
-            raise ValueError(f"field {name} has wire type {wt}, expected {want}")
-        if rep:
-            out[name].append(v)
-        else:
-            out[name] = v
-    return out
-
-
-DESCRIPTOR = {1: ("checksum", 2, False), 3: ("archive_size", 0, False), 4: ("archive_offset", 0, False),
-              5: ("source_size", 0, False)}
-CHUNKER = {1: ("filter_bits", 0, False), 2: ("min", 0, False), 3: ("max", 0, False), 4: ("window", 0, False),
-           5: ("hash_length", 0, False), 6: ("algorithm", 0, False)}
-COMPRESSION = {2: ("codec", 0, False), 3: ("level", 0, False)}
-METADATA_ENTRY = {1: ("key", 2, False), 2: ("value", 2, False)}
-DICTIONARY = {1: ("application_version", 2, False), 2: ("source_checksum", 2, False),
-              3: ("source_total_size", 0, False), 4: ("chunker_params", 2, False),
-              5: ("chunk_compression", 2, False), 6: ("rebuild_order", 2, True),
-              7: ("chunk_descriptors", 2, True), 8: ("metadata", 2, True)}
-
-
-# --------------------------------------------------------------------------
-# The archive
+from bita_archive import ALGORITHMS, CODEC_NAMES, MAGIC, blake2b, decode_dictionary, read_frame
+from pb_wire import fields
 
 
 @dataclass
@@ -137,35 +57,19 @@ class Cba:
 
 def read_cba(path) -> Cba:
     data = Path(path).read_bytes()
-    assert data[:6] == MAGIC, f"{path}: magic {data[:6]!r}"
-    (dict_size,) = struct.unpack_from("<Q", data, 6)
-    end = 14 + dict_size
-    assert end + 8 + 64 <= len(data), f"{path}: header runs past the end of the file"
-    dictionary = data[14:end]
-    (data_offset,) = struct.unpack_from("<Q", data, end)
-    d = message(dictionary, DICTIONARY)
-    params = message(d["chunker_params"], CHUNKER)
-    comp = message(d["chunk_compression"], COMPRESSION)
-    order = []
-    for packed in d["rebuild_order"]:
-        i = 0
-        while i < len(packed):
-            v, i = varint(packed, i)
-            order.append(v)
-    descs = [Descriptor(**message(b, DESCRIPTOR)) for b in d["chunk_descriptors"]]
-    meta = []
-    for b in d["metadata"]:
-        e = message(b, METADATA_ENTRY)
-        meta.append((e["key"].decode(), e["value"]))
+    f = read_frame(data, path, magics=(MAGIC,))
+    d = decode_dictionary(f.dictionary, strict=True)
+    params, comp = d["chunker_params"], d["chunk_compression"]
     return Cba(
-        path=Path(path), data=data, header_size=end + 8 + 64, dictionary_size=dict_size,
-        chunk_data_offset=data_offset, header_checksum=blake2b(data[:end + 8]),
-        stored_checksum=data[end + 8:end + 72], app_version=d["application_version"].decode(),
-        source_checksum=d["source_checksum"], source_total_size=d["source_total_size"],
-        algorithm=ALGORITHMS[params["algorithm"]], filter_bits=params["filter_bits"], min_size=params["min"],
-        max_size=params["max"], window=params["window"], hash_length=params["hash_length"],
-        codec=CODECS[comp["codec"]], level=comp["level"], order=order, descriptors=descs, metadata=meta,
-        dictionary_keys=[num for num, _, _ in fields(dictionary)])
+        path=Path(path), data=data, header_size=f.header_size, dictionary_size=len(f.dictionary),
+        chunk_data_offset=f.chunk_data_offset, header_checksum=f.checksum, stored_checksum=f.stored_checksum,
+        app_version=d["application_version"].decode(), source_checksum=d["source_checksum"],
+        source_total_size=d["source_total_size"], algorithm=ALGORITHMS[params["algorithm"]],
+        filter_bits=params["filter_bits"], min_size=params["min"], max_size=params["max"], window=params["window"],
+        hash_length=params["hash_length"], codec=CODEC_NAMES[comp["codec"]], level=comp["level"],
+        order=d["rebuild_order"], descriptors=[Descriptor(**c) for c in d["chunk_descriptors"]],
+        metadata=[(e["key"].decode(), e["value"]) for e in d["metadata"]],
+        dictionary_keys=[num for num, _, _ in fields(f.dictionary)])
 
 
 def decompress(codec: str, blob: bytes) -> bytes:

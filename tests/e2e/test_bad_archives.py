@@ -3,8 +3,8 @@ why, and leaves no release and nothing unverified in the store."""
 
 import pytest
 
-from conftest import (BAD_ARCHIVES, FIXTURES, assert_final_error, assert_no_release_and_clean,
-                      assert_one_error_line, chunk_files, clone, clone_ok, parse_summary)
+from ihop_run import BAD_ARCHIVES, FIXTURES, assert_final_error, assert_one_error_line, clone, clone_ok, parse_summary
+from store_checks import assert_no_release_and_clean, chunk_files
 
 
 def test_bad_fixtures_are_what_they_claim(archives):

@@ -4,8 +4,8 @@ that holds exactly verified chunks and a well-formed release description, and
 
 import pytest
 
-from conftest import (FIXTURES, GOOD_ARCHIVES, IHOP, assert_clone_complete, assert_one_error_line, check_store,
-                      clone_ok, parse_summary, run)
+from ihop_run import FIXTURES, GOOD_ARCHIVES, IHOP, assert_one_error_line, clone_ok, parse_summary, run
+from store_checks import assert_clone_complete, check_store
 
 
 def check_good_clone(store, archive, result):

@@ -10,9 +10,10 @@ import subprocess
 
 import pytest
 
-from cba_reader import blake2b, check_cba, read_cba
-from conftest import FIXTURES, IHOP, TIMEOUT, assert_one_error_line, cat_checksum, clone_ok, info_fields, \
-    parse_summary, run
+from bita_archive import blake2b
+from cba_reader import check_cba, read_cba
+from ihop_run import (FIXTURES, IHOP, TIMEOUT, assert_one_error_line, cat_checksum, clone_ok, info_fields,
+                      parse_summary, run)
 
 CODECS = ["brotli", "zstd", "lzma", "none"]
 CHUNKERS = {

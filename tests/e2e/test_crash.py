@@ -6,8 +6,9 @@ import signal
 import subprocess
 import time
 
-from conftest import (FIXTURES, IHOP, TIMEOUT, FaultServer, cat_checksum, check_release_file, check_store, clone_ok,
-                      parse_summary, releases)
+from fault_server import FaultServer
+from ihop_run import FIXTURES, IHOP, TIMEOUT, cat_checksum, clone_ok, parse_summary
+from store_checks import check_release_file, check_store, releases
 
 NAME = "pair/v1.ext4.cba"
 

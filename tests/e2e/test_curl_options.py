@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (FIXTURES, IHOP, FaultServer, assert_clone_complete, assert_no_release_and_clean,
-                      assert_one_error_line, chunk_files, run)
+from fault_server import FaultServer
+from ihop_run import FIXTURES, IHOP, assert_one_error_line, run
+from store_checks import assert_clone_complete, assert_no_release_and_clean, chunk_files
 
 SMALL = "rand-0_1_1-none.cba"
 

@@ -6,9 +6,11 @@ import socket
 
 import pytest
 
-from conftest import (FIXTURES, IHOP, FaultServer, assert_clone_complete, assert_no_release_and_clean,
-                      assert_one_error_line, blake2b_file, cat_checksum, check_store, chunk_files, clone, clone_ok,
-                      info_fields, parse_summary, run)
+from bita_archive import blake2b_file
+from fault_server import FaultServer
+from ihop_run import (FIXTURES, IHOP, assert_one_error_line, cat_checksum, clone, clone_ok, info_fields, parse_summary,
+                      run)
+from store_checks import assert_clone_complete, assert_no_release_and_clean, check_store, chunk_files
 
 SMALL = "rand-0_1_1-none.cba"
 ZERO = "zero-0_7_1-brotli.cba"

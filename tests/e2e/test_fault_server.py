@@ -15,8 +15,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import (FIXTURES, FaultServer, assert_clone_complete, check_store, chunk_path, clone, clone_ok,
-                      error_lines, ihop, parse_range, parse_summary, releases, unique_chunks)
+from bita_archive import unique_chunks
+from fault_server import FaultServer
+from ihop_run import FIXTURES, clone, clone_ok, error_lines, ihop, parse_summary
+from local_http import parse_range
+from store_checks import assert_clone_complete, check_store, chunk_path, releases
 
 SMALL = "rand-0_1_1-none.cba"  # 256 KiB, uncompressed: one range, one connection
 # 8 MiB of brotli chunks; the store is seeded (hard links) with two chunks in

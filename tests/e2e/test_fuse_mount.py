@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, IHOP, clone_ok, parse_archive, run
+from bita_archive import parse_archive
+from ihop_run import FIXTURES, IHOP, clone_ok, run
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="/dev/fuse is missing: no FUSE here")
 

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from conftest import (FIXTURES, FaultServer, assert_clone_complete, assert_final_error,
-                      assert_no_release_and_clean, assert_one_error_line, chunk_files, clone, clone_ok, parse_summary)
+from fault_server import FaultServer
+from ihop_run import FIXTURES, assert_final_error, assert_one_error_line, clone, clone_ok, parse_summary
+from store_checks import assert_clone_complete, assert_no_release_and_clean, chunk_files
 
 SMALL = "rand-0_1_1-none.cba"
 FAST_RETRY = ("--http-retry-delay", "0")

@@ -11,8 +11,9 @@ import ssl
 
 import pytest
 
-from conftest import (FIXTURES, IHOP, FaultServer, assert_clone_complete, assert_no_release_and_clean,
-                      assert_one_error_line, chunk_files, clone, clone_ok, run)
+from fault_server import FaultServer
+from ihop_run import FIXTURES, IHOP, assert_one_error_line, clone, clone_ok, run
+from store_checks import assert_clone_complete, assert_no_release_and_clean, chunk_files
 
 SMALL = "rand-0_1_1-none.cba"
 SECRETS = ["--http-header", "X-Api-Key: s3cret", "--http-header", "Authorization: Bearer t0ken"]

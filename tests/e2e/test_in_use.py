@@ -4,7 +4,7 @@ store while they run, whatever `ihop rm` and `ihop gc` do meanwhile.
 Each running server or mount registers its release as
 STORE/.in-use/NAME.XXXXXX, holding a flock on it; gc keeps the chunks of
 every registration whose lock is held, and removes those whose process is
-gone. Every figure is computed from the archives (conftest's own reader),
+gone. Every figure is computed from the archives (bita_archive's reader),
 every image compared with the archive's image checksum, not with ihop's
 own output. Servers listen on unix sockets in private directories; every
 subprocess runs with a timeout, and every mount is undone in its test."""
@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, IHOP, chunk_files, chunk_path, clone_ok, ihop, run, unique_chunks
+from bita_archive import unique_chunks
+from ihop_run import FIXTURES, IHOP, clone_ok, ihop, run
+from store_checks import chunk_path
 
 NBDCOPY = shutil.which("nbdcopy") or "/usr/bin/nbdcopy"
 STEP = 30  # seconds: timeout of one subprocess or one wait

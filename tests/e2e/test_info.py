@@ -3,8 +3,7 @@ independent parse of the header) and a stored release by its image."""
 
 import pytest
 
-from conftest import (BAD_ARCHIVES, FIXTURES, GOOD_ARCHIVES, IHOP, assert_one_error_line, clone_ok, info_fields,
-                      run)
+from ihop_run import BAD_ARCHIVES, FIXTURES, GOOD_ARCHIVES, IHOP, assert_one_error_line, clone_ok, info_fields, run
 
 ALL_GOOD = GOOD_ARCHIVES + ["pair/v1.ext4.cba", "pair/v2.ext4.cba"]
 

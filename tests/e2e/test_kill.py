@@ -15,8 +15,10 @@ import signal
 import subprocess
 import time
 
-from conftest import (FIXTURES, IHOP, SlowServer, cat_checksum, check_release_file, chunks_asked, chunks_served,
-                      ihop, parse_summary, pid_alive, releases, scan_store, temp_pid, unique_chunks)
+from bita_archive import unique_chunks
+from ihop_run import FIXTURES, IHOP, cat_checksum, ihop, parse_summary, pid_alive
+from slow_server import SlowServer, chunks_asked, chunks_served
+from store_checks import check_release_file, releases, scan_store, temp_pid
 
 NAME = "pair/v2.ext4.cba"
 RATE = 1 << 20  # bytes a second over all connections: a whole clone takes ~8.5 s

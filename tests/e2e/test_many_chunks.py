@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IHOP, clone_ok, ihop
+from ihop_run import IHOP, clone_ok, ihop
 from test_serve import EIO, RawNbd, Server, nbdcopy_digest, short_tmpdir
 
 STEP = 60

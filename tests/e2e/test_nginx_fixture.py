@@ -4,7 +4,7 @@ downloaded bytes rely on this."""
 
 import urllib.request
 
-from conftest import FIXTURES
+from ihop_run import FIXTURES
 
 
 def test_nginx_serves_ranges_and_logs_them(nginx):

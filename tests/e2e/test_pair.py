@@ -2,7 +2,8 @@
 store that holds v1 downloads only v2's header and the chunks v1 lacks,
 counted by nginx."""
 
-from conftest import assert_clone_complete, cat_checksum, check_store, clone_ok, parse_summary
+from ihop_run import cat_checksum, clone_ok, parse_summary
+from store_checks import assert_clone_complete, check_store
 
 V2_NEW_CHUNKS = 83
 V2_NEW_CHUNK_BYTES = 3114057

@@ -12,8 +12,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import (FIXTURES, IHOP, TIMEOUT, SlowServer, check_store, chunk_path, clone_ok, error_lines, ihop,
-                      unique_chunks)
+from bita_archive import unique_chunks
+from ihop_run import FIXTURES, IHOP, TIMEOUT, clone_ok, error_lines, ihop
+from slow_server import SlowServer
+from store_checks import check_store, chunk_path
 
 V1, V2 = "pair/v1.ext4.cba", "pair/v2.ext4.cba"
 

@@ -3,8 +3,8 @@ is detected and fetched again."""
 
 import pytest
 
-from conftest import (FIXTURES, IHOP, assert_clone_complete, assert_one_error_line, cat_checksum, check_store,
-                      clone_ok, parse_summary, run)
+from ihop_run import FIXTURES, IHOP, assert_one_error_line, cat_checksum, clone_ok, parse_summary, run
+from store_checks import assert_clone_complete, check_store
 
 
 @pytest.mark.parametrize("naive", [False, True], ids=["verify", "naive"])

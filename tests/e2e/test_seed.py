@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from conftest import (FIXTURES, IHOP, TIMEOUT, assert_clone_complete, check_store, clone, clone_ok, ihop, parse_archive,
-                      parse_summary)
+from bita_archive import parse_archive
+from ihop_run import FIXTURES, IHOP, TIMEOUT, clone, clone_ok, ihop, parse_summary
+from store_checks import assert_clone_complete
 
 V1, V2 = "pair/v1.ext4.cba", "pair/v2.ext4.cba"
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (FIXTURES, GOOD_ARCHIVES, IHOP, cat_checksum, clone_ok, free_port, ihop, parse_archive, run,
-                      wait_port)
+from bita_archive import parse_archive
+from ihop_run import FIXTURES, GOOD_ARCHIVES, IHOP, cat_checksum, clone_ok, ihop, run
+from local_http import free_port, wait_port
 
 NBDINFO = shutil.which("nbdinfo") or "/usr/bin/nbdinfo"
 NBDCOPY = shutil.which("nbdcopy") or "/usr/bin/nbdcopy"

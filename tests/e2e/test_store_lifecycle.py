@@ -5,8 +5,8 @@ disk found, reported by path, repaired from the archive), a killed clone
 resumed without downloading again what it had stored, and the logs (-q, no
 progress bar unless stderr is a terminal).
 
-Every figure is computed independently of ihop, from the archives (conftest's
-own reader) and from the files on disk."""
+Every figure is computed independently of ihop, from the archives
+(bita_archive's reader) and from the files on disk."""
 
 import fcntl
 import json
@@ -19,9 +19,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import (FIXTURES, IHOP, TIMEOUT, LineReader, SlowServer, assert_clone_complete, assert_one_error_line,
-                      cat_checksum, check_store, chunk_files, chunk_path, chunks_asked, clone_ok,
-                      ihop, parse_summary, pid_alive, releases, scan_store, unique_chunks)
+from bita_archive import unique_chunks
+from ihop_run import (FIXTURES, IHOP, LineReader, TIMEOUT, assert_one_error_line, cat_checksum, clone_ok, ihop,
+                      parse_summary, pid_alive)
+from slow_server import SlowServer, chunks_asked
+from store_checks import assert_clone_complete, check_store, chunk_files, chunk_path, releases, scan_store
 
 V1, V2 = "pair/v1.ext4.cba", "pair/v2.ext4.cba"
 SMALL = "rand-0_1_1-none.cba"

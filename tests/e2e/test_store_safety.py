@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (FIXTURES, IHOP, TIMEOUT, assert_one_error_line, blake2b_file, clone_ok, ihop, parse_archive,
-                      run)
+from bita_archive import blake2b_file, parse_archive
+from ihop_run import FIXTURES, IHOP, TIMEOUT, assert_one_error_line, clone_ok, ihop, run
 
 SMALL = "rand-0_1_1-none.cba"
 V1 = "pair/v1.ext4.cba"

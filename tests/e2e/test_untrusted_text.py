@@ -11,7 +11,8 @@ import struct
 import subprocess
 from pathlib import Path
 
-from conftest import FIXTURES, IHOP, TIMEOUT, clone_ok
+from ihop_run import FIXTURES, IHOP, TIMEOUT, clone_ok
+from pb_wire import encode_varint, varint
 
 SMALL = "rand-0_1_1-none.cba"
 LABELS = ("archive:", "created by:", "archive size:", "header:", "header checksum:", "image size:", "image checksum:",
@@ -31,33 +32,12 @@ def assert_safe_text(out: bytes):
     return text
 
 
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def read_varint(buf: bytes, i: int):
-    value = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, i
-
-
 def with_version(message: bytes, version: bytes) -> bytes:
     """A protobuf message whose field 1 (application_version, a string in both
     the archive's and the store's dictionary) is replaced by version."""
     assert message[0] == 0x0A
-    n, i = read_varint(message, 1)
-    return b"\x0a" + varint(len(version)) + version + message[i + n:]
+    n, i = varint(message, 1)
+    return b"\x0a" + encode_varint(len(version)) + version + message[i + n:]
 
 
 def archive_with_version(src: Path, dst: Path, version: bytes):

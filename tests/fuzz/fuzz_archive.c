@@ -7,7 +7,7 @@
  * Random bytes would never get past the header's BLAKE2b checksum, so the
  * target writes the right checksum into the header before parsing it: the
  * fuzzer reaches the dictionary decoding and every check after it. (The
- * checksum comparison itself is tested in test_archive and the e2e tests.) */
+ * checksum comparison itself is tested in test_archive_frame and the e2e tests.) */
 #include "fuzz.h"
 
 #include "archive.h"
