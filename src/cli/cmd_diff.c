@@ -81,15 +81,14 @@ int cmd_diff(int argc, char **argv)
         http_cli_init(&http);
         cli_parser_init(&p, &cmd, argc, argv);
         while ((c = cli_next(&p)) > 0) {
-                if (c == 'j')
-                        r = parse_jobs(p.arg, &o.jobs);
-                else if (c >= CLI_OPT_BASE_HTTP)
+                if (c >= CLI_OPT_BASE_HTTP) {
                         r = http_cli_parse(&http, &p, c);
-                else
-                        r = chunking_options_parse(&co, c, p.arg);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0 || r == CLI_USAGE)
+                        if (r != 0)
+                                return r;
+                        continue;
+                }
+                r = c == 'j' ? parse_jobs(p.arg, &o.jobs) : chunking_options_parse(&co, c, p.arg);
+                if (r < 0)
                         return CLI_USAGE;
         }
         if (c < 0)
