@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """An independent reader of bita archives (no protobuf library, nothing of
 ihop's): the header's frame, the dictionary's fields, and parse_archive, the
 lenient reader of the fixtures of every bita version. cba_reader holds the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The strict reader of the archives `ihop compress` writes, for the compress
 tests, which trust it instead of ihop's own parser: bita_archive's frame and
 fields decoded strictly (every field the compressor writes, nothing the format

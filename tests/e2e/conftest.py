@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The pytest fixtures of ihop's end-to-end tests.
 
 The tests drive the real ihop binary (env IHOP, default build/src/ihop)

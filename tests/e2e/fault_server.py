@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """An HTTP server of the tests' own that serves one archive with a chosen
 misbehaviour: cut, stalled, shifted or flipped ranges, error statuses,
 ranges ignored, short and long bodies, redirects (see FaultServer).

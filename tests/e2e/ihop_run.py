@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Where ihop and the fixtures are, running ihop and reading what it says:
 its one error line, the clone summary, `ihop info` and `ihop cat`, a
 process's output line by line.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Ports on 127.0.0.1, and what the tests' own HTTP servers (fault_server,
 slow_server) share: Range headers, a server that runs in a thread for a
 `with` block, and a quiet HTTP/1.1 handler.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Mounting file systems for a test (the tests run as root); a test that
 cannot mount is skipped."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The real nginx, serving a copy of the fixtures on 127.0.0.1 and logging
 each request's status, body bytes and Range header.
 """

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The protobuf wire format, read without a protobuf library: the one walker
 under both readers of bita archives (bita_archive's lenient parse_archive and
 cba_reader's strict checks), independent of ihop's protobuf-c.

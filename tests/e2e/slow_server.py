@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """An HTTP server of the tests' own that serves files at a chosen rate and
 logs what each request got (SlowServer), and which chunks of an archive
 those requests asked for and received (the lifecycle, kill and repair tests).

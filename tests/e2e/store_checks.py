@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Close looks at a store: every chunk file named by its content's hash in
 its fan-out directory, no temp file left, release descriptions well formed,
 and a clone complete down to the image `ihop cat` puts back together.

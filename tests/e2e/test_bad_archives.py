@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Archives that must be refused: a clone fails with one error line saying
 why, and leaves no release and nothing unverified in the store."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """--help is made from each command's option table (src/cli.c): it fits in
 80 columns, the README's option tables list what it lists with the same
 defaults, and the defaults it states are the ones ihop uses."""

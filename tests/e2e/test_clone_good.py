@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Every good bita archive clones, from a file and over HTTP, into a store
 that holds exactly verified chunks and a well-formed release description, and
 `ihop cat` reproduces the image the archive describes."""

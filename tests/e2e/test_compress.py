@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`ihop compress` writes archives bita can read: checked by an independent
 reader (cba_reader.py), against bita's own chunker vectors, and by cloning
 them back; a failed compress leaves nothing behind. `ihop diff` agrees with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A clone killed outright (SIGKILL, as by a power cut of the process) leaves
 no release and no chunk under its final name that is not verified; the next
 clone completes."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Every libcurl option ihop sets is checked: a libcurl that refuses one
 fails the transfer in one clear line instead of running without it. The
 protocol restriction falls back to the bitmask options of libcurl before

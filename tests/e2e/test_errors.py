@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Failures a user meets: each is a non-zero exit with one clear error line,
 and leaves no release (and nothing unverified) in the store."""
 

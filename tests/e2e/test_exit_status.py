@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Exit statuses, the same from every command (README, "Exit status"):
 0 success, 1 failure (verify: also a damaged release), 2 usage error; and
 a failure nobody explained still gets its one error line."""

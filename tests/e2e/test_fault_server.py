@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A fault-injecting HTTP server: every kind of misbehaviour a server or the
 network can show during the chunk transfer, with retries allowed. Each one
 must end either in a complete, verified release (retried and completed) or

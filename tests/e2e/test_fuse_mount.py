@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`ihop mount STORE/NAME FILE`: the release appears as FILE through FUSE.
 
 The ext4 release pair/v1 is mounted as a file, checked byte for byte against

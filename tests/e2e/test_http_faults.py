@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Misbehaving HTTP servers of the tests' own: transfers cut off or stalled
 mid-body are resumed where they stopped, and a server that sends the wrong
 bytes or the wrong Content-Range never gets a corrupt chunk into the store."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Redirects: ihop follows them itself, keeps --http-header values within the
 origin (scheme, host, port) it was given, never goes from https to http,
 and never hands a redirect's body to the clone.

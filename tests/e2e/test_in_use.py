@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Releases in use: what `ihop serve` and `ihop mount` read stays in the
 store while they run, whatever `ihop rm` and `ihop gc` do meanwhile.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`ihop info` describes an archive as its header says (checked against an
 independent parse of the header) and a stored release by its image."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """'ihop mount STORE/NAME /dev/nbdN' against a real kernel NBD driver.
 
 The host may have no NBD (and no KVM), so the test boots Debian's own kernel

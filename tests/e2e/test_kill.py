@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """kill -9 at random moments: a clone of pair/v2 from a deliberately slow
 server of the tests' own is killed outright 20+ times, at random moments
 (startup, header, store check, transfer, batch commit), and run again after

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Releases with more chunk files than a process may keep open.
 
 A real root file system has tens of thousands of chunks; a process started

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The session's nginx serves the fixtures with range support and logs every
 request's status, body bytes and Range header: the tests that count
 downloaded bytes rely on this."""

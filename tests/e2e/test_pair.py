@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Two releases of an ext4 image in one store: cloning v2 over HTTP into the
 store that holds v1 downloads only v2's header and the chunks v1 lacks,
 counted by nginx."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`ihop verify --repair ARCHIVE STORE/NAME` fetches only chunk files the
 release already names, each checked against the release's own hash, and
 never writes the release description: an archive that lies (its header

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Chunks already in the store are reused, not fetched again; a damaged one
 is detected and fetched again."""
 

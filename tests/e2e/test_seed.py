@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Seeds: `ihop clone --seed` takes every chunk a seed holds (cut with the
 archive's own chunker, each hash-verified) before downloading, so a device's
 first ihop update can start from its current root partition. Bytes are

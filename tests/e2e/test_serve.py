@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`ihop serve`: the NBD server, driven by real clients (nbdinfo, nbdcopy from
 libnbd) and by a raw-socket client of the tests' own for what libnbd will not
 send (writes to a read-only export, reads past the end, protocol abuse).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The life of a store after its clones: ls (what each release uses alone
 and shares), rm and gc (exactly the chunks no release uses go, and temp
 files of interrupted clones; never while a clone runs), verify (damage on

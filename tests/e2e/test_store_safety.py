@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A store that someone has tampered with, or that older ihop versions left:
 release names that look like temp files, symlinks planted below STORE, and
 the modes of the files ihop writes.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What an archive or a store says reaches the terminal escaped: metadata
 keys and values, the version that wrote an archive or a release, release
 names (ls) and names of leftover files (gc). Control characters (escape

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* What every fuzz target offers: libFuzzer's entry point. Each target is one
  * file, fuzz_NAME.c, built twice (tests/fuzz/meson.build): with clang and
  * libFuzzer for scripts/fuzz.sh, and with the replay main (replay.c) as a

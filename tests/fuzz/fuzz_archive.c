@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* bita archives as ihop reads them (archive_source.c, clone.c): the first 14
  * bytes give the header's length, the header is parsed and checked, the
  * archive's size is checked against its chunks, and each chunk's data is

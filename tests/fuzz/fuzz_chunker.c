@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The streaming chunker (chunker.c, with rolling_hash.c and byte_run.c)
  * against a plain byte-at-a-time reference written here from the rules in
  * chunker.h: fed in pieces of sizes taken from the input, the chunker must

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* What a server's answer to a range request can make of ihop: its header
  * lines as http_response_header reads them (status lines, Content-Range,
  * Retry-After), the verdict http_response_check gives for the range asked

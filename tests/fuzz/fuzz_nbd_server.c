@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The NBD server fed a client's byte stream: nbd_handshake, then
  * nbd_transmission, run on one end of a socketpair; a thread writes the
  * input into the other end, shuts it down for writing, and reads and drops

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Release descriptions (STORE/NAME) as release_file_read parses them. The
  * input is a description file. Random bytes would never match the size
  * field and the BLAKE2b checksum, so the target sets both to what the

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Makes the seed corpora of the fuzz targets, tests/fuzz/corpus/NAME/, from
 the fixtures and from real runs of ihop and of NBD clients. Run by hand when
 a format or the protocol changes; what it writes is committed.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The normal suite's side of the fuzz targets: linked (with gcc, without
  * libFuzzer) into each target, it runs every file of the directories given
  * as arguments (the seed corpus and the regression corpus) through

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # /init of the throwaway VM in which tests/e2e/test_kernel_nbd.py runs
 # 'ihop mount' against a real kernel NBD driver. Busybox ash; nbdvm.py puts
 # it into the initramfs together with ihop, the modules and a store at /store.

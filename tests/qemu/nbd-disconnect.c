@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Disconnects a kernel NBD device from outside, as 'nbd-client -d' does:
  * NBD_DISCONNECT, then NBD_CLEAR_SOCK. Built by tests/qemu/nbdvm.py for the
  * guest of the kernel NBD test (busybox has no nbd-client applet). */

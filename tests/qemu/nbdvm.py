@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """A throwaway VM for testing 'ihop mount' against a real kernel NBD driver.
 
 Used by tests/e2e/test_kernel_nbd.py; also runnable by hand:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Hand-built bita archive headers for the archive tests: the frame around a
  * dictionary (magic, size, dictionary, chunk data offset, checksum), and a
  * small valid dictionary, built with protobuf-c, whose parts the tests break

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* archive.c on the dictionary: a valid one read back field by field, and
  * each of its parts broken in turn (rebuild order, hash lengths, sizes,
  * where chunks lie in the archive, missing messages, unknown enums). */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* archive.c on the real archives of tests/fixtures, made by bita 0.1.1 to
  * 0.13: every field read back, chunk hashes and image checksums checked
  * against the data, the corrupt fixtures refused. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* archive.c on the frame around the dictionary: the magic, the dictionary
  * size, the header checksum and the chunk data offset. */
 #include <stdarg.h>

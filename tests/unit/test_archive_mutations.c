@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* archive.c on random input: random dictionaries, and valid ones with
  * random bytes changed or cut short. */
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* byte_run_length against the obvious byte loop: every length around the
  * 64-byte blocks it tests at once, the first other byte at every position,
  * and unaligned starts. */

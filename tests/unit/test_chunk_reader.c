@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* chunk_reader.c: a chunk file read in blocks, hashed on the way; files
  * shorter or longer than the chunk, truncated hashes, read errors. */
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* chunk_set.c: chunks by hash, in the order added; entries that never move,
  * with the caller's own fields after struct chunk_entry. */
 #include <stdarg.h>

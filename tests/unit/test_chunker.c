@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The chunker against bita's own test vectors (tests/fixtures/golden), fed
  * whole and in odd-sized pieces: streaming must not move a boundary. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* codec.c: streaming decoders against data compressed here by the
  * libraries themselves, fed whole and in small pieces, and against broken
  * streams. Also the real chunks of the fixture archives. */

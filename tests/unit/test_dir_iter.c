@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* dir_iter.c: every entry once, "." and ".." never, and a readdir() that
  * fails is an error, never the end of the listing. The failures are real:
  * the DIR's descriptor is swapped for a regular file's (dup2), on which the

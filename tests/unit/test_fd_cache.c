@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* fd_cache.c: a bounded set of open files read by many threads at once,
  * far more files than slots, never a file closed under its reader, never a
  * descriptor leaked, and reads that go on when the process runs out of

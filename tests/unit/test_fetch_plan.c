@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* fetch_plan.c: grouping chunks into byte ranges. */
 #include <stdarg.h>
 #include <stddef.h>

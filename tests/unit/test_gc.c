@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* gc.c and the store's other listings fail closed: a readdir() that fails,
  * at the start of a listing or part way, stops gc before it removes what a
  * complete listing would have kept, and is an error for `ls` and for chunk

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* http_redirect.c: which redirects are followed, and with the extra
  * headers or without. */
 #include <stdarg.h>

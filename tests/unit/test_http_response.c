@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* http_response.c: header lines from an untrusted server (Content-Range,
  * Retry-After, status lines), and whether a response can be used. */
 #include <stdarg.h>

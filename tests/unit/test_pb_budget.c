@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* pb_budget.c: the allocator that bounds what protobuf-c may allocate for a
  * dictionary, alone and under archive_parse against a flood of descriptors. */
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* pb_fields.c: chunker parameters and chunk compression between the
  * dictionary's protobuf fields and ihop's types, both ways. */
 #include <stdarg.h>

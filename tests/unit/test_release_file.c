@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* release_file.c: the release description written into a store, read back,
  * and refused when anything about it is off. */
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* store.c: chunk paths, release names, and the write → verify → commit
  * life of a chunk in a temporary store. */
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* store_use.c: registering a release as in use, and telling live
  * registrations from stale ones, in a temporary store. */
 #include <stdarg.h>

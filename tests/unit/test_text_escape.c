@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* text_escape.c: what an archive or a store says reaches the terminal as
  * one line of plain text: control characters and bytes that are not UTF-8
  * escaped, valid UTF-8 unchanged. */

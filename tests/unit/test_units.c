@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* units.c: size and integer arguments, and sizes for messages. */
 #include <stdarg.h>
 #include <stddef.h>

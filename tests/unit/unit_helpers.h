@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Small helpers shared by the unit tests: peak-memory probes for the
  * hostile-input tests, and removing a test's scratch directory. */
 #pragma once
