@@ -18,6 +18,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 
 int write_full(int fd, const void *buf, size_t len)
@@ -51,6 +52,35 @@ ssize_t pread_full(int fd, void *buf, size_t len, uint64_t offset)
                 }
                 if (n == 0)
                         break;
+                done += (size_t)n;
+        }
+        return (ssize_t)done;
+}
+
+ssize_t pread_nowait(int fd, void *buf, size_t len, uint64_t offset)
+{
+        static atomic_bool unsupported;
+        uint8_t *p = buf;
+        size_t done = 0;
+
+        if (atomic_load_explicit(&unsupported, memory_order_relaxed))
+                return -EOPNOTSUPP;
+        while (done < len) {
+                struct iovec iov = { p + done, len - done };
+                ssize_t n = preadv2(fd, &iov, 1, (off_t)(offset + done), RWF_NOWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        /* EINVAL: a kernel before 4.14 does not know the flag. */
+                        if (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS) {
+                                atomic_store_explicit(&unsupported, true, memory_order_relaxed);
+                                return -EOPNOTSUPP;
+                        }
+                        return -errno;
+                }
+                /* Short: the rest is not cached (or the file ends there). */
+                if (n == 0)
+                        return -EAGAIN;
                 done += (size_t)n;
         }
         return (ssize_t)done;
@@ -128,6 +158,32 @@ static int openat_walk(int dirfd, const char *rel, int flags, mode_t mode)
                 return -EXDEV;
         fd = openat(dir >= 0 ? dir : dirfd, p, flags | O_NOFOLLOW | O_CLOEXEC, mode);
         return fd < 0 ? -errno : fd;
+}
+
+int openat_beneath_cached(int dirfd, const char *rel, int flags)
+{
+#if defined(SYS_openat2) && defined(HAVE_OPENAT2_H) && defined(RESOLVE_CACHED)
+        static atomic_bool unsupported;
+
+        if (!atomic_load_explicit(&unsupported, memory_order_relaxed)) {
+                struct open_how how = {
+                        .flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+                        .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_CACHED,
+                };
+                long r = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+                if (r >= 0)
+                        return (int)r;
+                /* EINVAL: a kernel before 5.12 does not know RESOLVE_CACHED. */
+                if (errno != ENOSYS && errno != EPERM && errno != EINVAL)
+                        return -errno;
+                atomic_store_explicit(&unsupported, true, memory_order_relaxed);
+        }
+#else
+        (void)dirfd;
+        (void)rel;
+        (void)flags;
+#endif
+        return -EOPNOTSUPP;
 }
 
 int openat_beneath(int dirfd, const char *rel, int flags, mode_t mode)

@@ -11,6 +11,12 @@
 int write_full(int fd, const void *buf, size_t len);
 ssize_t pread_full(int fd, void *buf, size_t len, uint64_t offset);
 
+/* All len bytes at offset if they are in the page cache now (a read that
+ * waits on no device): len, -EAGAIN when any would have to be read from the
+ * device (or the file ends first), -EOPNOTSUPP when the kernel or the file
+ * system cannot tell (RWF_NOWAIT), else negative errno. */
+ssize_t pread_nowait(int fd, void *buf, size_t len, uint64_t offset);
+
 /* mkdir -p; existing directories are fine. */
 int mkdir_parents(const char *path, mode_t mode);
 
@@ -22,6 +28,12 @@ int fsync_dir_of(const char *path);
  * way is not one. One openat2() where the kernel has it (5.6+), else a walk
  * component by component with O_NOFOLLOW. */
 int openat_beneath(int dirfd, const char *rel, int flags, mode_t mode);
+
+/* openat_beneath for reading, only if every directory entry on the way is
+ * in the kernel's cache (RESOLVE_CACHED): an open that reads no directory
+ * from the device. -EAGAIN when one is not, -EOPNOTSUPP when the kernel
+ * cannot tell (before 5.12), else as openat_beneath. */
+int openat_beneath_cached(int dirfd, const char *rel, int flags);
 
 /* Creates a new file named prefix + 6 random characters (relative to dirfd,
  * or AT_FDCWD) with O_EXCL, never through a symlink, mode 0666 less the

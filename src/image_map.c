@@ -158,25 +158,38 @@ static void report_chunk(struct image_map *m, uint32_t idx, const char *what, in
 struct chunk_opener {
         struct image_map *map;
         uint32_t idx;
+        bool nowait;
 };
 
 static int open_chunk(void *opaque)
 {
         struct chunk_opener *o = opaque;
+        const struct chunk *c = &o->map->release->chunks[o->idx];
+        size_t hash_len = o->map->release->hash_len;
 
-        return store_chunk_open(o->map->store, &o->map->release->chunks[o->idx], o->map->release->hash_len);
+        if (!o->nowait)
+                return store_chunk_open(o->map->store, c, hash_len);
+        int fd = store_chunk_open_cached(o->map->store, c, hash_len);
+        return fd == -EOPNOTSUPP ? -EAGAIN : fd;
 }
 
-/* The chunk's file, open (and with verify, checked once), or -EIO. */
-static int chunk_acquire(struct image_map *m, uint32_t idx, struct fd_ref *ref)
+/* The chunk's file, open (and with verify, checked once), or -EIO. With
+ * nowait, -EAGAIN instead of anything that could wait on the device (a
+ * lookup of a directory not cached, a first check with verify) and of any
+ * failure: the read that may wait does it again and reports it. */
+static int chunk_acquire(struct image_map *m, uint32_t idx, bool nowait, struct fd_ref *ref)
 {
-        struct chunk_opener o = { m, idx };
+        struct chunk_opener o = { m, idx, nowait };
         unsigned char s = atomic_load_explicit(&m->state[idx], memory_order_acquire);
         int err;
 
         if (s & STATE_CORRUPT)
                 return -EIO;
+        if (nowait && m->verify && !(s & STATE_READABLE))
+                return -EAGAIN;
         err = fd_cache_get(m->files, &m->cached[idx], open_chunk, &o, ref);
+        if (err < 0 && nowait)
+                return -EAGAIN;
         if (err < 0) {
                 report_chunk(m, idx, err == -ENOENT ? "is missing" : "cannot be opened", err == -ENOENT ? 0 : err);
                 return -EIO;
@@ -193,7 +206,37 @@ static int chunk_acquire(struct image_map *m, uint32_t idx, struct fd_ref *ref)
         return 0;
 }
 
-int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset)
+/* take bytes of chunk idx at in_chunk; nowait as for chunk_acquire. */
+static int read_chunk(struct image_map *m, uint32_t idx, uint8_t *out, size_t take, uint64_t in_chunk, bool nowait)
+{
+        struct fd_ref ref;
+        ssize_t n;
+        int err = chunk_acquire(m, idx, nowait, &ref);
+
+        if (err < 0)
+                return err;
+        if (nowait) {
+                n = pread_nowait(ref.fd, out, take, in_chunk);
+                /* The kernel cannot tell: the file is open, so read it as
+                 * the servers did before RWF_NOWAIT. */
+                if (n == -EOPNOTSUPP)
+                        n = pread_full(ref.fd, out, take, in_chunk);
+                else if (n != (ssize_t)take)
+                        n = -EAGAIN;
+        } else {
+                n = pread_full(ref.fd, out, take, in_chunk);
+        }
+        fd_cache_put(m->files, &ref);
+        if (n == -EAGAIN)
+                return -EAGAIN;
+        if (n != (ssize_t)take) {
+                report_chunk(m, idx, n < 0 ? "cannot be read" : "is shorter than its size", n < 0 ? (int)n : 0);
+                return -EIO;
+        }
+        return 0;
+}
+
+static int map_read(struct image_map *m, void *buf, size_t len, uint64_t offset, bool nowait)
 {
         uint8_t *out = buf;
 
@@ -207,24 +250,12 @@ int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset)
                 uint64_t in_chunk = offset - m->starts[pos];
                 uint64_t avail = m->starts[pos + 1] - offset;
                 size_t take = len < avail ? len : (size_t)avail;
-                struct fd_ref ref;
                 if (atomic_load_explicit(&m->state[idx], memory_order_relaxed) & STATE_ZERO) {
                         memset(out, 0, take);
-                        out += take;
-                        offset += take;
-                        len -= take;
-                        pos++;
-                        continue;
-                }
-                int err = chunk_acquire(m, idx, &ref);
-                if (err < 0)
-                        return err;
-                ssize_t n = pread_full(ref.fd, out, take, in_chunk);
-                fd_cache_put(m->files, &ref);
-                if (n != (ssize_t)take) {
-                        report_chunk(m, idx, n < 0 ? "cannot be read" : "is shorter than its size",
-                                     n < 0 ? (int)n : 0);
-                        return -EIO;
+                } else {
+                        int err = read_chunk(m, idx, out, take, in_chunk, nowait);
+                        if (err < 0)
+                                return err;
                 }
                 out += take;
                 offset += take;
@@ -234,7 +265,17 @@ int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset)
         return 0;
 }
 
-int image_map_check_range(struct image_map *m, uint64_t offset, uint64_t len)
+int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset)
+{
+        return map_read(m, buf, len, offset, false);
+}
+
+int image_map_read_nowait(struct image_map *m, void *buf, size_t len, uint64_t offset)
+{
+        return map_read(m, buf, len, offset, true);
+}
+
+static int check_range(struct image_map *m, uint64_t offset, uint64_t len, bool nowait)
 {
         if (offset > m->size || len > m->size - offset)
                 return -EINVAL;
@@ -244,14 +285,30 @@ int image_map_check_range(struct image_map *m, uint64_t offset, uint64_t len)
              pos++) {
                 uint32_t idx = m->release->order[pos];
                 struct fd_ref ref;
-                if (atomic_load_explicit(&m->state[idx], memory_order_acquire) & (STATE_READABLE | STATE_ZERO))
+                unsigned char s = atomic_load_explicit(&m->state[idx], memory_order_acquire);
+                if (s & STATE_ZERO)
                         continue;
-                int err = chunk_acquire(m, idx, &ref);
+                /* Without nowait, a chunk once opened is known to exist:
+                 * only a failure of the storage can fail its read now. The
+                 * caller that must not wait also wants its file open. */
+                if ((s & STATE_READABLE) && !nowait)
+                        continue;
+                int err = chunk_acquire(m, idx, nowait, &ref);
                 if (err < 0)
                         return err;
                 fd_cache_put(m->files, &ref);
         }
         return 0;
+}
+
+int image_map_check_range(struct image_map *m, uint64_t offset, uint64_t len)
+{
+        return check_range(m, offset, len, false);
+}
+
+int image_map_check_range_nowait(struct image_map *m, uint64_t offset, uint64_t len)
+{
+        return check_range(m, offset, len, true);
 }
 
 /* Chunks looked at by each thread of the completeness check. */
@@ -360,20 +417,4 @@ int image_map_open(const char *arg, bool verify, struct image_map **out, char **
         else
                 free(n);
         return 0;
-}
-
-bool image_map_is_cached(struct image_map *m, uint64_t offset, uint64_t len)
-{
-        if (offset >= m->size || len == 0)
-                return true;
-        if (len > m->size - offset)
-                len = m->size - offset;
-        for (size_t pos = find_position(m, offset); pos < m->release->n_order && m->starts[pos] < offset + len;
-             pos++) {
-                uint32_t idx = m->release->order[pos];
-                if (!(atomic_load_explicit(&m->state[idx], memory_order_relaxed) & STATE_ZERO) &&
-                    atomic_load_explicit(&m->cached[idx], memory_order_relaxed) < 0)
-                        return false;
-        }
-        return true;
 }

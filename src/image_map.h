@@ -45,8 +45,11 @@ int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset);
  * after this, only an I/O error of the storage can fail the read. */
 int image_map_check_range(struct image_map *m, uint64_t offset, uint64_t len);
 
-/* Would a read of [offset, offset + len) open no file: is every chunk it
- * touches zeros, or open in the cache now? A hint for a server choosing
- * whether to answer at once or hand the read to a thread that may wait on
- * the storage: the answer may be out of date by the time of the read. */
-bool image_map_is_cached(struct image_map *m, uint64_t offset, uint64_t len);
+/* image_map_read and image_map_check_range for a server thread that must
+ * not wait on the storage: -EAGAIN where they would (a chunk file whose
+ * directory entry is not in the kernel's cache, data not in the page cache,
+ * a first check with verify) and instead of any failure, which the waiting
+ * call then reports. The thread answers the rest at once and hands these to
+ * threads that may wait. check_range_nowait also leaves the files open. */
+int image_map_read_nowait(struct image_map *m, void *buf, size_t len, uint64_t offset);
+int image_map_check_range_nowait(struct image_map *m, uint64_t offset, uint64_t len);

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 /* The transmission phase: requests read off the connection, replies written
  * back, in any order (the protocol matches them by cookie). With workers,
- * reads that must open chunk files are answered by up to that many threads
- * of the connection's own, so that for a client with many requests in
- * flight (qemu, nbdcopy, fio) a read waiting on the storage no longer holds
- * up the ones behind it; the others are answered at once, by the thread
- * that reads the requests, with no hand-over. */
+ * reads that would wait on the storage are answered by up to that many
+ * threads of the connection's own, so that for a client with many requests
+ * in flight (qemu, nbdcopy, fio) such a read no longer holds up the ones
+ * behind it; the others (data in the page cache) are answered at once, by
+ * the thread that reads the requests, with no hand-over. */
 #include "nbd_server.h"
 
 #include "log.h"
@@ -80,7 +80,7 @@ static uint32_t nbd_errno(int err)
 
 /* Reads [off, off + len) of the device: the image, then zeros up to the
  * device size (the kernel's device is rounded up to its block size). */
-static int read_padded(struct image_map *map, uint8_t *buf, size_t len, uint64_t off)
+static int read_padded(struct image_map *map, uint8_t *buf, size_t len, uint64_t off, bool nowait)
 {
         if (off >= map->size) {
                 memset(buf, 0, len);
@@ -91,7 +91,7 @@ static int read_padded(struct image_map *map, uint8_t *buf, size_t len, uint64_t
                 memset(buf + in_image, 0, len - in_image);
                 len = (size_t)in_image;
         }
-        return image_map_read(map, buf, len, off);
+        return nowait ? image_map_read_nowait(map, buf, len, off) : image_map_read(map, buf, len, off);
 }
 
 struct reply_buffer {
@@ -105,8 +105,10 @@ struct reply_buffer {
  * stays bounded whatever its client asks: its chunks are opened (and with
  * verify, checked) before the reply begins, so that once it has, only an
  * I/O error of the storage can interrupt it, and a simple reply cannot be
- * taken back: the connection is then closed, as the protocol requires. */
-static int reply_read(struct session *s, struct reply_buffer *b, const struct read_request *r)
+ * taken back: the connection is then closed, as the protocol requires.
+ * With nowait, -EAGAIN (and nothing sent) when the read would wait on the
+ * storage before its reply begins (image_map_read_nowait). */
+static int reply_read(struct session *s, struct reply_buffer *b, const struct read_request *r, bool nowait)
 {
         struct simple_reply hdr = { htobe32(NBD_SIMPLE_REPLY_MAGIC), 0, r->cookie };
         size_t max = s->buffer_max, piece = r->length < max ? r->length : max;
@@ -124,12 +126,17 @@ static int reply_read(struct session *s, struct reply_buffer *b, const struct re
         }
         if (len > piece && off < s->map->size) {
                 uint64_t in_image = s->map->size - off < len ? s->map->size - off : len;
-                err = image_map_check_range(s->map, off, in_image);
+                err = nowait ? image_map_check_range_nowait(s->map, off, in_image)
+                             : image_map_check_range(s->map, off, in_image);
+                if (err == -EAGAIN && nowait)
+                        return err;
                 if (err < 0)
                         return send_error(s, r->cookie, nbd_errno(err));
         }
         /* len == 0 reads nothing: an empty reply, and no buffer touched. */
-        err = piece ? read_padded(s->map, b->data, piece, off) : 0;
+        err = piece ? read_padded(s->map, b->data, piece, off, nowait) : 0;
+        if (err == -EAGAIN && nowait)
+                return err;
         if (err < 0)
                 return send_error(s, r->cookie, nbd_errno(err));
 
@@ -141,7 +148,7 @@ static int reply_read(struct session *s, struct reply_buffer *b, const struct re
                 if (err < 0 || done == len)
                         break;
                 piece = len - done < max ? (size_t)(len - done) : max;
-                err = read_padded(s->map, b->data, piece, off + done);
+                err = read_padded(s->map, b->data, piece, off + done, false);
                 if (err < 0) {
                         log_error("a read of %" PRIu64 " bytes at offset %" PRIu64
                                   " failed after its reply began: closing the connection",
@@ -187,7 +194,7 @@ static void *worker(void *arg)
                 pthread_cond_signal(&s->room);
                 pthread_mutex_unlock(&s->lock);
 
-                int err = reply_read(s, &b, &r);
+                int err = reply_read(s, &b, &r, false);
 
                 pthread_mutex_lock(&s->lock);
                 s->idle++;
@@ -230,8 +237,135 @@ static int queue_read(struct session *s, const struct read_request *r)
         return err;
 }
 
+/* Requests as they arrive. A client with many in flight has sent several
+ * by the time one is answered: one recv takes them all. */
+#define INPUT_BUFFER 4096u
+
+struct input {
+        uint8_t data[INPUT_BUFFER];
+        size_t start, end;
+};
+
+/* Replies of the thread that reads the requests, gathered while requests
+ * wait in the input: one write carries many (a reply is then a memcpy, not
+ * a syscall and a socket buffer of its own). Sent before the reader could
+ * wait for more requests, so no reply waits on the client. The buffer is
+ * also where that thread reads a reply too large to gather. */
+struct output {
+        struct reply_buffer b;
+        size_t len;
+};
+
+static int flush_output(struct session *s, struct output *o)
+{
+        int err = 0;
+
+        if (o->len == 0)
+                return 0;
+        pthread_mutex_lock(&s->send_lock);
+        err = nbd_write_exact(s->fd, o->b.data, o->len);
+        pthread_mutex_unlock(&s->send_lock);
+        o->len = 0;
+        return err;
+}
+
+/* len bytes of the input (len <= INPUT_BUFFER). Only when the input has
+ * none left does it flush the replies gathered and wait for the client. */
+static int input_take(struct session *s, struct input *in, struct output *o, void *out, size_t len)
+{
+        while (in->end - in->start < len) {
+                if (in->start > 0) {
+                        memmove(in->data, in->data + in->start, in->end - in->start);
+                        in->end -= in->start;
+                        in->start = 0;
+                }
+                ssize_t n = recv(s->fd, in->data + in->end, INPUT_BUFFER - in->end, MSG_DONTWAIT);
+                if (n < 0 && errno == EAGAIN) {
+                        int err = flush_output(s, o);
+                        if (err < 0)
+                                return err;
+                        n = recv(s->fd, in->data + in->end, INPUT_BUFFER - in->end, 0);
+                }
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -ECONNRESET;
+                in->end += (size_t)n;
+        }
+        memcpy(out, in->data + in->start, len);
+        in->start += len;
+        return 0;
+}
+
+/* A write's payload, read away: what the input holds, then the socket. */
+static int input_discard(struct session *s, struct input *in, uint64_t len)
+{
+        size_t held = in->end - in->start < len ? in->end - in->start : (size_t)len;
+
+        in->start += held;
+        return nbd_discard(s->fd, len - held, 0);
+}
+
+/* A reply of header only, gathered. */
+static int output_error(struct session *s, struct output *o, uint64_t cookie, uint32_t error)
+{
+        struct simple_reply hdr = { htobe32(NBD_SIMPLE_REPLY_MAGIC), htobe32(error), cookie };
+
+        if (o->b.size - o->len < sizeof(hdr)) {
+                int err = flush_output(s, o);
+                if (err < 0)
+                        return err;
+        }
+        if (o->b.size < sizeof(hdr))
+                return send_error(s, cookie, error);
+        memcpy(o->b.data + o->len, &hdr, sizeof(hdr));
+        o->len += sizeof(hdr);
+        return 0;
+}
+
+/* Answers a read in the thread that reads the requests: gathered into the
+ * output when it fits the reply buffer; with workers, -EAGAIN (and nothing
+ * answered) when it would wait on the storage. */
+static int answer_read(struct session *s, struct output *o, const struct read_request *r)
+{
+        struct simple_reply hdr = { htobe32(NBD_SIMPLE_REPLY_MAGIC), 0, r->cookie };
+        bool nowait = s->max_workers > 0;
+        size_t need = sizeof(hdr) + r->length;
+        int err;
+
+        if (r->offset > s->device_size || r->length > s->device_size - r->offset)
+                return output_error(s, o, r->cookie, NBD_EINVAL);
+        if (r->length > s->buffer_max) {
+                /* Streamed in pieces from the output's buffer: empty it. */
+                err = flush_output(s, o);
+                return err < 0 ? err : reply_read(s, &o->b, r, nowait);
+        }
+        if (o->b.size - o->len < need) {
+                err = flush_output(s, o);
+                if (err < 0)
+                        return err;
+                if (o->b.size < need) {
+                        uint8_t *nb = realloc(o->b.data, need);
+                        if (!nb)
+                                return send_error(s, r->cookie, NBD_ENOMEM);
+                        o->b.data = nb;
+                        o->b.size = need;
+                }
+        }
+        err = read_padded(s->map, o->b.data + o->len + sizeof(hdr), r->length, r->offset, nowait);
+        if (err == -EAGAIN && nowait)
+                return err;
+        if (err < 0)
+                return output_error(s, o, r->cookie, nbd_errno(err));
+        memcpy(o->b.data + o->len, &hdr, sizeof(hdr));
+        o->len += need;
+        return 0;
+}
+
 /* Reads requests until the client disconnects or the session fails. */
-static int read_requests(struct session *s, struct reply_buffer *inline_buffer)
+static int read_requests(struct session *s, struct input *in, struct output *o)
 {
         for (;;) {
                 struct __attribute__((packed)) {
@@ -239,8 +373,8 @@ static int read_requests(struct session *s, struct reply_buffer *inline_buffer)
                         uint16_t flags, type;
                         uint64_t cookie, offset;
                         uint32_t length;
-                } req;
-                int err = nbd_read_exact(s->fd, &req, sizeof(req));
+                } req = {};
+                int err = input_take(s, in, o, &req, sizeof(req));
                 if (err == -ECONNRESET)
                         return 0;
                 if (err < 0)
@@ -251,36 +385,38 @@ static int read_requests(struct session *s, struct reply_buffer *inline_buffer)
 
                 switch (be16toh(req.type)) {
                 case NBD_CMD_READ:
-                        /* A read whose chunk files are open costs a pread or
-                         * two: answered at once, it is served as fast as by
-                         * one thread alone. One that must open files may
-                         * wait on the storage: a worker takes it, and the
-                         * reads behind it go on. */
-                        if (r.length > NBD_MAX_REQUEST)
-                                err = send_error(s, r.cookie, NBD_EINVAL);
-                        else if (s->max_workers && !image_map_is_cached(s->map, r.offset, r.length))
-                                err = queue_read(s, &r);
-                        else
-                                err = reply_read(s, inline_buffer, &r);
+                        /* A read that waits on no device (its data in the
+                         * page cache, its files open or found by a cached
+                         * lookup) costs a few syscalls: answered at once,
+                         * it is served as fast as by one thread alone. One
+                         * that would wait on the storage goes to a worker,
+                         * and the reads behind it go on. */
+                        if (r.length > NBD_MAX_REQUEST) {
+                                err = output_error(s, o, r.cookie, NBD_EINVAL);
+                        } else {
+                                err = answer_read(s, o, &r);
+                                if (err == -EAGAIN && s->max_workers)
+                                        err = queue_read(s, &r);
+                        }
                         break;
                 case NBD_CMD_WRITE:
                         /* The payload follows the request: consume it to stay in sync. */
-                        err = nbd_discard(s->fd, r.length, 0);
+                        err = input_discard(s, in, r.length);
                         if (err == 0)
-                                err = send_error(s, r.cookie, NBD_EPERM);
+                                err = output_error(s, o, r.cookie, NBD_EPERM);
                         break;
                 case NBD_CMD_TRIM:
                 case NBD_CMD_WRITE_ZEROES:
-                        err = send_error(s, r.cookie, NBD_EPERM);
+                        err = output_error(s, o, r.cookie, NBD_EPERM);
                         break;
                 case NBD_CMD_FLUSH:
                 case NBD_CMD_CACHE:
-                        err = send_error(s, r.cookie, 0);
+                        err = output_error(s, o, r.cookie, 0);
                         break;
                 case NBD_CMD_DISC:
-                        return 0;
+                        return flush_output(s, o);
                 default:
-                        err = send_error(s, r.cookie, NBD_EINVAL);
+                        err = output_error(s, o, r.cookie, NBD_EINVAL);
                         break;
                 }
                 if (err < 0)
@@ -296,15 +432,21 @@ int nbd_transmission(int fd, struct image_map *map, uint64_t device_size, size_t
                 .buffer_max = reply_buffer_max ? reply_buffer_max : 1,
                 .max_workers = workers < NBD_MAX_WORKERS ? workers : NBD_MAX_WORKERS,
         };
-        struct reply_buffer inline_buffer = {};
+        struct input *in = malloc(sizeof(*in));
+        struct output out = {};
         int err;
 
+        if (!in)
+                return -ENOMEM;
+        in->start = in->end = 0;
         pthread_mutex_init(&s.send_lock, NULL);
         pthread_mutex_init(&s.lock, NULL);
         pthread_cond_init(&s.queued, NULL);
         pthread_cond_init(&s.room, NULL);
 
-        err = read_requests(&s, &inline_buffer);
+        err = read_requests(&s, in, &out);
+        if (err == 0)
+                err = flush_output(&s, &out);
 
         /* The reads already queued are answered before the session ends
          * (NBD_CMD_DISC asks for that); a failure ends it at once. */
@@ -319,7 +461,8 @@ int nbd_transmission(int fd, struct image_map *map, uint64_t device_size, size_t
         if (s.err < 0 && err == 0)
                 err = s.err;
 
-        free(inline_buffer.data);
+        free(out.b.data);
+        free(in);
         pthread_cond_destroy(&s.room);
         pthread_cond_destroy(&s.queued);
         pthread_mutex_destroy(&s.lock);

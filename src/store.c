@@ -166,6 +166,14 @@ int store_chunk_open(struct store *s, const struct chunk *c, size_t hash_len)
         return fd;
 }
 
+int store_chunk_open_cached(struct store *s, const struct chunk *c, size_t hash_len)
+{
+        char rel[STORE_CHUNK_PATH_MAX];
+
+        store_chunk_relpath(c->hash, hash_len, rel);
+        return openat_beneath_cached(s->chunks_dirfd, rel, O_RDONLY);
+}
+
 /* Why STORE/chunks/rel could not be had, in one line; returns err. */
 static int log_chunk_file_error(struct store *s, const char *rel, int err, const char *action)
 {

@@ -96,6 +96,10 @@ bool store_fd_holds_chunk(int fd, const struct chunk *c, size_t hash_len);
 /* Opens a stored chunk for reading (the read path's one syscall on a cache
  * miss): -ELOOP when its fan-out directory or the file is a symlink. */
 int store_chunk_open(struct store *s, const struct chunk *c, size_t hash_len);
+
+/* store_chunk_open only if it reads no directory from the device:
+ * -EAGAIN when it would, -EOPNOTSUPP when the kernel cannot tell. */
+int store_chunk_open_cached(struct store *s, const struct chunk *c, size_t hash_len);
 /* The same, for reading a chunk's content: -EBADMSG when the file is no
  * regular file of the chunk's size (a corrupt chunk), -ENOENT when missing. */
 int store_chunk_open_sized(struct store *s, const struct chunk *c, size_t hash_len);

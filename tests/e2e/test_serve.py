@@ -741,6 +741,54 @@ def test_pipelined_reads_are_all_answered_by_cookie(serve, store, v1_image):
     assert srv.stop() == 0
 
 
+def evict_from_page_cache(store: Path) -> int:
+    """Drops the store's chunk files from the page cache (clean pages go
+    at once): their next reads must wait on the disk. Returns the count."""
+    os.sync()
+    n = 0
+    for f in (store / "chunks").rglob("*"):
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+            n += 1
+    return n
+
+
+def threads_of(pid) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_reads_that_wait_on_the_disk_go_to_workers(serve, v1_store, v1_image):
+    """Reads whose data is in the page cache are answered by the thread that
+    reads the requests; those that would wait on the disk are handed to
+    worker threads. With the chunk files evicted from the page cache, a
+    client's pipelined reads start workers, and every reply is right."""
+    srv = serve([v1_store / "v1"])
+    size = len(v1_image)
+    rng = random.Random(11)
+    with srv.client() as c:
+        c.go("v1")
+        c.request(CMD_READ, 0, 4096)  # the session's threads as they are when all is cached
+        struct.unpack(">IIQ", c.recv_exact(16)), c.recv_exact(4096)
+        before = threads_of(srv.proc.pid)
+        assert evict_from_page_cache(v1_store) > 100
+        want = {}
+        for _ in range(64):
+            off = rng.randrange(0, size - 1)
+            n = min(rng.choice([512, 4096, 65536, 300000]), size - off)
+            want[c.request(CMD_READ, off, n)] = (off, n)
+        while want:
+            magic, error, cookie = struct.unpack(">IIQ", c.recv_exact(16))
+            assert magic == SIMPLE_REPLY_MAGIC and error == 0
+            off, n = want.pop(cookie)
+            assert c.recv_exact(n) == v1_image[off:off + n]
+        assert threads_of(srv.proc.pid) > before, "no read was handed to a worker"
+    assert srv.stop() == 0
+
+
 def test_idle_handshakes_do_not_starve_clients(serve, store, digests):
     """200 clients that connect and never say a word (more than there are
     places) cannot keep a real client out: the oldest silent one is dropped
