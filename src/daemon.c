@@ -6,9 +6,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -73,8 +75,36 @@ void daemon_cleanup(void)
                 unlink(pid_path);
 }
 
-void daemon_mark_storage(char *argv0)
+/* The file that says this runs in an initramfs (systemd's INITRD_INTERFACE). */
+#define INITRD_RELEASE "/etc/initrd-release"
+
+int daemon_become_root_storage(char *argv0)
 {
-        if (argv0 && argv0[0])
-                argv0[0] = '@';
+        int fd;
+
+        if (geteuid() != 0) {
+                log_error("--root-storage: systemd spares only root's processes at shutdown; run ihop as root");
+                return -EPERM;
+        }
+        /* One malloc arena: every page of every arena would be locked. */
+        mallopt(M_ARENA_MAX, 1);
+        /* Taken now: in a page fault, the root device must not wait on itself. */
+        if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
+                return log_errno(-errno, "--root-storage: cannot lock ihop in memory (mlockall)");
+        fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "-1000", 5) != 5) {
+                int err = -errno;
+                if (fd >= 0)
+                        close(fd);
+                return log_errno(err, "--root-storage: cannot exempt ihop from the OOM killer");
+        }
+        close(fd);
+        if (access(INITRD_RELEASE, F_OK) == 0) {
+                if (argv0 && argv0[0])
+                        argv0[0] = '@';
+        } else {
+                log_warn("--root-storage outside an initramfs (no %s): systemd will stop ihop at shutdown, "
+                         "like any other process started from the root file system", INITRD_RELEASE);
+        }
+        return 0;
 }

@@ -14,6 +14,12 @@ void daemon_ready(void);
 /* Removes the pid file at exit. */
 void daemon_cleanup(void);
 
-/* systemd spares processes whose argv[0] starts with '@' when it kills
- * everything at shutdown: what a daemon backing the root filesystem needs. */
-void daemon_mark_storage(char *argv0);
+/* Makes this process fit to serve the device that holds the root file
+ * system, as systemd's ROOT_STORAGE_DAEMONS.md asks of such a daemon: it
+ * must be root (systemd spares only root's processes), started from the
+ * initramfs, where argv[0][0] becomes '@' so that neither switch_root's nor
+ * shutdown's killing spree stops it (only there: /etc/initrd-release
+ * exists), never paged out (mlockall: a page fault that needs the root file
+ * system would wait on itself) and never chosen by the OOM killer.
+ * Negative errno, said why, when one of them cannot be had. */
+int daemon_become_root_storage(char *argv0);

@@ -29,6 +29,7 @@
 /* The kernel's largest read by default (max_sectors_kb, 1280 KiB) fits:
  * every failing read is answered with EIO, none ends its connection. */
 #define NBD_KERNEL_REPLY_BUFFER (2u << 20)
+#define CONNECTION_STACK_SIZE (256u << 10)
 
 struct attach;
 
@@ -46,6 +47,7 @@ struct attach {
         uint64_t device_size;
         unsigned index;
         unsigned block_size;
+        unsigned timeout;
         const char *device;
         int dev_fd; /* ioctl path only */
         struct connection conns[MAX_CONNECTIONS];
@@ -98,6 +100,7 @@ static int netlink_connect(struct attach *a, struct nl_sock *nl, int family)
             nla_put_u64(msg, NBD_ATTR_SIZE_BYTES, a->device_size) < 0 ||
             nla_put_u64(msg, NBD_ATTR_BLOCK_SIZE_BYTES, a->block_size) < 0 ||
             nla_put_u64(msg, NBD_ATTR_SERVER_FLAGS, nbd_transmission_flags()) < 0 ||
+            (a->timeout && nla_put_u64(msg, NBD_ATTR_TIMEOUT, a->timeout) < 0) ||
             !(socks = nla_nest_start(msg, NBD_ATTR_SOCKETS))) {
                 nlmsg_free(msg);
                 return -ENOMEM;
@@ -155,7 +158,8 @@ static int ioctl_connect(struct attach *a, pthread_t *doit)
                 return log_errno(-errno, "cannot open %s", a->device);
         if (ioctl(a->dev_fd, NBD_SET_BLKSIZE, (unsigned long)a->block_size) < 0 ||
             ioctl(a->dev_fd, NBD_SET_SIZE_BLOCKS, (unsigned long)(a->device_size / a->block_size)) < 0 ||
-            ioctl(a->dev_fd, NBD_SET_FLAGS, (unsigned long)nbd_transmission_flags()) < 0)
+            ioctl(a->dev_fd, NBD_SET_FLAGS, (unsigned long)nbd_transmission_flags()) < 0 ||
+            (a->timeout && ioctl(a->dev_fd, NBD_SET_TIMEOUT, (unsigned long)a->timeout) < 0))
                 return log_errno(-errno, "cannot configure %s", a->device);
         if (ioctl(a->dev_fd, NBD_SET_SOCK, (unsigned long)a->conns[0].theirs) < 0) {
                 if (errno == EBUSY) {
@@ -197,8 +201,11 @@ static int device_index(const char *device, unsigned *index)
 }
 
 /* Waits for SIGINT/SIGTERM (on stop, a signalfd) or for every connection
- * to end (the kernel dropped them): true for a signal. */
-static bool wait_for_end(struct attach *a, int stop, unsigned running)
+ * to end (the kernel dropped them): true for a signal. A device that holds
+ * the root file system outlives the signals: whoever sends them (systemd
+ * stopping every process, a user) cannot know that it still holds mounted
+ * data; it ends when the device is disconnected. */
+static bool wait_for_end(struct attach *a, int stop, unsigned running, bool root_storage)
 {
         while (running > 0) {
                 struct pollfd pfd[2] = { { stop, POLLIN, 0 }, { a->ended[0], POLLIN, 0 } };
@@ -211,8 +218,15 @@ static bool wait_for_end(struct attach *a, int stop, unsigned running)
                         log_warn("poll: %s", strerror(errno));
                         return true; /* cannot wait: disconnect and end */
                 }
-                if (pfd[0].revents)
-                        return true;
+                if (pfd[0].revents) {
+                        struct signalfd_siginfo si;
+                        if (!root_storage)
+                                return true;
+                        if (read(stop, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                                log_info("%s holds the root file system: ignoring signal %u; it ends when the "
+                                         "device is disconnected", a->device, si.ssi_signo);
+                        continue;
+                }
                 n = read(a->ended[0], buf, sizeof(buf));
                 if (n > 0)
                         running -= (unsigned)n < running ? (unsigned)n : running;
@@ -226,10 +240,12 @@ static void close_fd(int fd)
                 close(fd);
 }
 
-int nbd_kernel_serve(struct image_map *map, const char *device, unsigned block_size, unsigned connections)
+int nbd_kernel_serve(struct image_map *map, const char *device, const struct nbd_kernel_options *o)
 {
-        struct attach a = { .map = map, .device = device, .block_size = block_size, .dev_fd = -1,
-                            .ended = { -1, -1 } };
+        struct attach a = { .map = map, .device = device, .block_size = o->block_size, .timeout = o->timeout,
+                            .dev_fd = -1, .ended = { -1, -1 } };
+        unsigned block_size = o->block_size, connections = o->connections;
+        pthread_attr_t attr;
         struct nl_sock *nl = NULL;
         pthread_t doit;
         bool used_ioctl = false;
@@ -260,6 +276,15 @@ int nbd_kernel_serve(struct image_map *map, const char *device, unsigned block_s
          * exists, so that the fallback is tested on kernels that have both. */
         const char *iface = getenv("IHOP_NBD_INTERFACE");
         nl = iface && strcmp(iface, "ioctl") == 0 ? NULL : netlink_open(&family);
+        if (!nl && o->root_storage) {
+                /* systemd's shutdown stops and continues every process; the
+                 * ioctl interface's NBD_DO_IT then returns, and the kernel
+                 * drops the device under the mounted root (systemd #31690). */
+                log_error("--root-storage needs the kernel's netlink NBD interface: with the ioctl interface "
+                          "the device is lost when systemd stops every process at shutdown");
+                err = -ENOTSUP;
+                goto out;
+        }
         a.n = nl ? (connections > MAX_CONNECTIONS ? MAX_CONNECTIONS : connections) : 1;
         for (unsigned i = 0; i < a.n; i++) {
                 int sv[2];
@@ -279,19 +304,23 @@ int nbd_kernel_serve(struct image_map *map, const char *device, unsigned block_s
         }
         if (err < 0)
                 goto out;
+        /* Small stacks: with --root-storage every page of them is locked. */
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, CONNECTION_STACK_SIZE);
         for (unsigned i = 0; i < a.n; i++) {
                 struct connection *c = &a.conns[i];
-                c->started = pthread_create(&c->thread, NULL, connection_thread, c) == 0;
+                c->started = pthread_create(&c->thread, &attr, connection_thread, c) == 0;
                 if (c->started)
                         running++;
                 else
                         shutdown(c->ours, SHUT_RDWR); /* the kernel sees this connection dead */
         }
-        log_info("release mounted on %s (%llu bytes, block size %u, %u connection%s, %s)", device,
+        pthread_attr_destroy(&attr);
+        log_info("release mounted on %s (%llu bytes, block size %u, %u connection%s, %s%s)", device,
                  (unsigned long long)a.device_size, block_size, a.n, a.n == 1 ? "" : "s",
-                 nl ? "netlink" : "ioctl");
+                 nl ? "netlink" : "ioctl", o->root_storage ? ", root storage" : "");
         daemon_ready();
-        if (wait_for_end(&a, stop, running)) {
+        if (wait_for_end(&a, stop, running, o->root_storage)) {
                 log_info("disconnecting %s", device);
                 if (nl)
                         netlink_disconnect(&a, nl, family);

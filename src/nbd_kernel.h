@@ -7,11 +7,28 @@
 
 #include "image_map.h"
 
+#include <stdbool.h>
+
 /* 512-byte blocks: every file system mounts (one made with 1 KiB blocks
  * does not on a 4 KiB device). Four connections: requests in parallel. */
 #define NBD_KERNEL_DEFAULT_BLOCK_SIZE 512u
 #define NBD_KERNEL_DEFAULT_CONNECTIONS 4u
 
+/* How long the kernel waits for a reply before it gives a connection up, for
+ * the device that holds the root file system. The server is a process of
+ * this machine, locked in memory: a late reply means load (a slow disk, a
+ * starved CPU), never a lost peer, and the kernel's default (30 s, after
+ * which a request fails or moves to another connection) would turn a busy
+ * minute into I/O errors of the root file system. */
+#define NBD_KERNEL_ROOT_TIMEOUT 3600u
+
+struct nbd_kernel_options {
+        unsigned block_size;
+        unsigned connections;
+        unsigned timeout;  /* seconds; 0: the kernel's default */
+        bool root_storage; /* netlink only; SIGINT/SIGTERM do not disconnect */
+};
+
 /* Attaches map to device and serves it until the device is disconnected or
- * SIGINT/SIGTERM arrives, then disconnects cleanly. */
-int nbd_kernel_serve(struct image_map *map, const char *device, unsigned block_size, unsigned connections);
+ * (unless root_storage) SIGINT/SIGTERM arrives, then disconnects cleanly. */
+int nbd_kernel_serve(struct image_map *map, const char *device, const struct nbd_kernel_options *o);

@@ -21,8 +21,8 @@
 int cmd_mount(int argc, char **argv)
 {
         enum {
-                OPT_VERIFY = CLI_OPT_BASE, OPT_BLOCK_SIZE, OPT_CONNECTIONS, OPT_DETACH, OPT_PID_FILE, OPT_ROOT_STORAGE,
-                OPT_ALLOW_OTHER
+                OPT_VERIFY = CLI_OPT_BASE, OPT_BLOCK_SIZE, OPT_CONNECTIONS, OPT_TIMEOUT, OPT_DETACH, OPT_PID_FILE,
+                OPT_ROOT_STORAGE, OPT_ALLOW_OTHER
         };
         static const struct cli_option options[] = {
                 { .name = "verify", .key = OPT_VERIFY,
@@ -33,12 +33,16 @@ int cmd_mount(int argc, char **argv)
                 { .name = "connections", .key = OPT_CONNECTIONS, .arg = "N",
                   .help = "NBD connections, served in parallel", .def = "%u",
                   .number = NBD_KERNEL_DEFAULT_CONNECTIONS },
+                { .name = "timeout", .key = OPT_TIMEOUT, .arg = "SECONDS",
+                  .help = "how long the kernel waits for a reply before it gives a connection up (default: "
+                          "the kernel's, 30; with --root-storage, 3600)" },
                 { .name = "detach", .key = OPT_DETACH, .help = "go to the background once the release is attached" },
                 { .name = "pid-file", .key = OPT_PID_FILE, .arg = "PATH",
                   .help = "with --detach, write the daemon's pid to PATH" },
                 { .name = "root-storage", .key = OPT_ROOT_STORAGE,
-                  .help = "start argv[0] with '@' so that systemd does not kill ihop at shutdown (for a release "
-                          "backing the root filesystem)" },
+                  .help = "the device holds the root file system: run as systemd asks of a root storage daemon "
+                          "(locked in memory, exempt from the OOM killer, '@' in argv[0] when started from the "
+                          "initramfs, SIGINT/SIGTERM ignored, netlink only)" },
                 { .name = "allow-other", .key = OPT_ALLOW_OTHER,
                   .help = "FILE only: let every user read the image (FUSE allow_other); by default only the user "
                           "who mounted it can" },
@@ -65,6 +69,8 @@ int cmd_mount(int argc, char **argv)
         bool verify = false, detach = false, root_storage = false, allow_other = false;
         const char *pid_file = NULL;
         uint64_t block_size = NBD_KERNEL_DEFAULT_BLOCK_SIZE, connections = NBD_KERNEL_DEFAULT_CONNECTIONS;
+        uint64_t timeout = 0;
+        bool timeout_set = false;
         struct stat st;
         int c, err;
 
@@ -86,6 +92,13 @@ int cmd_mount(int argc, char **argv)
                                 log_error("--connections wants a number from 1 to 16, not '%s'", p.arg);
                                 return CLI_USAGE;
                         }
+                        break;
+                case OPT_TIMEOUT:
+                        if (parse_uint(p.arg, 86400, &timeout) < 0 || timeout == 0) {
+                                log_error("--timeout wants seconds, from 1 to 86400, not '%s'", p.arg);
+                                return CLI_USAGE;
+                        }
+                        timeout_set = true;
                         break;
                 case OPT_DETACH:
                         detach = true;
@@ -116,11 +129,14 @@ int cmd_mount(int argc, char **argv)
                 log_error("--allow-other is for a FUSE mount on a file; %s is not one", target);
                 return CLI_USAGE;
         }
+        if ((root_storage || timeout_set) && is_file) {
+                log_error("--%s is for a kernel NBD device (/dev/nbdN), not a file",
+                          root_storage ? "root-storage" : "timeout");
+                return CLI_USAGE;
+        }
         err = image_map_open(release, verify, &map, &name);
         if (err < 0)
                 return err;
-        if (root_storage)
-                daemon_mark_storage(program_argv0);
         /* Fork before any thread exists; the parent returns once attached. */
         if (detach) {
                 err = daemon_detach(pid_file);
@@ -128,6 +144,11 @@ int cmd_mount(int argc, char **argv)
                         image_map_free(map);
                         return err;
                 }
+        }
+        /* After the fork: a child inherits neither memory locks nor argv. */
+        if (root_storage && (err = daemon_become_root_storage(program_argv0)) < 0) {
+                image_map_free(map);
+                return err;
         }
         if (is_file) {
 #ifdef HAVE_FUSE
@@ -138,7 +159,13 @@ int cmd_mount(int argc, char **argv)
 #endif
         } else {
 #ifdef HAVE_NBD
-                err = nbd_kernel_serve(map, target, (unsigned)block_size, (unsigned)connections);
+                struct nbd_kernel_options ko = {
+                        .block_size = (unsigned)block_size,
+                        .connections = (unsigned)connections,
+                        .timeout = timeout_set ? (unsigned)timeout : root_storage ? NBD_KERNEL_ROOT_TIMEOUT : 0,
+                        .root_storage = root_storage,
+                };
+                err = nbd_kernel_serve(map, target, &ko);
 #else
                 log_error("this ihop was built without kernel NBD support (libnl-genl-3)");
                 err = -ENOTSUP;

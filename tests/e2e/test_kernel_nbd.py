@@ -284,6 +284,35 @@ def test_ioctl_fallback_serves_and_disconnects(vm):
     assert "disconnecting /dev/nbd0" in vm.log("d")
 
 
+def test_root_storage_refuses_the_ioctl_interface(vm):
+    """With the ioctl interface systemd's shutdown would take the device
+    away from under the mounted root: --root-storage refuses it, in one
+    line, before the device is attached."""
+    assert vm.get("r.ioctl.rc") not in ("0", "137"), vm.log("r")
+    assert "netlink" in vm.get("r.ioctl.msg")
+    assert vm.get("r.ioctl.size") == "0"
+
+
+def test_root_storage_is_a_root_storage_daemon(vm):
+    """Started from an initramfs, --root-storage marks argv[0] with '@' (and
+    leaves comm alone), locks itself in memory, is exempt from the OOM
+    killer, gives the kernel a long timeout, outlives SIGTERM and SIGINT
+    still serving the image, and ends once the device is disconnected."""
+    assert vm.get("r.rc") == "0", vm.log("r")
+    assert vm.get("r.pid").isdigit()
+    assert vm.get("r.argv0").startswith("@"), vm.get("r.argv0")
+    assert vm.get("r.comm") == "ihop"
+    assert vm.get("r.oom") == "-1000"
+    assert int(vm.get("r.vmlck_kib")) > 0
+    assert int(vm.get("r.vmlck_kib")) >= int(vm.get("r.rss_kib")) * 9 // 10
+    assert vm.get("r.io_timeout_ms") == str(3600 * 1000)
+    assert vm.get("r.alive_after_signals") == "1"
+    assert vm.get("r.dev") == vm.expected.device_sha256(512), "/dev/nbd0 differs from 'ihop cat'"
+    if vm.get("r.disconnect") != "none":
+        assert vm.get("r.alive_after_disconnect") == "0"
+    assert vm.get("r.size_after") == "0"
+
+
 def test_virtual_disk_mounts(vm):
     assert vm.get("disk.mount") == "0"
 

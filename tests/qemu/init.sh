@@ -22,6 +22,10 @@
 #   c      --detach --pid-file --connections 16: returns once attached; SIGINT
 #   d      the ioctl interface (IHOP_NBD_INTERFACE=ioctl), as on kernels
 #          without the netlink family; SIGTERM
+#   r      --root-storage: refused with the ioctl interface; with netlink,
+#          from an "initramfs" (/etc/initrd-release): '@' in argv[0], locked
+#          in memory, OOM-exempt, the kernel's timeout, SIGTERM and SIGINT
+#          ignored; then disconnected from outside
 #   many   each release /disk/store/rN... (tens of thousands of chunk
 #          files, on the virtual disk) under 'ulimit -n 1024'
 
@@ -74,13 +78,19 @@ wait_zero() {
 # wait_exit PID SECONDS: PID's exit status (a child of ours); killed with
 # SIGKILL (status 137) if it has not ended in time.
 wait_exit() {
+        wait_gone "$1" "$2"
+        alive "$1" && kill -KILL "$1"
+        wait "$1"
+}
+
+# wait_gone PID SECONDS: until PID (not a child of ours: a daemon) has
+# ended, or SECONDS went by.
+wait_gone() {
         i=0
         while alive "$1" && [ $i -lt $(($2 * 10)) ]; do
                 sleep 0.1
                 i=$((i + 1))
         done
-        alive "$1" && kill -KILL "$1"
-        wait "$1"
 }
 
 # diag WHAT: what ihop's threads and the NBD driver are doing, on the
@@ -255,11 +265,7 @@ res c.dev "$(sha256sum $DEV | cut -d' ' -f1)"
 stall_unwatch
 if [ -n "$dpid" ]; then
         kill -INT "$dpid"
-        i=0
-        while alive "$dpid" && [ $i -lt 200 ]; do
-                sleep 0.1
-                i=$((i + 1))
-        done
+        wait_gone "$dpid" 20
         res c.alive_after "$(alive "$dpid" && echo 1 || echo 0)"
 fi
 wait_zero
@@ -279,6 +285,47 @@ res d.exit $?
 wait_zero
 res d.size_after "$(size)"
 log d
+
+t r
+# --- r: --root-storage
+IHOP_NBD_INTERFACE=ioctl timeout -s KILL 20 ihop mount --root-storage $STORE $DEV >/tmp/r-ioctl.log 2>&1 </dev/null
+res r.ioctl.rc $?
+res r.ioctl.msg "$(tail -n1 /tmp/r-ioctl.log)"
+res r.ioctl.size "$(size)"
+mkdir -p /etc
+touch /etc/initrd-release
+timeout -s KILL 30 ihop mount --root-storage --detach --pid-file /tmp/r.pid $STORE $DEV >/tmp/r.log 2>&1 </dev/null
+res r.rc $?
+rpid=$(cat /tmp/r.pid 2>/dev/null)
+res r.pid "${rpid:-none}"
+if [ -n "$rpid" ]; then
+        res r.argv0 "$(tr '\0' '\n' </proc/"$rpid"/cmdline | head -n1)"
+        res r.comm "$(cat /proc/"$rpid"/comm)"
+        res r.oom "$(cat /proc/"$rpid"/oom_score_adj)"
+        res r.vmlck_kib "$(grep VmLck /proc/"$rpid"/status | tr -s ' \t' ' ' | cut -d' ' -f2)"
+        res r.rss_kib "$(grep VmRSS /proc/"$rpid"/status | tr -s ' \t' ' ' | cut -d' ' -f2)"
+        res r.io_timeout_ms "$(cat $SYS/queue/io_timeout 2>/dev/null || echo none)"
+        kill -TERM "$rpid"
+        kill -INT "$rpid"
+        sleep 1
+        res r.alive_after_signals "$(alive "$rpid" && echo 1 || echo 0)"
+        stall_watch "r: reading $DEV"
+        res r.dev "$(sha256sum $DEV | cut -d' ' -f1)"
+        stall_unwatch
+        if [ -x /bin/nbd-disconnect ]; then
+                nbd-disconnect $DEV
+                res r.disconnect $?
+        else
+                res r.disconnect none
+                kill -KILL "$rpid"
+        fi
+        wait_gone "$rpid" 20
+        res r.alive_after_disconnect "$(alive "$rpid" && echo 1 || echo 0)"
+fi
+rm -f /etc/initrd-release
+wait_zero
+res r.size_after "$(size)"
+sed "s/^/[r] /" /tmp/r.log
 
 t many
 # --- many: releases with more chunk files than the process may open,
