@@ -5,9 +5,11 @@
 # target for 30 s (scripts/fuzz.sh, one pass or fail each). Installs what
 # it needs first. Ends with one line: "N passed, N failed".
 #
-# Two lanes, one per core: the kernel-NBD tests (a qemu guest under TCG,
-# one core for minutes) of both builds run beside everything else, and
-# their output follows the rest.
+# Two lanes, one per core. The qemu guests under TCG take one core for
+# minutes each: the kernel-NBD tests of the normal build, then the boot
+# tests (a Debian system booted from a release), run beside everything
+# else, and their output follows the rest; the kernel-NBD tests of the
+# ASan build run last in the main lane.
 set -uo pipefail
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 cd "$(dirname "$0")/.."
@@ -56,11 +58,12 @@ count_fuzz() {
 }
 
 KERNEL_TESTS=tests/e2e/test_kernel_nbd.py
+BOOT_TESTS=tests/e2e/test_boot.py
 (
-        for b in build build-asan; do
-                IHOP="$PWD/$b/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q "$KERNEL_TESTS" \
-                        >"$kernel_logs/$b" 2>&1
-        done
+        IHOP="$PWD/build/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q "$KERNEL_TESTS" \
+                >"$kernel_logs/kernel" 2>&1
+        IHOP="$PWD/build/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q "$BOOT_TESTS" \
+                >"$kernel_logs/boot" 2>&1
 ) &
 kernel_lane=$!
 
@@ -70,7 +73,7 @@ for b in build build-asan; do
         count_meson
         echo "=== end-to-end tests ($b)"
         IHOP="$PWD/$b/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q --ignore="$KERNEL_TESTS" \
-                tests/e2e 2>&1 | tee "$log"
+                --ignore="$BOOT_TESTS" tests/e2e 2>&1 | tee "$log"
         count_pytest
 done
 
@@ -78,10 +81,14 @@ echo "=== fuzz targets"
 bash scripts/fuzz.sh all 30 2>&1 | tee "$log"
 count_fuzz
 
+echo "=== kernel NBD tests (build-asan)"
+IHOP="$PWD/build-asan/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q "$KERNEL_TESTS" 2>&1 | tee "$log"
+count_pytest
+
 wait "$kernel_lane"
-for b in build build-asan; do
-        echo "=== kernel NBD tests ($b)"
-        cp "$kernel_logs/$b" "$log"
+for t in kernel:"kernel NBD tests (build)" boot:"boot tests (build)"; do
+        echo "=== ${t#*:}"
+        cp "$kernel_logs/${t%%:*}" "$log"
         cat "$log"
         count_pytest
 done

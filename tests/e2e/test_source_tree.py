@@ -4,9 +4,9 @@ test file names it with an SPDX line near its top (LICENSE holds the text)."""
 
 from conftest import ROOT
 
-SOURCE_SUFFIXES = {".c", ".h", ".py", ".sh", ".proto", ".dict"}
-SOURCE_NAMES = {"meson.build", "meson_options.txt", "run"}
-TREES = ["src", "tests", "scripts", "bench", "proto", ".ci"]
+SOURCE_SUFFIXES = {".c", ".h", ".py", ".sh", ".proto", ".dict", ".in", ".conf", ".service"}
+SOURCE_NAMES = {"meson.build", "meson_options.txt", "run", "local-top"}
+TREES = ["src", "tests", "scripts", "bench", "proto", ".ci", "initramfs"]
 SKIPPED_DIRS = {"__pycache__", "work", "fixtures", "corpus"}
 
 

@@ -1,0 +1,383 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""A Debian system that boots from an ihop release, under qemu (TCG).
+
+Used by tests/e2e/test_boot.py and bench/boot-bench.sh; also by hand:
+
+    /usr/bin/python3 tests/boot/bootvm.py --work DIR   # builds, boots v1 once
+
+The system is Debian bookworm made with debootstrap (minbase, systemd-sysv,
+udev, kmod, busybox, initramfs-tools, cryptsetup-bin for veritysetup, the
+kernel, and ihop's run-time libraries). That tree is cached (env
+IHOP_TEST_BOOT_CACHE, else /var/cache/ihop-test-boot when writable, else
+~/.cache/ihop-test-boot), keyed by the package list, so it is made once.
+Each build then copies it, installs this source tree into it with
+`meson install` (prefix /usr: the binary, the initramfs-tools hook and boot
+script), adds the guest's test unit (guest-test.sh), makes the initramfs
+with the system's own `update-initramfs` in a chroot, and writes ext4
+images of it: v1 and v2, which differ in /etc/ihop-test-marker, and v1 with
+a dm-verity hash tree appended (veritysetup format --hash-offset).
+
+The images are compressed with the ihop under test; v1 and v1-verity are
+cloned into a store, which goes at /store of an ext4 file system (label
+ihopstore) on the guest's virtual disk, with v2.cba beside it, for the
+booted system to clone. The kernel and initramfs are the system's own,
+given to qemu directly; the guest has no network. Console on the first
+serial port, the test unit's results on the second.
+"""
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TOP = HERE.parents[1]
+SUITE = "bookworm"
+MIRROR = os.environ.get("IHOP_TEST_MIRROR", "http://deb.debian.org/debian")
+PACKAGES = ["systemd-sysv", "udev", "kmod", "busybox", "initramfs-tools", "cryptsetup-bin",
+            "linux-image-amd64",
+            # ihop's run-time libraries (libcurl is loaded only for http sources)
+            "libprotobuf-c1", "libzstd1", "libbrotli1", "liblzma5", "libsodium23", "libfuse3-3",
+            "libnl-genl-3-200", "libjson-c5"]
+# What the guest's own kernel needs for its disk, before the hook adds nbd,
+# dm-verity and the store's file system.
+INITRAMFS_MODULES = ["virtio_pci", "virtio_blk", "ext4"]
+# The modules the booted system keeps (the rest only makes the images big).
+KEPT_MODULES = ["kernel/fs", "kernel/drivers/block", "kernel/drivers/md", "kernel/drivers/virtio",
+                "kernel/drivers/char", "kernel/crypto", "kernel/lib", "kernel/arch"]
+STORE_LABEL = "ihopstore"
+STOREPATH = "/store"
+MARKER = "etc/ihop-test-marker"
+
+
+class Unavailable(Exception):
+    """The system cannot be built here at all (no debootstrap, no mirror)."""
+
+
+def run(cmd, timeout=600, **kw):
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(str(c) for c in cmd)} exited {r.returncode}:\n{r.stdout[-2000:]}"
+                           f"\n{r.stderr[-4000:]}")
+    return r
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("IHOP_TEST_BOOT_CACHE")
+    if env:
+        return Path(env)
+    system = Path("/var/cache/ihop-test-boot")
+    try:
+        system.mkdir(parents=True, exist_ok=True)
+        if os.access(system, os.W_OK):
+            return system
+    except OSError:
+        pass
+    return Path.home() / ".cache" / "ihop-test-boot"
+
+
+def base_tree(cache: Path = None) -> Path:
+    """The debootstrapped tree, made once per package list."""
+    cache = cache or default_cache_dir()
+    key = hashlib.sha256(" ".join([SUITE, MIRROR] + PACKAGES).encode()).hexdigest()[:16]
+    tree = cache / f"rootfs-{SUITE}-{key}"
+    if (tree / "etc" / "debian_version").exists():
+        return tree
+    if os.geteuid() != 0:
+        raise Unavailable("debootstrap needs root")
+    if not shutil.which("debootstrap"):
+        raise Unavailable("debootstrap is not installed (apt-get install debootstrap)")
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = cache / f"partial-{key}"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        run(["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE, partial, MIRROR],
+            timeout=1800)
+    except RuntimeError as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise Unavailable(f"debootstrap failed: {e}")
+    for junk in ["var/cache/apt/archives", "var/lib/apt/lists"]:
+        for p in (partial / junk).glob("*"):
+            if p.is_file():
+                p.unlink()
+    partial.rename(tree)
+    return tree
+
+
+@dataclass
+class System:
+    work: Path
+    kernel: Path
+    initrd: Path
+    images: dict  # name -> ext4 image (v1, v2, v1v)
+    roothash: str
+    hashoffset: int
+    store_tree: Path  # what the store disk holds
+    store_disk: Path
+    digests: dict = field(default_factory=dict)  # name -> sha256 of the image
+
+
+def build_ihop(work: Path) -> Path:
+    """This source tree, built for the guest (prefix /usr) and installed into DESTDIR work/install."""
+    build = work / "build"
+    dest = work / "install"
+    if not (build / "build.ninja").exists():
+        run(["meson", "setup", build, TOP, "--prefix=/usr", "--buildtype=release", "-Dtests=disabled",
+             "-Dfuzz=false"], timeout=300)
+    run(["ninja", "-C", build], timeout=900)
+    shutil.rmtree(dest, ignore_errors=True)
+    run(["meson", "install", "-C", build, "--no-rebuild", "--destdir", dest], timeout=300)
+    return dest
+
+
+def prepare_root(base: Path, root: Path, installed: Path):
+    shutil.rmtree(root, ignore_errors=True)
+    run(["cp", "-a", base, root], timeout=600)
+    run(["cp", "-a", f"{installed}/.", root])
+    sbin = root / "usr/local/sbin"
+    sbin.mkdir(parents=True, exist_ok=True)
+    shutil.copy(HERE / "guest-test.sh", sbin / "ihop-boot-test")
+    os.chmod(sbin / "ihop-boot-test", 0o755)
+    units = root / "etc/systemd/system"
+    shutil.copy(HERE / "ihop-boot-test.service", units / "ihop-boot-test.service")
+    wants = units / "multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "ihop-boot-test.service").unlink(missing_ok=True)
+    (wants / "ihop-boot-test.service").symlink_to("/etc/systemd/system/ihop-boot-test.service")
+    (root / "etc/hostname").write_text("ihop-test\n")
+    # Root is read-only and needs no check: no fstab entry for it.
+    (root / "etc/fstab").write_text("# root: the ihop release, read-only (see the kernel command line)\n")
+    # A read-only root: what systemd would write goes to /run.
+    (root / "etc/machine-id").write_text("")
+    conf = root / "etc/initramfs-tools"
+    text = (conf / "initramfs.conf").read_text()
+    (conf / "initramfs.conf").write_text(text.replace("MODULES=most", "MODULES=list"))
+    (conf / "modules").write_text("\n".join(INITRAMFS_MODULES) + "\n")
+
+
+def make_initramfs(root: Path, out: Path) -> tuple:
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise RuntimeError(f"no kernel in {root}/boot")
+    release = kernels[-1].name[len("vmlinuz-"):]
+    for p in (root / "boot").glob("initrd.img-*"):
+        p.unlink()
+    proc = root / "proc"
+    run(["mount", "-t", "proc", "proc", proc])
+    try:
+        run(["chroot", root, "update-initramfs", "-c", "-k", release], timeout=900)
+    finally:
+        subprocess.run(["umount", proc], check=False)
+    out.mkdir(parents=True, exist_ok=True)
+    kernel, initrd = out / "vmlinuz", out / "initrd.img"
+    shutil.copy(kernels[-1], kernel)
+    shutil.copy(root / "boot" / f"initrd.img-{release}", initrd)
+    return kernel, initrd, release
+
+
+def prune(root: Path, release: str):
+    """What the running system does not need, out of the images."""
+    for d in ["usr/share/doc", "usr/share/man", "usr/share/locale", "usr/share/info", "var/cache/apt",
+              "var/lib/apt/lists", "var/cache/debconf"]:
+        shutil.rmtree(root / d, ignore_errors=True)
+    for p in (root / "boot").glob("*"):
+        p.unlink()
+    modules = root / "usr/lib/modules" / release
+    kept = root / "usr/lib/modules" / (release + ".kept")
+    shutil.rmtree(kept, ignore_errors=True)
+    kept.mkdir()
+    for rel in KEPT_MODULES:
+        if (modules / rel).exists():
+            (kept / rel).parent.mkdir(parents=True, exist_ok=True)
+            (modules / rel).rename(kept / rel)
+    for p in modules.glob("modules.*"):
+        p.rename(kept / p.name)
+    shutil.rmtree(modules)
+    kept.rename(modules)
+    run(["chroot", root, "depmod", release], timeout=300)
+
+
+def make_image(root: Path, marker: str, out: Path):
+    (root / MARKER).write_text(marker + "\n")
+    used = int(run(["du", "-sk", "--apparent-size", root]).stdout.split()[0])
+    size_mib = used * 13 // 10 // 1024 + 64
+    out.unlink(missing_ok=True)
+    # 4 KiB blocks: dm-verity's device has 4 KiB sectors, and ext4 does not
+    # mount with blocks smaller than its device's sectors.
+    run(["mke2fs", "-q", "-t", "ext4", "-b", "4096", "-L", "ihoproot", "-E", "root_owner=0:0", "-d", root, out,
+         f"{size_mib}M"], timeout=900)
+
+
+def add_verity(image: Path, out: Path) -> tuple:
+    """image with a dm-verity hash tree appended: (root hash, hash offset)."""
+    shutil.copy(image, out)
+    offset = out.stat().st_size
+    r = run(["veritysetup", "format", out, out, f"--hash-offset={offset}"], timeout=600)
+    for line in r.stdout.splitlines():
+        if line.startswith("Root hash:"):
+            return line.split(":", 1)[1].strip(), offset
+    raise RuntimeError(f"veritysetup printed no root hash:\n{r.stdout}")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_store_disk(tree: Path, out: Path):
+    used = int(run(["du", "-sk", "--apparent-size", tree]).stdout.split()[0])
+    size_mib = used * 13 // 10 // 1024 + 128  # room for the clone of v2 in the guest
+    size_mib += used // 1024
+    out.unlink(missing_ok=True)
+    run(["mke2fs", "-q", "-t", "ext4", "-L", STORE_LABEL, "-E", "root_owner=0:0", "-d", tree, out,
+         f"{size_mib}M"], timeout=900)
+
+
+def build_system(work: Path, ihop: Path) -> System:
+    """Everything the boots need, in work."""
+    work.mkdir(parents=True, exist_ok=True)
+    base = base_tree()
+    installed = build_ihop(work)
+    root = work / "root"
+    prepare_root(base, root, installed)
+    kernel, initrd, release = make_initramfs(root, work / "boot")
+    prune(root, release)
+    images = {"v1": work / "v1.ext4", "v2": work / "v2.ext4"}
+    make_image(root, "v1", images["v1"])
+    make_image(root, "v2", images["v2"])
+    shutil.rmtree(root)
+    images["v1v"] = work / "v1v.img"
+    roothash, offset = add_verity(images["v1"], images["v1v"])
+    store_tree = work / "storefs"
+    shutil.rmtree(store_tree, ignore_errors=True)
+    (store_tree / STOREPATH.lstrip("/")).mkdir(parents=True)
+    system = System(work, kernel, initrd, images, roothash, offset, store_tree, work / "store.img")
+    for name, image in images.items():
+        cba = work / f"{name}.cba"
+        cba.unlink(missing_ok=True)
+        run([ihop, "-q", "compress", "-i", image, cba], timeout=900)
+        system.digests[name] = sha256_of(image)
+    for name in ["v1", "v1v"]:
+        run([ihop, "-q", "clone", work / f"{name}.cba", store_tree / STOREPATH.lstrip("/") / name], timeout=900)
+    shutil.copy(work / "v2.cba", store_tree / "v2.cba")
+    make_store_disk(store_tree, system.store_disk)
+    return system
+
+
+# --------------------------------------------------------------------------
+# Boots
+
+
+@dataclass
+class Boot:
+    results: dict = field(default_factory=dict)
+    console: str = ""
+    seconds: float = 0.0
+    returncode: int = None
+    timed_out: bool = False
+    stopped_at: str = None  # the console pattern that ended it, if one did
+
+    def console_tail(self, lines=80) -> str:
+        return "\n".join(self.console.splitlines()[-lines:])
+
+
+def find_qemu() -> str:
+    q = shutil.which("qemu-system-x86_64")
+    if not q:
+        raise Unavailable("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    return q
+
+
+def cmdline(release: str, extra: str = "", roothash: str = None, hashoffset: int = None) -> str:
+    words = ["console=ttyS0", "root=/dev/nbd0", f"ihop.store=LABEL={STORE_LABEL}",
+             f"ihop.storepath={STOREPATH}", f"ihop.release={release}", "systemd.show_status=1"]
+    if roothash:
+        words += [f"ihop.roothash={roothash}", f"ihop.hashoffset={hashoffset}"]
+    return " ".join(words + ([extra] if extra else []))
+
+
+RESCUE_SHELL = "(initramfs)"
+
+
+def boot(system: System, append: str, work: Path, disk: Path = None, timeout=300,
+         stop_on=(RESCUE_SHELL,), plain_disk: Path = None) -> Boot:
+    """Boots once; ends at power-off, at timeout, or as soon as the console
+    shows one of stop_on (by default initramfs-tools' rescue shell, where a
+    failed boot waits for ever). plain_disk: a root image as a second
+    virtual disk (vdb), for booting without ihop."""
+    qemu = find_qemu()
+    accel = os.environ.get("IHOP_TEST_ACCEL", "tcg")
+    work.mkdir(parents=True, exist_ok=True)
+    console, results = work / "console.log", work / "results.txt"
+    for p in (console, results):
+        p.unlink(missing_ok=True)
+    # One vCPU, as in tests/qemu/nbdvm.py: with two under TCG, the kernel's
+    # nbd receive workqueue can stall (a kernel matter, not ihop's).
+    cmd = [qemu, "-accel", accel, "-cpu", "max", "-smp", "1", "-m", "1024",
+           "-display", "none", "-nodefaults", "-no-reboot", "-nic", "none",
+           "-kernel", str(system.kernel), "-initrd", str(system.initrd), "-append", append,
+           "-serial", f"file:{console}", "-serial", f"file:{results}",
+           "-drive", f"file={disk or system.store_disk},format=raw,if=virtio"]
+    if plain_disk:
+        cmd += ["-drive", f"file={plain_disk},format=raw,if=virtio,readonly=on"]
+    b = Boot()
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        while proc.poll() is None:
+            if time.monotonic() - start > timeout:
+                b.timed_out = True
+                break
+            if stop_on and console.exists():
+                text = console.read_text(errors="replace")
+                hit = next((p for p in stop_on if p in text), None)
+                if hit:
+                    time.sleep(1)  # the rest of that line
+                    b.stopped_at = hit
+                    break
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out = proc.communicate()[0].decode(errors="replace")
+    b.seconds = time.monotonic() - start
+    b.returncode = proc.returncode
+    b.console = (console.read_text(errors="replace") if console.exists() else "") + \
+        (f"\n[qemu output]\n{out}" if out.strip() else "")
+    if results.exists():
+        for line in results.read_text(errors="replace").splitlines():
+            if line.startswith("RESULT "):
+                parts = line.rstrip("\r").split(" ", 2)
+                b.results[parts[1]] = parts[2].strip() if len(parts) > 2 else ""
+    return b
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ihop", default=os.environ.get("IHOP", str(TOP / "build" / "src" / "ihop")))
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--release", default="v1")
+    ap.add_argument("--append", default="", help="more kernel command line")
+    args = ap.parse_args()
+    work = Path(args.work)
+    system = build_system(work, Path(args.ihop))
+    b = boot(system, cmdline(args.release, args.append), work / "boot-1")
+    print(b.console)
+    for k, v in b.results.items():
+        print(f"{k} = {v}")
+    print(f"{b.seconds:.1f} s, qemu exit {b.returncode}{', TIMED OUT' if b.timed_out else ''}")
+    return 0 if "done" in b.results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

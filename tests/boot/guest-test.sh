@@ -1,0 +1,85 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Runs inside the booted test system (tests/boot/bootvm.py) once systemd has
+# finished starting it, as ihop-boot-test.service. Reports on the second
+# serial port (/dev/ttyS1) as "RESULT key value" lines, what the host then
+# judges; then does what ihoptest.do= on the kernel command line asks, and
+# powers the machine off. "RESULT done 1" is the last line.
+#
+#   ihoptest.do=clone:NAME   clone /run/ihop/store/../NAME.cba into the store
+#                            as NAME (the update)
+#   ihoptest.do=rmgc         ihop rm of the running release, ihop gc, then
+#                            read the whole root device again
+#   (nothing)                report only
+
+OUT=/dev/ttyS1
+# Root is read-only: what this writes goes to /run.
+LOGS=/run/ihop-boot-test
+mkdir -p "$LOGS"
+res() {
+	echo "RESULT $*" >"$OUT"
+	echo "RESULT $*"
+}
+
+DO=
+for x in $(cat /proc/cmdline); do
+	case "$x" in
+	ihoptest.do=*) DO=${x#ihoptest.do=} ;;
+	ihop.release=*) RELEASE=${x#ihop.release=} ;;
+	ihop.storepath=*) STOREPATH=${x#ihop.storepath=} ;;
+	esac
+done
+STORE=/run/ihop/store$STOREPATH
+
+# Ordered after multi-user.target, so that it is reached; the system is
+# still "starting" until this unit ends.
+res multi_user "$(systemctl is-active multi-user.target)"
+res multi_user_us "$(systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target)"
+res failed_units "$(systemctl list-units --failed --plain --no-legend 2>&1 | cut -d' ' -f1 | tr '\n' ' ')"
+res root_source "$(findmnt -n -o SOURCE /)"
+res root_options "$(findmnt -n -o OPTIONS /)"
+res store_mount "$(findmnt -n -o SOURCE,FSTYPE,OPTIONS /run/ihop/store | tr -s ' ' ' ')"
+res marker "$(cat /etc/ihop-test-marker 2>&1)"
+
+# The root storage daemon: the ihop process whose comm is ihop.
+pid=
+for p in /proc/[0-9]*; do
+	if [ "$(cat "$p"/comm 2>/dev/null)" = ihop ]; then
+		pid=${p#/proc/}
+		break
+	fi
+done
+res ihop_pid "${pid:-none}"
+if [ -n "$pid" ]; then
+	res ihop_argv0 "$(tr '\0' '\n' </proc/"$pid"/cmdline | head -n1)"
+	res ihop_uid "$(awk '/^Uid:/ {print $2}' /proc/"$pid"/status)"
+	res ihop_oom "$(cat /proc/"$pid"/oom_score_adj)"
+	res ihop_vmlck_kib "$(awk '/^VmLck:/ {print $2}' /proc/"$pid"/status)"
+	res ihop_rss_kib "$(awk '/^VmRSS:/ {print $2}' /proc/"$pid"/status)"
+fi
+res in_use "$(ls "$STORE"/.in-use 2>/dev/null | tr '\n' ' ')"
+
+case "$DO" in
+clone:*)
+	name=${DO#clone:}
+	ihop clone "/run/ihop/store/$name.cba" "$STORE/$name" >$LOGS/clone.log 2>&1
+	res clone.rc $?
+	res clone.last "$(tail -n1 $LOGS/clone.log)"
+	res ls "$(ihop ls "$STORE" 2>&1 | tr '\n' '|')"
+	;;
+rmgc)
+	ihop rm "$STORE/$RELEASE" >$LOGS/rm.log 2>&1
+	res rm.rc $?
+	ihop gc "$STORE" >$LOGS/gc.log 2>&1
+	res gc.rc $?
+	res gc.last "$(tail -n1 $LOGS/gc.log)"
+	# O_DIRECT: what ihop serves now, not the page cache of the device
+	# (which the mounted root shares, superblock in memory included).
+	res root_sha256 "$(dd if=/dev/nbd0 bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1)"
+	res files_sha256 "$(find /usr/bin -type f -exec cat {} + | sha256sum | cut -d' ' -f1)"
+	;;
+esac
+
+res done 1
+sync
+systemctl poweroff

@@ -1,0 +1,179 @@
+# SPDX-License-Identifier: MIT
+"""Booting from the store: a Debian system whose root file system is an ihop
+release, on a real boot (qemu, TCG; tests/boot/bootvm.py builds it).
+
+The boots run once per session, in order, each on the store the one before
+left, as a device would live them:
+
+  v1        boot the first release; its test unit clones v2 (from v2.cba on
+            the store's file system) into /run/ihop/store, then powers off
+  v2        boot the update
+  v1v       boot v1 with its dm-verity hash tree (ihop.roothash)
+  rollback  boot v1 again; its unit runs `ihop rm` of the running release and
+            `ihop gc`, then reads the whole root device once more
+  corrupt   a copy of the store with one byte flipped in the chunk file that
+            holds v1v's ext4 superblock: dm-verity must stop the boot
+  missing   ihop.release=missing: a clear message and the rescue shell
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bita_archive import parse_archive
+from ihop_run import IHOP
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "boot"))
+import bootvm  # noqa: E402
+
+RESCUE = bootvm.RESCUE_SHELL
+# What the kernel says when a device it uses fails under it.
+KERNEL_TROUBLE = ["I/O error", "nbd0: Connection timed out", "nbd0: Receive control failed",
+                  "EXT4-fs error", "Buffer I/O error", "blk_update_request", "Dead connection"]
+
+
+def kernel_trouble(console: str) -> list:
+    return [line for line in console.splitlines() if any(t in line for t in KERNEL_TROUBLE)]
+
+
+def fsck_clean(disk: Path) -> tuple:
+    r = subprocess.run(["e2fsck", "-fn", str(disk)], capture_output=True, text=True, timeout=300)
+    return r.returncode, r.stdout + r.stderr
+
+
+def chunk_file_at(store: Path, archive: Path, offset: int) -> tuple:
+    """The store's chunk file holding byte offset of archive's image, and
+    where in it that byte is."""
+    a = parse_archive(archive)
+    pos = 0
+    for idx in a.order:
+        chunk = a.chunks[idx]
+        if pos <= offset < pos + chunk.source_size:
+            h = chunk.hash.hex()
+            return store / "chunks" / h[:4] / f"{h}.chunk", offset - pos
+        pos += chunk.source_size
+    raise AssertionError(f"offset {offset} is past the image")
+
+
+class Boots:
+    def __init__(self, system, work):
+        self.system = system
+        self.work = work
+        self.runs = {}
+        self.fsck = {}
+
+
+@pytest.fixture(scope="module")
+def boots(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("building the system needs root (debootstrap, chroot)")
+    work = Path(os.environ.get("IHOP_TEST_BOOT_WORK", "/var/tmp")) / f"ihop-boot-{os.getpid()}"
+    try:
+        system = bootvm.build_system(work, Path(IHOP))
+    except bootvm.Unavailable as e:
+        pytest.skip(str(e))
+    b = Boots(system, work)
+    s = system
+    try:
+        b.runs["v1"] = bootvm.boot(s, bootvm.cmdline("v1", "ihoptest.do=clone:v2"), work / "boot-v1")
+        b.fsck["v1"] = fsck_clean(s.store_disk)
+        b.runs["v2"] = bootvm.boot(s, bootvm.cmdline("v2"), work / "boot-v2")
+        b.runs["v1v"] = bootvm.boot(s, bootvm.cmdline("v1v", roothash=s.roothash, hashoffset=s.hashoffset),
+                                    work / "boot-v1v")
+        b.runs["rollback"] = bootvm.boot(s, bootvm.cmdline("v1", "ihoptest.do=rmgc"), work / "boot-rollback")
+        b.fsck["rollback"] = fsck_clean(s.store_disk)
+
+        # The corrupt store: a copy of the tree the disk was made from.
+        bad_tree = work / "storefs-bad"
+        shutil.rmtree(bad_tree, ignore_errors=True)
+        subprocess.run(["cp", "-al", str(s.store_tree), str(bad_tree)], check=True)
+        # the ext4 superblock's magic number, at byte 0x38 of it
+        victim, at = chunk_file_at(bad_tree / bootvm.STOREPATH.lstrip("/"), work / "v1v.cba", 1024 + 0x38)
+        data = bytearray(victim.read_bytes())
+        victim.unlink()  # a file of its own, not the good tree's
+        data[at] ^= 0xFF
+        victim.write_bytes(bytes(data))
+        b.corrupt_chunk = victim
+        bad_disk = work / "store-bad.img"
+        bootvm.make_store_disk(bad_tree, bad_disk)
+        b.runs["corrupt"] = bootvm.boot(s, bootvm.cmdline("v1v", roothash=s.roothash, hashoffset=s.hashoffset),
+                                        work / "boot-corrupt", disk=bad_disk, timeout=240)
+        b.runs["missing"] = bootvm.boot(s, bootvm.cmdline("missing"), work / "boot-missing", timeout=240)
+        yield b
+    finally:
+        if not os.environ.get("IHOP_TEST_BOOT_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def booted(b, name):
+    run = b.runs[name]
+    assert "done" in run.results, f"boot {name} did not finish its test:\n{run.console_tail()}"
+    return run
+
+
+@pytest.mark.parametrize("name", ["v1", "v2", "v1v", "rollback"])
+def test_reaches_multi_user_with_root_from_the_release(boots, name):
+    run = booted(boots, name)
+    r = run.results
+    assert r["multi_user"] == "active"
+    assert r["failed_units"] == "", r["failed_units"]
+    assert r["root_source"] == ("/dev/mapper/ihop-root" if name == "v1v" else "/dev/nbd0")
+    assert r["root_options"].split(",")[0] == "ro"
+    assert r["store_mount"].split(" ")[:2] == ["/dev/vda", "ext4"]
+    assert "rw" in r["store_mount"].split(" ")[2].split(",")
+    assert r["marker"] == ("v2" if name == "v2" else "v1")
+
+
+@pytest.mark.parametrize("name", ["v1", "v2", "v1v", "rollback"])
+def test_root_storage_daemon_is_marked_locked_and_oom_exempt(boots, name):
+    r = booted(boots, name).results
+    assert r["ihop_pid"].isdigit()
+    assert r["ihop_argv0"].startswith("@"), r["ihop_argv0"]
+    assert r["ihop_uid"] == "0"
+    assert r["ihop_oom"] == "-1000"
+    assert int(r["ihop_vmlck_kib"]) > 0
+    assert int(r["ihop_vmlck_kib"]) >= int(r["ihop_rss_kib"]) * 9 // 10
+    assert r["in_use"].strip() != "", "the running release is not registered as in use"
+
+
+@pytest.mark.parametrize("name", ["v1", "v2", "v1v", "rollback"])
+def test_poweroff_and_boot_without_device_errors(boots, name):
+    run = booted(boots, name)
+    assert kernel_trouble(run.console) == [], run.console_tail()
+    assert not run.timed_out and run.returncode == 0, run.console_tail()
+
+
+def test_update_clones_the_next_release_beside_the_running_one(boots):
+    r = booted(boots, "v1").results
+    assert r["clone.rc"] == "0", r["clone.last"]
+    assert "v2" in r["ls"] and "v1" in r["ls"]
+
+
+@pytest.mark.parametrize("name", ["v1", "rollback"])
+def test_store_file_system_is_clean_after_poweroff(boots, name):
+    rc, out = boots.fsck[name]
+    assert rc == 0, out
+
+
+def test_rm_and_gc_of_the_running_release_keep_its_chunks(boots):
+    r = booted(boots, "rollback").results
+    assert r["rm.rc"] == "0" and r["gc.rc"] == "0", r
+    assert r["root_sha256"] == boots.system.digests["v1"], "the root device changed after rm + gc"
+
+
+def test_verity_stops_a_boot_on_a_corrupt_chunk(boots):
+    run = boots.runs["corrupt"]
+    assert "done" not in run.results, "booted on corrupt data"
+    assert run.stopped_at == RESCUE, run.console_tail()
+    assert "verity" in run.console.lower() and "corrupt" in run.console.lower(), run.console_tail()
+
+
+def test_missing_release_names_itself_and_drops_to_the_shell(boots):
+    run = boots.runs["missing"]
+    assert "done" not in run.results
+    assert run.stopped_at == RESCUE, run.console_tail()
+    assert "ihop: no release missing in the store" in run.console, run.console_tail()
