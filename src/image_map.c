@@ -362,7 +362,7 @@ static int check_complete(struct image_map *m, const char *arg)
         if (!c.state)
                 return log_errno(-ENOMEM, "cannot check release %s", arg);
         threads = threads < 1 ? 1 : threads > CHECK_THREADS ? CHECK_THREADS : threads;
-        err = pool_run(threads, check_some, &c, NULL);
+        err = pool_run_light(threads, check_some, &c, NULL);
         if (err == 0 && (err = atomic_load(&c.err)) < 0)
                 store_log_chunk_error(m->store, r->chunks[atomic_load(&c.err_index)].hash, r->hash_len, err, "open");
         else if (err < 0)

@@ -45,12 +45,13 @@ unsigned pool_cpu_count(void)
         return n > 0 ? (unsigned)n : 1;
 }
 
-int pool_run(unsigned n, pool_work work, void *ctx, pool_tick tick)
+static int run_pool(unsigned n, size_t stack_size, pool_work work, void *ctx, pool_tick tick)
 {
         struct pool p = { .lock = PTHREAD_MUTEX_INITIALIZER, .work = work, .ctx = ctx };
         pthread_t *threads = calloc(n, sizeof(*threads));
         struct slot *slots = calloc(n, sizeof(*slots));
         pthread_condattr_t attr;
+        pthread_attr_t thread_attr;
         unsigned started = 0;
 
         if (!threads || !slots) {
@@ -63,10 +64,13 @@ int pool_run(unsigned n, pool_work work, void *ctx, pool_tick tick)
         pthread_cond_init(&p.done_cond, &attr);
         pthread_condattr_destroy(&attr);
 
+        pthread_attr_init(&thread_attr);
+        if (stack_size)
+                pthread_attr_setstacksize(&thread_attr, stack_size);
         pthread_mutex_lock(&p.lock);
         for (unsigned i = 0; i < n; i++) {
                 slots[i] = (struct slot){ &p, i };
-                if (pthread_create(&threads[i], NULL, pool_thread, &slots[i]) != 0) {
+                if (pthread_create(&threads[i], &thread_attr, pool_thread, &slots[i]) != 0) {
                         if (p.err == 0)
                                 p.err = -EAGAIN;
                         break;
@@ -92,8 +96,19 @@ int pool_run(unsigned n, pool_work work, void *ctx, pool_tick tick)
         pthread_mutex_unlock(&p.lock);
         for (unsigned i = 0; i < started; i++)
                 pthread_join(threads[i], NULL);
+        pthread_attr_destroy(&thread_attr);
         pthread_cond_destroy(&p.done_cond);
         free(threads);
         free(slots);
         return p.err;
+}
+
+int pool_run(unsigned n, pool_work work, void *ctx, pool_tick tick)
+{
+        return run_pool(n, 0, work, ctx, tick);
+}
+
+int pool_run_light(unsigned n, pool_work work, void *ctx, pool_tick tick)
+{
+        return run_pool(n, POOL_LIGHT_STACK_SIZE, work, ctx, tick);
 }
