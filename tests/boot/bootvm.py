@@ -53,6 +53,7 @@ INITRAMFS_MODULES = ["virtio_pci", "virtio_blk", "ext4"]
 KEPT_MODULES = ["kernel/fs", "kernel/drivers/block", "kernel/drivers/md", "kernel/drivers/virtio",
                 "kernel/drivers/char", "kernel/crypto", "kernel/lib", "kernel/arch"]
 STORE_LABEL = "ihopstore"
+STORE_UUID = "5c2f7e1a-1b0d-4a8e-9d4b-1f0e3a6c7b21"
 STOREPATH = "/store"
 MARKER = "etc/ihop-test-marker"
 
@@ -244,7 +245,7 @@ def make_store_disk(tree: Path, out: Path):
     size_mib = used * 13 // 10 // 1024 + 128  # room for the clone of v2 in the guest
     size_mib += used // 1024
     out.unlink(missing_ok=True)
-    run(["mke2fs", "-q", "-t", "ext4", "-L", STORE_LABEL, "-E", "root_owner=0:0", "-d", tree, out,
+    run(["mke2fs", "-q", "-t", "ext4", "-L", STORE_LABEL, "-U", STORE_UUID, "-E", "root_owner=0:0", "-d", tree, out,
          f"{size_mib}M"], timeout=900)
 
 
@@ -303,8 +304,10 @@ def find_qemu() -> str:
     return q
 
 
-def cmdline(release: str, extra: str = "", roothash: str = None, hashoffset: int = None) -> str:
-    words = ["console=ttyS0", "root=/dev/nbd0", f"ihop.store=LABEL={STORE_LABEL}",
+def cmdline(release: str, extra: str = "", roothash: str = None, hashoffset: int = None,
+            store: str = f"LABEL={STORE_LABEL}") -> str:
+    """store: the store's device as ihop.store= names it (LABEL=, UUID= or a path)."""
+    words = ["console=ttyS0", "root=/dev/nbd0", f"ihop.store={store}",
              f"ihop.storepath={STOREPATH}", f"ihop.release={release}", "systemd.show_status=1"]
     if roothash:
         words += [f"ihop.roothash={roothash}", f"ihop.hashoffset={hashoffset}"]

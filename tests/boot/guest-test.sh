@@ -56,6 +56,17 @@ if [ -n "$pid" ]; then
 	res ihop_oom "$(cat /proc/"$pid"/oom_score_adj)"
 	res ihop_vmlck_kib "$(awk '/^VmLck:/ {print $2}' /proc/"$pid"/status)"
 	res ihop_rss_kib "$(awk '/^VmRSS:/ {print $2}' /proc/"$pid"/status)"
+	# What it maps: files of the initramfs (deleted since switch_root), not
+	# of the root file system it serves.
+	res ihop_mapped_from_root "$(awk '$6 ~ /^\// && $7 != "(deleted)" {print $6}' /proc/"$pid"/maps | sort -u | tr '\n' ' ')"
+	res ihop_mapped_deleted "$(awk '$7 == "(deleted)" {print $6}' /proc/"$pid"/maps | sort -u | tr '\n' ' ')"
+	# Regular files it holds open (sockets, pipes and devices aside).
+	files=
+	for fd in /proc/"$pid"/fd/*; do
+		target=$(readlink "$fd")
+		[ -f "$target" ] && files="$files $target"
+	done
+	res ihop_open_files "$files"
 fi
 res in_use "$(ls "$STORE"/.in-use 2>/dev/null | tr '\n' ' ')"
 

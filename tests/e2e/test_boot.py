@@ -7,7 +7,8 @@ left, as a device would live them:
 
   v1        boot the first release; its test unit clones v2 (from v2.cba on
             the store's file system) into /run/ihop/store, then powers off
-  v2        boot the update
+  v2        boot the update (the store named by UUID=; the others by
+            LABEL=, and rollback by its path)
   v1v       boot v1 with its dm-verity hash tree (ihop.roothash)
   rollback  boot v1 again; its unit runs `ihop rm` of the running release and
             `ihop gc`, then reads the whole root device once more
@@ -81,10 +82,11 @@ def boots(tmp_path_factory):
     try:
         b.runs["v1"] = bootvm.boot(s, bootvm.cmdline("v1", "ihoptest.do=clone:v2"), work / "boot-v1")
         b.fsck["v1"] = fsck_clean(s.store_disk)
-        b.runs["v2"] = bootvm.boot(s, bootvm.cmdline("v2"), work / "boot-v2")
+        b.runs["v2"] = bootvm.boot(s, bootvm.cmdline("v2", store=f"UUID={bootvm.STORE_UUID}"), work / "boot-v2")
         b.runs["v1v"] = bootvm.boot(s, bootvm.cmdline("v1v", roothash=s.roothash, hashoffset=s.hashoffset),
                                     work / "boot-v1v")
-        b.runs["rollback"] = bootvm.boot(s, bootvm.cmdline("v1", "ihoptest.do=rmgc"), work / "boot-rollback")
+        b.runs["rollback"] = bootvm.boot(s, bootvm.cmdline("v1", "ihoptest.do=rmgc", store="/dev/vda"),
+                                         work / "boot-rollback")
         b.fsck["rollback"] = fsck_clean(s.store_disk)
 
         # The corrupt store: a copy of the tree the disk was made from.
@@ -138,6 +140,19 @@ def test_root_storage_daemon_is_marked_locked_and_oom_exempt(boots, name):
     assert int(r["ihop_vmlck_kib"]) > 0
     assert int(r["ihop_vmlck_kib"]) >= int(r["ihop_rss_kib"]) * 9 // 10
     assert r["in_use"].strip() != "", "the running release is not registered as in use"
+
+
+@pytest.mark.parametrize("name", ["v1", "v2", "v1v", "rollback"])
+def test_root_storage_daemon_needs_nothing_from_the_root_it_serves(boots, name):
+    """Everything ihop maps was loaded from the initramfs (its files are gone
+    since switch_root: "(deleted)"), and the only files it holds open are
+    in the store."""
+    r = booted(boots, name).results
+    assert r["ihop_mapped_from_root"] == "", r["ihop_mapped_from_root"]
+    assert r["ihop_mapped_deleted"] != ""
+    assert r["ihop_open_files"] != ""
+    outside = [f for f in r["ihop_open_files"].split() if not f.startswith("/run/ihop/store/")]
+    assert outside == [], outside
 
 
 @pytest.mark.parametrize("name", ["v1", "v2", "v1v", "rollback"])
