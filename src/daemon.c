@@ -78,14 +78,19 @@ void daemon_cleanup(void)
 /* The file that says this runs in an initramfs (systemd's INITRD_INTERFACE). */
 #define INITRD_RELEASE "/etc/initrd-release"
 
-int daemon_become_root_storage(char *argv0)
+int daemon_check_root_storage(void)
 {
-        int fd;
-
         if (geteuid() != 0) {
                 log_error("--root-storage: systemd spares only root's processes at shutdown; run ihop as root");
                 return -EPERM;
         }
+        return 0;
+}
+
+int daemon_become_root_storage(char *argv0)
+{
+        int fd;
+
         /* One malloc arena: every page of every arena would be locked. */
         mallopt(M_ARENA_MAX, 1);
         /* Taken now: in a page fault, the root device must not wait on itself. */

@@ -15,11 +15,15 @@ void daemon_ready(void);
 void daemon_cleanup(void);
 
 /* Makes this process fit to serve the device that holds the root file
- * system, as systemd's ROOT_STORAGE_DAEMONS.md asks of such a daemon: it
- * must be root (systemd spares only root's processes), started from the
- * initramfs, where argv[0][0] becomes '@' so that neither switch_root's nor
+ * system, as systemd's ROOT_STORAGE_DAEMONS.md asks of such a daemon:
+ * started from the initramfs, where argv[0][0] becomes '@' so that neither switch_root's nor
  * shutdown's killing spree stops it (only there: /etc/initrd-release
  * exists), never paged out (mlockall: a page fault that needs the root file
  * system would wait on itself) and never chosen by the OOM killer.
  * Negative errno, said why, when one of them cannot be had. */
 int daemon_become_root_storage(char *argv0);
+
+/* Such a daemon must be root (systemd spares only root's processes):
+ * -EPERM, said why, when this process is not. Checked first, before
+ * anything is opened. */
+int daemon_check_root_storage(void);

@@ -134,6 +134,8 @@ int cmd_mount(int argc, char **argv)
                           root_storage ? "root-storage" : "timeout");
                 return CLI_USAGE;
         }
+        if (root_storage && (err = daemon_check_root_storage()) < 0)
+                return err;
         err = image_map_open(release, verify, &map, &name);
         if (err < 0)
                 return err;
