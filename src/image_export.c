@@ -29,13 +29,17 @@ int image_export(struct store *s, const struct release *r, int out_fd, const cha
         hash_init(&image_hash);
         for (size_t pos = 0; pos < r->n_order; pos++) {
                 const struct chunk *c = &r->chunks[r->order[pos]];
-                _cleanup_close_ int fd = store_chunk_open(s, c, r->hash_len);
+                _cleanup_close_ int fd = store_chunk_open_sized(s, c, r->hash_len);
                 struct chunk_reader rd;
                 ssize_t n;
 
                 if (fd == -ENOENT) {
                         log_chunk(s, c, r->hash_len, pos, "is missing");
                         return -ENOENT;
+                }
+                if (fd == -EBADMSG) {
+                        log_chunk(s, c, r->hash_len, pos, "is not a regular file of the chunk's size");
+                        return -EBADMSG;
                 }
                 if (fd < 0)
                         return store_log_chunk_error(s, c->hash, r->hash_len, fd, "open");
@@ -46,7 +50,7 @@ int image_export(struct store *s, const struct release *r, int out_fd, const cha
                                 return log_errno(err, "cannot write %s", out_name);
                 }
                 if (n < 0)
-                        return log_errno((int)n, "cannot read chunk %zu of the image", pos);
+                        return store_log_chunk_error(s, c->hash, r->hash_len, (int)n, "read");
                 if (!chunk_reader_complete(&rd)) {
                         log_chunk(s, c, r->hash_len, pos, "is shorter than its size");
                         return -EBADMSG;

@@ -162,7 +162,9 @@ int store_chunk_open(struct store *s, const struct chunk *c, size_t hash_len)
         int fd;
 
         store_chunk_relpath(c->hash, hash_len, rel);
-        fd = openat_beneath(s->chunks_dirfd, rel, O_RDONLY, 0);
+        /* O_NONBLOCK: a FIFO planted in the store opens at once (and then
+         * fails as no regular file) instead of blocking the reader for ever. */
+        fd = openat_beneath(s->chunks_dirfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
         return fd;
 }
 
@@ -171,7 +173,7 @@ int store_chunk_open_cached(struct store *s, const struct chunk *c, size_t hash_
         char rel[STORE_CHUNK_PATH_MAX];
 
         store_chunk_relpath(c->hash, hash_len, rel);
-        return openat_beneath_cached(s->chunks_dirfd, rel, O_RDONLY);
+        return openat_beneath_cached(s->chunks_dirfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
 }
 
 /* Why STORE/chunks/rel could not be had, in one line; returns err. */

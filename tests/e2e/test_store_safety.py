@@ -347,3 +347,31 @@ def test_pid_file_follows_the_umask(tmp_path, mask):
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_file.exists()
+
+
+def test_a_fifo_as_a_chunk_file_fails_and_never_hangs(tmp_path):
+    """A FIFO planted where a chunk file belongs: opening it for reading
+    would wait for a writer for ever. Every reader fails at once instead,
+    in one line naming the file; verify lists it as corrupt."""
+    store, _ = make_store(tmp_path)
+    a = parse_archive(FIXTURES / SMALL)
+    h = a.chunks[a.order[0]].hash.hex()
+    chunk = store / "chunks" / h[:4] / f"{h}.chunk"
+    chunk.unlink()
+    os.mkfifo(chunk)
+    target = tmp_path / "mnt-file"
+    target.touch()
+    r = run([IHOP, "verify", store / "a"], timeout=20)
+    assert r.returncode == 1
+    assert f"corrupt {chunk}" in r.stdout.splitlines()
+    for args in (["mount", store / "a", target], ["serve", "--unix", tmp_path / "sock", store / "a"],
+                 ["cat", "-o", tmp_path / "out.img", store / "a"]):
+        try:
+            r = run([IHOP, *args], timeout=20)
+        finally:
+            if os.path.ismount(target):
+                run(["umount", "-l", target], timeout=30)
+        assert r.returncode != 0, args
+        errors = [l for l in r.stderr.splitlines() if l.startswith("ihop: error:")]
+        assert len(errors) == 1, (args, r.stderr)
+        assert str(chunk) in errors[0] or f"{h[:16]}" in errors[0], (args, errors[0])
