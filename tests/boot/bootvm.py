@@ -39,6 +39,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parents[1]
+sys.path.insert(0, str(TOP / "tests" / "qemu"))
+import nbdvm  # noqa: E402
 SUITE = "bookworm"
 MIRROR = os.environ.get("IHOP_TEST_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = ["systemd-sysv", "udev", "kmod", "busybox", "initramfs-tools", "cryptsetup-bin",
@@ -58,8 +60,9 @@ STOREPATH = "/store"
 MARKER = "etc/ihop-test-marker"
 
 
-class Unavailable(Exception):
-    """The system cannot be built here at all (no debootstrap, no mirror)."""
+# The system cannot be built or booted here at all (no debootstrap, no qemu).
+Unavailable = nbdvm.Unavailable
+find_qemu = nbdvm.find_qemu
 
 
 def run(cmd, timeout=600, **kw):
@@ -72,17 +75,7 @@ def run(cmd, timeout=600, **kw):
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("IHOP_TEST_BOOT_CACHE")
-    if env:
-        return Path(env)
-    system = Path("/var/cache/ihop-test-boot")
-    try:
-        system.mkdir(parents=True, exist_ok=True)
-        if os.access(system, os.W_OK):
-            return system
-    except OSError:
-        pass
-    return Path.home() / ".cache" / "ihop-test-boot"
+    return nbdvm.default_cache_dir("IHOP_TEST_BOOT_CACHE", "ihop-test-boot")
 
 
 def base_tree(cache: Path = None) -> Path:
@@ -295,23 +288,6 @@ class Boot:
 
     def console_tail(self, lines=80) -> str:
         return "\n".join(self.console.splitlines()[-lines:])
-
-
-def find_qemu() -> str:
-    q = shutil.which("qemu-system-x86_64")
-    if not q:
-        raise Unavailable("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
-    return q
-
-
-def cmdline(release: str, extra: str = "", roothash: str = None, hashoffset: int = None,
-            store: str = f"LABEL={STORE_LABEL}") -> str:
-    """store: the store's device as ihop.store= names it (LABEL=, UUID= or a path)."""
-    words = ["console=ttyS0", "root=/dev/nbd0", f"ihop.store={store}",
-             f"ihop.storepath={STOREPATH}", f"ihop.release={release}", "systemd.show_status=1"]
-    if roothash:
-        words += [f"ihop.roothash={roothash}", f"ihop.hashoffset={hashoffset}"]
-    return " ".join(words + ([extra] if extra else []))
 
 
 RESCUE_SHELL = "(initramfs)"

@@ -65,18 +65,19 @@ class Kernel:
     modules: Path  # lib/modules/RELEASE
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("IHOP_TEST_KERNEL_CACHE")
-    if env:
-        return Path(env)
-    system = Path("/var/cache/ihop-test-kernel")
+def default_cache_dir(env: str = "IHOP_TEST_KERNEL_CACHE", name: str = "ihop-test-kernel") -> Path:
+    """Where downloads are kept between runs: $env, else /var/cache/NAME when
+    writable, else ~/.cache/NAME."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    system = Path("/var/cache") / name
     try:
         system.mkdir(parents=True, exist_ok=True)
         if os.access(system, os.W_OK):
             return system
     except OSError:
         pass
-    return Path.home() / ".cache" / "ihop-test-kernel"
+    return Path.home() / ".cache" / name
 
 
 def _run(cmd, timeout=300, **kw):
