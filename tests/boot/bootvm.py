@@ -290,6 +290,16 @@ class Boot:
         return "\n".join(self.console.splitlines()[-lines:])
 
 
+def cmdline(release: str, extra: str = "", roothash: str = None, hashoffset: int = None,
+            store: str = f"LABEL={STORE_LABEL}") -> str:
+    """store: the store's device as ihop.store= names it (LABEL=, UUID= or a path)."""
+    words = ["console=ttyS0", "root=/dev/nbd0", f"ihop.store={store}",
+             f"ihop.storepath={STOREPATH}", f"ihop.release={release}", "systemd.show_status=1"]
+    if roothash:
+        words += [f"ihop.roothash={roothash}", f"ihop.hashoffset={hashoffset}"]
+    return " ".join(words + ([extra] if extra else []))
+
+
 RESCUE_SHELL = "(initramfs)"
 
 
