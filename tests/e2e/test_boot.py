@@ -37,6 +37,22 @@ KERNEL_TROUBLE = ["I/O error", "nbd0: Connection timed out", "nbd0: Receive cont
                   "EXT4-fs error", "Buffer I/O error", "blk_update_request", "Dead connection"]
 
 
+# Command lines the boot script refuses before it touches anything: the
+# boot's name, the command line, and what the console must say.
+BAD_COMMAND_LINES = {
+    "no-store": "console=ttyS0 root=/dev/nbd0 ihop.release=v1",
+    "relative-storepath": f"console=ttyS0 root=/dev/nbd0 ihop.store=LABEL={bootvm.STORE_LABEL} "
+                          "ihop.storepath=store ihop.release=v1",
+    "roothash-alone": f"console=ttyS0 root=/dev/nbd0 ihop.store=LABEL={bootvm.STORE_LABEL} "
+                      "ihop.storepath=/store ihop.release=v1v ihop.roothash=00",
+}
+BAD_COMMAND_LINE_MESSAGES = {
+    "no-store": "ihop: ihop.release=v1 without ihop.store=",
+    "relative-storepath": "ihop: ihop.storepath=store: not an absolute path",
+    "roothash-alone": "ihop: ihop.roothash= without ihop.hashoffset=",
+}
+
+
 def kernel_trouble(console: str) -> list:
     return [line for line in console.splitlines() if any(t in line for t in KERNEL_TROUBLE)]
 
@@ -105,6 +121,8 @@ def boots(tmp_path_factory):
         b.runs["corrupt"] = bootvm.boot(s, bootvm.cmdline("v1v", roothash=s.roothash, hashoffset=s.hashoffset),
                                         work / "boot-corrupt", disk=bad_disk, timeout=240)
         b.runs["missing"] = bootvm.boot(s, bootvm.cmdline("missing"), work / "boot-missing", timeout=240)
+        for name, append in BAD_COMMAND_LINES.items():
+            b.runs[name] = bootvm.boot(s, append, work / f"boot-{name}", timeout=240)
         yield b
     finally:
         if not os.environ.get("IHOP_TEST_BOOT_KEEP"):
@@ -192,3 +210,11 @@ def test_missing_release_names_itself_and_drops_to_the_shell(boots):
     assert "done" not in run.results
     assert run.stopped_at == RESCUE, run.console_tail()
     assert "ihop: no release missing in the store" in run.console, run.console_tail()
+
+
+@pytest.mark.parametrize("name", list(BAD_COMMAND_LINES))
+def test_a_wrong_command_line_is_named_and_drops_to_the_shell(boots, name):
+    run = boots.runs[name]
+    assert "done" not in run.results
+    assert run.stopped_at == RESCUE, run.console_tail()
+    assert BAD_COMMAND_LINE_MESSAGES[name] in run.console, run.console_tail()
