@@ -7,13 +7,16 @@
 #include "fetch_plan.h"
 #include "log.h"
 #include "release_file.h"
+#include "release_signature.h"
 #include "seed.h"
 #include "store.h"
+#include "store_version.h"
 #include "units.h"
 #include "worker_pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -323,16 +326,69 @@ static int apply_seeds(struct clone_ctx *ctx, struct clone_result *res, atomic_u
         return 0;
 }
 
-/* Connections, then the archive header (pinned by --verify-header if given). */
-static int open_archive(struct clone_ctx *ctx)
+/* Before the header is read: the signature, by a trusted key, of a
+ * version the store may take. */
+static int load_signature(struct clone_ctx *ctx, struct release_signature *sig)
 {
         const struct clone_options *o = ctx->opts;
+        _cleanup_free_ char *location = o->signature ? strdup(o->signature) : release_signature_location(o->source);
+        uint64_t remembered;
+        bool known;
+        int err;
+
+        if (!location)
+                return log_errno(-ENOMEM, "checking %s", o->source);
+        err = release_signature_load(location, o->source, &ctx->http, o->trusted, sig);
+        if (err < 0)
+                return err;
+        err = store_version_read(ctx->store, &remembered, &known);
+        if (err < 0)
+                return err;
+        if (known && sig->version < remembered && !o->allow_downgrade)
+                return store_version_refuse(ctx->store, sig->version, remembered, o->source);
+        return 0;
+}
+
+/* The header signed by it: then, and only then, the store takes its version. */
+static int accept_signature(struct clone_ctx *ctx, struct release_signature *sig, struct clone_result *res)
+{
+        const struct clone_options *o = ctx->opts;
+        char id[MINISIGN_KEY_ID_STR_MAX];
+        int err;
+
+        err = release_signature_check_archive(sig, ctx->archive, o->source);
+        if (err < 0)
+                return err;
+        err = store_version_accept(ctx->store, sig->version, o->allow_downgrade, o->source);
+        if (err < 0)
+                return err;
+        log_debug("%s: signed by trusted key %s (%s), release version %" PRIu64, o->source,
+                 minisign_key_id_str(sig->key->key.id, id), sig->key->path, sig->version);
+        if (res) {
+                res->signature_checked = true;
+                res->release_version = sig->version;
+                memcpy(res->signer_id, sig->key->key.id, sizeof(res->signer_id));
+        }
+        return 0;
+}
+
+/* Connections, the signature when trusted keys are given, then the archive
+ * header (pinned by it, and by --verify-header if given). */
+static int open_archive(struct clone_ctx *ctx, struct clone_result *res)
+{
+        const struct clone_options *o = ctx->opts;
+        bool signed_only = o->trusted && o->trusted->n > 0;
+        struct release_signature sig = {};
         int err;
 
         err = open_connections(ctx);
-        if (err < 0)
-                return err;
-        err = archive_source_read_header(ctx->src, &ctx->conns[0], &ctx->archive);
+        if (err == 0 && signed_only)
+                err = load_signature(ctx, &sig);
+        if (err == 0)
+                err = archive_source_read_header(ctx->src, &ctx->conns[0], &ctx->archive);
+        if (err == 0 && signed_only)
+                err = accept_signature(ctx, &sig, res);
+        release_signature_clear(&sig);
         if (err < 0)
                 return err;
         if (o->header_checksum_len &&
@@ -385,7 +441,7 @@ static int clone_fetch(struct clone_ctx *ctx, struct clone_result *res)
         const struct release *r;
         int err;
 
-        err = open_archive(ctx);
+        err = open_archive(ctx, res);
         if (err < 0)
                 return err;
         r = ctx->archive->release;
@@ -491,7 +547,7 @@ static int repair_fetch(struct clone_ctx *ctx, const struct release *r, const ch
         size_t cmp_len;
         int err;
 
-        err = open_archive(ctx);
+        err = open_archive(ctx, NULL);
         if (err < 0)
                 return err;
         a = ctx->archive->release;

@@ -5,6 +5,8 @@
 
 #include "hash.h"
 #include "http.h"
+#include "minisign.h"
+#include "trusted_keys.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,6 +24,12 @@ struct clone_options {
         const char **seeds;     /* files or block devices ("-": stdin) to take chunks from first */
         size_t n_seeds;
         struct http_options http;
+        /* Signed releases (release_signature.h): with keys given, the
+         * signature is read and checked before the header, the header
+         * against it before anything is stored. */
+        const struct trusted_keys *trusted; /* NULL or empty: no signature is asked for */
+        const char *signature;              /* where it is, instead of SOURCE.minisig */
+        bool allow_downgrade;               /* take a version below the store's */
 };
 
 struct clone_result {
@@ -40,6 +48,9 @@ struct clone_result {
         size_t chunks_recovered; /* of chunks_reused: left complete by an interrupted clone */
         size_t chunks_seeded;    /* taken from seeds */
         uint64_t bytes_seeded;
+        bool signature_checked;
+        uint64_t release_version;                  /* signed, when signature_checked */
+        uint8_t signer_id[MINISIGN_KEY_ID_LEN];
 };
 
 int clone_run(const struct clone_options *o, struct clone_result *res);

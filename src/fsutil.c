@@ -297,18 +297,24 @@ int link_unique_at(int dirfd, const char *oldname, int new_dirfd, const char *pr
         return make_unique(prefix, name, link_new, &src);
 }
 
-int write_file_atomic_at(int dirfd, const char *name, const char *tmp_prefix, const void *data, size_t len)
+/* write_file_atomic_at, the file made private (mode 0600 before any byte
+ * is in it) and an existing one kept (-EEXIST) as asked. */
+static int write_atomic(int dirfd, const char *name, const char *tmp_prefix, const void *data, size_t len,
+                        bool private, bool replace)
 {
         char tmp[PATH_MAX];
-        int r;
+        int r = 0;
 
         _cleanup_close_ int fd = create_unique_at(dirfd, tmp_prefix, tmp);
         if (fd < 0)
                 return fd;
-        r = write_full(fd, data, len);
+        if (private && fchmod(fd, 0600) < 0)
+                r = -errno;
+        if (r == 0)
+                r = write_full(fd, data, len);
         if (r == 0 && fsync(fd) < 0)
                 r = -errno;
-        if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+        if (r == 0 && renameat2(dirfd, tmp, dirfd, name, replace ? 0 : RENAME_NOREPLACE) < 0)
                 r = -errno;
         if (r < 0) {
                 unlinkat(dirfd, tmp, 0);
@@ -319,13 +325,23 @@ int write_file_atomic_at(int dirfd, const char *name, const char *tmp_prefix, co
         return fsync(dirfd) < 0 ? -errno : 0;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len)
+int write_file_atomic_at(int dirfd, const char *name, const char *tmp_prefix, const void *data, size_t len)
+{
+        return write_atomic(dirfd, name, tmp_prefix, data, len, false, true);
+}
+
+int write_file_atomic_opts(const char *path, const void *data, size_t len, bool private, bool replace)
 {
         char prefix[PATH_MAX];
 
         if (snprintf(prefix, sizeof(prefix), "%s.tmp-", path) >= (int)sizeof(prefix))
                 return -ENAMETOOLONG;
-        return write_file_atomic_at(AT_FDCWD, path, prefix, data, len);
+        return write_atomic(AT_FDCWD, path, prefix, data, len, private, replace);
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len)
+{
+        return write_file_atomic_opts(path, data, len, false, true);
 }
 
 int read_fd_bounded(int fd, size_t max, uint8_t **out, size_t *out_len)

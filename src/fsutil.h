@@ -2,6 +2,7 @@
 /* File-system primitives with the crash-safety ordering ihop relies on. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -53,6 +54,9 @@ int link_unique_at(int dirfd, const char *oldname, int new_dirfd, const char *pr
 int write_file_atomic_at(int dirfd, const char *name, const char *tmp_prefix, const void *data, size_t len);
 /* The same, the temp file being path + ".tmp-XXXXXX". */
 int write_file_atomic(const char *path, const void *data, size_t len);
+/* The same; private: mode 0600 (a secret key), set before any byte is
+ * written; !replace: -EEXIST, and nothing written, when path exists. */
+int write_file_atomic_opts(const char *path, const void *data, size_t len, bool private, bool replace);
 
 /* Reads a whole regular file of at most max bytes into a new buffer:
  * -EINVAL when it is not a regular file, -EFBIG when it is larger. */

@@ -433,8 +433,10 @@ static int run_attempt(struct attempt *a)
         }
 }
 
-int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, byte_sink sink,
-                   void *opaque, uint64_t *total_size)
+/* http_get_range, and with why set the same without logging the failure:
+ * why (why_size bytes) gets it instead. */
+static int get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, byte_sink sink,
+                     void *opaque, uint64_t *total_size, char *why, size_t why_size)
 {
         const struct http_options *o = c->opts;
         uint64_t done = 0;
@@ -468,7 +470,10 @@ int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_
                 const char *hop = a.hop_url ? a.hop_url : "";
                 const char *via_end = a.hop_url ? ")" : "";
                 if (a.fatal_err < 0 || attempt_no >= o->retry_count) {
-                        log_error("%s: %s%s%s%s", url, a.reason, via, hop, via_end);
+                        if (why)
+                                snprintf(why, why_size, "%s: %s%s%s%s", url, a.reason, via, hop, via_end);
+                        else
+                                log_error("%s: %s%s%s%s", url, a.reason, via, hop, via_end);
                         attempt_release(&a);
                         return a.fatal_err < 0 ? a.fatal_err : -EIO;
                 }
@@ -488,4 +493,56 @@ int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_
                                 ;
                 }
         }
+}
+
+int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, byte_sink sink,
+                   void *opaque, uint64_t *total_size)
+{
+        return get_range(c, url, start, len, sink, opaque, total_size, NULL, 0);
+}
+
+struct small_body {
+        uint8_t *buf;
+        size_t used, cap;
+};
+
+static int small_body_sink(const uint8_t *data, size_t len, void *opaque)
+{
+        struct small_body *b = opaque;
+
+        if (len > b->cap - b->used)
+                return -EFBIG; /* cannot happen: the ranges asked for fit */
+        memcpy(b->buf + b->used, data, len);
+        b->used += len;
+        return 0;
+}
+
+int http_get_small(struct http_conn *c, const char *url, size_t max, uint8_t **out, size_t *len, char *why,
+                   size_t why_size)
+{
+        struct small_body b = { .cap = max };
+        uint64_t total = 0;
+        int err;
+
+        /* Range requests only, as for archives: the first byte tells the size,
+         * so nothing larger than max is ever taken in. */
+        b.buf = malloc(max ? max : 1);
+        if (!b.buf) {
+                snprintf(why, why_size, "%s: out of memory", url);
+                return -ENOMEM;
+        }
+        err = get_range(c, url, 0, 1, small_body_sink, &b, &total, why, why_size);
+        if (err == 0 && total > max) {
+                snprintf(why, why_size, "%s: %" PRIu64 " bytes, more than the %zu expected at most", url, total, max);
+                err = -EFBIG;
+        }
+        if (err == 0 && total > 1)
+                err = get_range(c, url, 1, total - 1, small_body_sink, &b, NULL, why, why_size);
+        if (err < 0) {
+                free(b.buf);
+                return err;
+        }
+        *out = b.buf;
+        *len = b.used;
+        return 0;
 }

@@ -45,5 +45,12 @@ void http_conn_free(struct http_conn *c);
 int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, byte_sink sink,
                    void *opaque, uint64_t *total_size);
 
+/* A whole resource of at most max bytes (a signature file), in range
+ * requests as archives are read, retried as http_get_range. A failure is
+ * not logged: why (why_size bytes) says what went wrong, URL included, for
+ * the caller to word its one line; -EFBIG when the resource is larger. */
+int http_get_small(struct http_conn *c, const char *url, size_t max, uint8_t **out, size_t *len, char *why,
+                   size_t why_size);
+
 /* Bytes received from the network by this connection (headers and bodies). */
 uint64_t http_conn_bytes_received(const struct http_conn *c);

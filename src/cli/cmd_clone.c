@@ -6,9 +6,11 @@
 #include "http_options.h"
 #include "log.h"
 #include "store.h"
+#include "trust_options.h"
 #include "units.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +36,11 @@ static void print_summary(const char *name, const struct clone_result *r, bool h
                 printf("read %s of chunk data from a %s archive (header %s)\n",
                        format_size(r->bytes_fetched_compressed, c, sizeof(c)),
                        format_size(r->archive_size, d, sizeof(d)), format_size(r->header_size, a, sizeof(a)));
+        if (r->signature_checked) {
+                char id[MINISIGN_KEY_ID_STR_MAX];
+                printf("signed by trusted key %s, release version %" PRIu64 "\n",
+                       minisign_key_id_str(r->signer_id, id), r->release_version);
+        }
 }
 
 /* Appends one of argv's strings (which outlive the command) to a list. */
@@ -71,12 +78,13 @@ int cmd_clone(int argc, char **argv)
                                "store does not already hold. Every chunk is verified before it is stored.\n"
                                "NAME is a plain file name: not hidden, not 'chunks', without '.tmp-'.\n",
                 .options = options,
-                .groups = { http_cli_options() },
+                .groups = { trust_cli_options(), http_cli_options() },
                 .min_operands = 2,
                 .max_operands = 2,
         };
         struct clone_options o = {};
         _cleanup_http_cli_ struct http_cli http;
+        _cleanup_trust_cli_ struct trust_cli trust = {};
         struct clone_result res;
         struct cli_parser p;
         _cleanup_free_ char *store_path = NULL, *name = NULL;
@@ -112,7 +120,9 @@ int cmd_clone(int argc, char **argv)
                         }
                         break;
                 default:
-                        r = http_cli_parse(&http, &p, c);
+                        r = trust_cli_parse(&trust, &p, c);
+                        if (r == 0)
+                                r = http_cli_parse(&http, &p, c);
                         if (r != 0) {
                                 ret = r;
                                 goto out;
@@ -124,6 +134,9 @@ int cmd_clone(int argc, char **argv)
                 ret = p.result;
                 goto out;
         }
+        ret = trust_cli_finish(&trust);
+        if (ret != 0)
+                goto out;
         o.source = p.operands[0];
         ret = store_split_release_path(p.operands[1], &store_path, &name);
         if (ret < 0) {
@@ -134,6 +147,9 @@ int cmd_clone(int argc, char **argv)
         o.store_path = store_path;
         o.name = name;
         o.http = http.http;
+        o.trusted = &trust.keys;
+        o.signature = trust.signature;
+        o.allow_downgrade = trust.allow_downgrade;
 
         /* A device's budget: without these, each worker thread keeps an arena
          * of its own and freed decoder windows in it, some MiB in all. */

@@ -7,10 +7,15 @@
 #include "compress.h"
 #include "fsutil.h"
 #include "log.h"
+#include "minisign.h"
+#include "release_signature.h"
+#include "secret_key.h"
+#include "signing_options.h"
 #include "units.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,12 +138,14 @@ int cmd_compress(int argc, char **argv)
                                "them, each stored once and compressed, as the bita archive OUTPUT.cba.\n"
                                "OUTPUT appears only once complete.\n",
                 .options = options,
-                .groups = { chunking_cli_options() },
+                .groups = { chunking_cli_options(), signing_cli_long_options() },
                 .min_operands = 1,
                 .max_operands = 1,
         };
         struct chunking_options co;
         struct compress_options o = { .progress = true };
+        struct signing_cli signing = {};
+        _cleanup_minisign_secret_key_ struct minisign_secret_key *sk = NULL;
         struct compress_result res;
         struct metadata_args margs = {};
         struct archive_metadata *metadata = NULL;
@@ -176,6 +183,11 @@ int cmd_compress(int argc, char **argv)
                         }
                         break;
                 default:
+                        r = signing_cli_parse(&signing, &p, c);
+                        if (r != 0) {
+                                ret = r;
+                                goto out;
+                        }
                         if (chunking_options_parse(&co, c, p.arg) < 0)
                                 goto out;
                 }
@@ -194,6 +206,21 @@ int cmd_compress(int argc, char **argv)
         if (!input && isatty(STDIN_FILENO)) {
                 log_error("no input: give -i FILE or pipe the image into standard input");
                 goto out;
+        }
+        if (!signing.secret_key != !signing.version_given || (signing.trusted_comment && !signing.secret_key)) {
+                log_error("--sign SECKEY and --release-version N go together (and --trusted-comment with them)");
+                goto out;
+        }
+        /* The key first: a wrong password should not cost a whole compress. */
+        if (signing.secret_key && o.chunker.hash_length < RELEASE_SIGNED_HASH_MIN) {
+                log_error("a signed archive needs chunk hashes of at least %d bytes, not %u (--hash-length)",
+                          RELEASE_SIGNED_HASH_MIN, (unsigned)o.chunker.hash_length);
+                goto out;
+        }
+        if (signing.secret_key) {
+                ret = secret_key_load(signing.secret_key, !input, &sk);
+                if (ret < 0)
+                        goto out;
         }
         ret = metadata_build(&margs, &metadata, &o.n_metadata);
         if (ret < 0)
@@ -215,6 +242,17 @@ int cmd_compress(int argc, char **argv)
         ret = compress_run(&o, &res);
         if (ret == 0)
                 print_result(o.input_name, o.output, &res);
+        if (ret == 0 && sk) {
+                _cleanup_free_ char *sig_path = NULL;
+                char id[MINISIGN_KEY_ID_STR_MAX];
+                uint64_t signed_bytes;
+                ret = release_signature_sign_file(sk, o.output, signing.version, signing.trusted_comment, &sig_path,
+                                                  &signed_bytes);
+                if (ret == 0)
+                        printf("%-18s %s: release version %" PRIu64 ", key %s, over the first %" PRIu64 " bytes\n",
+                               "signature:", sig_path, signing.version, minisign_key_id_str(sk->id, id),
+                               signed_bytes);
+        }
 out:
         metadata_free(metadata, o.n_metadata);
         free(margs.v);

@@ -83,6 +83,11 @@ static int info_archive(const char *spec, const struct http_options *http)
         printf("%-18s %llu bytes, chunk data at offset %llu\n", "header:", (unsigned long long)a->header_size,
                (unsigned long long)a->chunk_data_offset);
         print_hex_line("header checksum:", a->header_checksum, HASH_MAX_LEN);
+        /* What a release signature covers (release_signature.h): the header
+         * up to its checksum, whose BLAKE2b-512 that checksum is. */
+        printf("%-18s %llu (head -c %llu ARCHIVE | minisign -V -m /dev/stdin -x ARCHIVE.minisig ...)\n",
+               "signed bytes:", (unsigned long long)(a->header_size - HASH_MAX_LEN),
+               (unsigned long long)(a->header_size - HASH_MAX_LEN));
         print_release(a->release);
         printf("%-18s %s, level %u\n", "compression:", codec_name(a->codec), a->compression_level);
         printf("%-18s %s compressed of %s\n", "chunk data:", format_size(a->compressed_size, s1, sizeof(s1)),

@@ -20,6 +20,8 @@ static const struct {
 } commands[] = {
         { "clone", cmd_clone, "fetch a release from a bita archive into a chunk store", 0 },
         { "compress", cmd_compress, "make a bita archive of an image, as bita compress does", 0 },
+        { "sign", cmd_sign, "sign an archive as a release version, minisign-compatible", 0 },
+        { "keygen", cmd_keygen, "make a minisign key pair for signing releases", 0 },
         { "cat", cmd_cat, "write a stored release's image out, checked against its checksum", 0 },
         { "info", cmd_info, "describe a bita archive or a stored release", 0 },
         { "ls", cmd_ls, "list the releases in a store, with what each uses alone and shares", 0 },

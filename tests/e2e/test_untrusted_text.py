@@ -16,7 +16,8 @@ from ihop_run import FIXTURES, IHOP, TIMEOUT, clone_ok
 from pb_wire import encode_varint, varint
 
 SMALL = "rand-0_1_1-none.cba"
-LABELS = ("archive:", "created by:", "archive size:", "header:", "header checksum:", "image size:", "image checksum:",
+LABELS = ("archive:", "created by:", "archive size:", "header:", "header checksum:", "signed bytes:", "image size:",
+          "image checksum:",
           "chunker:", "chunk hash length:", "chunks:", "compression:", "chunk data:", "metadata:", "release:",
           "written by:")
 

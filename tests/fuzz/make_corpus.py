@@ -18,6 +18,12 @@ nbd_server/    client byte streams recorded through a proxy on 127.0.0.1 in
                and sessions written here for what those clients never send
                (writes, trims, the padded export, old-style EXPORT_NAME, ...)
 chunker/       inputs in fuzz_chunker.c's layout (see there)
+minisign/      key and signature files made by `ihop keygen`/`ihop sign` and
+               by minisign itself (with and without a password, prehashed and
+               legacy), and trusted comments, each after fuzz_minisign.c's
+               selector byte
+
+    python3 tests/fuzz/make_corpus.py [TARGET...]   (default: every target)
 
 Needs ihop built, nbdinfo and nbdcopy (libnbd-bin), qemu-img (qemu-utils).
 Every server listens on a unix socket or 127.0.0.1 only, and is stopped at
@@ -340,15 +346,54 @@ def make_chunker_corpus():
         write("chunker", name, chunker_input(algo, bits, mx, mn, win, pieces, mixed))
 
 
+def make_minisign_corpus(tmp):
+    fresh("minisign")
+    pw = "fuzz password\n"
+    (tmp / "m.img").write_bytes(test_image(256 << 10, "minisign"))
+    run(IHOP, "compress", "-i", tmp / "m.img", tmp / "m.cba")
+    run(IHOP, "keygen", "-W", "-p", tmp / "ihop.pub", "-s", tmp / "ihop.key")
+    run(IHOP, "sign", "-s", tmp / "ihop.key", "--release-version", "7", "-t", "fuzz", tmp / "m.cba")
+    subprocess.run([IHOP, "keygen", "-p", tmp / "ihoppw.pub", "-s", tmp / "ihoppw.key"], input=pw.encode(),
+                   check=True, capture_output=True, timeout=TIMEOUT)
+    subprocess.run(["minisign", "-G", "-W", "-p", tmp / "mini.pub", "-s", tmp / "mini.key"], check=True,
+                   capture_output=True, timeout=TIMEOUT)
+    header = (tmp / "m.cba").read_bytes()
+    (tmp / "hdr").write_bytes(header[:header_length(header) - 64])
+    for name, extra in (("prehashed", []), ("legacy", ["-l"])):
+        run("minisign", "-S", "-s", tmp / "mini.key", "-m", tmp / "hdr", "-x", tmp / f"{name}.minisig",
+            "-t", "timestamp:1\tihop-release-version=3", *extra)
+    for sel, files in ((0, ["ihop.pub", "ihoppw.pub", "mini.pub"]), (1, ["ihop.key", "ihoppw.key", "mini.key"]),
+                       (2, ["m.cba.minisig", "prehashed.minisig", "legacy.minisig"])):
+        for f in files:
+            write("minisign", f"{sel}-{f}", bytes([sel]) + (tmp / f).read_bytes())
+    for i, comment in enumerate([b"timestamp:1\tfile:a.cba\tihop-release-version=18446744073709551615",
+                                 b"ihop-release-version=1\tihop-release-version=2", b"ihop-release-version=",
+                                 b"x\tihop-release-version=007\tbuild"]):
+        write("minisign", f"3-comment-{i}", b"\x03" + comment)
+
+
+TARGETS = {
+    "archive": lambda tmp: make_archives_and_releases(tmp),  # and release_file
+    "nbd_server": make_nbd_corpus,
+    "chunker": lambda tmp: make_chunker_corpus(),
+    "minisign": make_minisign_corpus,
+}
+
+
 def main():
-    for tool in ("nbdinfo", "nbdcopy", "qemu-img"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is needed (libnbd-bin, qemu-utils)")
+    wanted = sys.argv[1:] or list(TARGETS)
+    unknown = [t for t in wanted if t not in TARGETS]
+    if unknown:
+        sys.exit(f"no such corpus: {unknown[0]} (choose from {', '.join(TARGETS)})")
+    tools = {"nbd_server": ("nbdinfo", "nbdcopy", "qemu-img"), "minisign": ("minisign",)}
+    for t in wanted:
+        for tool in tools.get(t, ()):
+            if not shutil.which(tool):
+                sys.exit(f"{tool} is needed (libnbd-bin, qemu-utils, minisign)")
     with tempfile.TemporaryDirectory(prefix="ihop-corpus-", dir="/tmp") as d:
         tmp = Path(d)
-        make_archives_and_releases(tmp)
-        make_nbd_corpus(tmp)
-    make_chunker_corpus()
+        for t in wanted:
+            TARGETS[t](tmp)
     for target in sorted(p.name for p in CORPUS.iterdir()):
         files = list((CORPUS / target).iterdir())
         print(f"{target}: {len(files)} inputs, {sum(f.stat().st_size for f in files)} bytes")

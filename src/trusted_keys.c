@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: MIT
+#include "trusted_keys.h"
+
+#include "cleanup.h"
+#include "dir_iter.h"
+#include "fsutil.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int add_key(struct trusted_keys *t, const struct minisign_public_key *k, const char *path)
+{
+        char id[MINISIGN_KEY_ID_STR_MAX];
+        const struct trusted_key *old = trusted_keys_find(t, k->id);
+        struct trusted_key *v;
+
+        if (old && memcmp(old->key.key, k->key, sizeof(k->key)) == 0)
+                return 0;
+        if (old) {
+                log_error("%s and %s are different keys with the same id %s: refusing both", old->path, path,
+                          minisign_key_id_str(k->id, id));
+                return -EINVAL;
+        }
+        v = realloc(t->v, (t->n + 1) * sizeof(*v));
+        if (!v)
+                return log_errno(-ENOMEM, "reading %s", path);
+        t->v = v;
+        v[t->n].key = *k;
+        v[t->n].path = strdup(path);
+        if (!v[t->n].path)
+                return log_errno(-ENOMEM, "reading %s", path);
+        t->n++;
+        return 0;
+}
+
+static int add_key_text(struct trusted_keys *t, const uint8_t *text, size_t len, const char *path)
+{
+        struct minisign_public_key k;
+        int err = minisign_public_key_parse(text, len, path, &k);
+
+        return err < 0 ? err : add_key(t, &k, path);
+}
+
+static int read_key_error(const char *path, int err)
+{
+        if (err == -EFBIG) {
+                log_error("%s: not a minisign public key: larger than %d bytes", path, MINISIGN_KEY_FILE_MAX);
+                return -EBADMSG;
+        }
+        if (err == -EINVAL) {
+                log_error("%s: not a regular file", path);
+                return err;
+        }
+        return log_errno(err, "cannot read trusted key %s", path);
+}
+
+int trusted_keys_add_file(struct trusted_keys *t, const char *path)
+{
+        _cleanup_free_ uint8_t *text = NULL;
+        size_t len;
+        int err = read_file_bounded(path, MINISIGN_KEY_FILE_MAX, &text, &len);
+
+        if (err < 0)
+                return read_key_error(path, err);
+        return add_key_text(t, text, len, path);
+}
+
+static int compare_names(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_names(char **names, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+}
+
+/* The "*.pub" names in the directory, sorted, so messages come in a stable order. */
+static int list_pub_files(struct dir_iter *it, const char *dir, char ***out, size_t *n_out)
+{
+        const struct dirent *e;
+        char **names = NULL;
+        size_t n = 0;
+        int r;
+
+        while ((r = dir_iter_next(it, &e)) > 0) {
+                size_t len = strlen(e->d_name);
+                if (len <= 4 || strcmp(e->d_name + len - 4, ".pub") != 0 || e->d_name[0] == '.')
+                        continue;
+                char **t = realloc(names, (n + 1) * sizeof(*t));
+                if (!t || !(t[n] = strdup(e->d_name))) {
+                        free_names(t ? t : names, n);
+                        return log_errno(-ENOMEM, "listing %s", dir);
+                }
+                names = t;
+                n++;
+        }
+        if (r < 0) {
+                free_names(names, n);
+                return log_errno(r, "cannot list trusted keys in %s", dir);
+        }
+        if (n > 1)
+                qsort(names, n, sizeof(*names), compare_names);
+        *out = names;
+        *n_out = n;
+        return 0;
+}
+
+int trusted_keys_add_dir(struct trusted_keys *t, const char *dir)
+{
+        _cleanup_dir_iter_ struct dir_iter it = {};
+        char **names = NULL;
+        size_t n = 0;
+        int err;
+
+        err = dir_iter_open(&it, AT_FDCWD, dir);
+        if (err < 0)
+                return log_errno(err, "cannot open trusted key directory %s", dir);
+        err = list_pub_files(&it, dir, &names, &n);
+        if (err < 0)
+                return err;
+        if (n == 0) {
+                log_error("%s holds no trusted key (no *.pub file): refusing to trust nothing", dir);
+                free(names);
+                return -ENOENT;
+        }
+        for (size_t i = 0; i < n && err == 0; i++) {
+                _cleanup_free_ char *path = NULL;
+                _cleanup_free_ uint8_t *text = NULL;
+                size_t len;
+                if (asprintf(&path, "%s/%s", dir, names[i]) < 0) {
+                        path = NULL;
+                        err = log_errno(-ENOMEM, "listing %s", dir);
+                        break;
+                }
+                /* Not through a symlink planted in the directory: an admin
+                 * installs key files, not links to wherever. */
+                err = read_file_bounded_at(dir_iter_fd(&it), names[i], MINISIGN_KEY_FILE_MAX, &text, &len);
+                if (err == -ELOOP) {
+                        log_error("%s is a symlink: trusted keys in %s must be plain files", path, dir);
+                        break;
+                }
+                err = err < 0 ? read_key_error(path, err) : add_key_text(t, text, len, path);
+        }
+        free_names(names, n);
+        return err;
+}
+
+const struct trusted_key *trusted_keys_find(const struct trusted_keys *t, const uint8_t id[MINISIGN_KEY_ID_LEN])
+{
+        for (size_t i = 0; i < t->n; i++)
+                if (memcmp(t->v[i].key.id, id, MINISIGN_KEY_ID_LEN) == 0)
+                        return &t->v[i];
+        return NULL;
+}
+
+char *trusted_keys_describe(const struct trusted_keys *t)
+{
+        char *s = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&s, &len);
+
+        if (!f)
+                return NULL;
+        for (size_t i = 0; i < t->n; i++) {
+                char id[MINISIGN_KEY_ID_STR_MAX];
+                fprintf(f, "%s%s (%s)", i ? ", " : "", minisign_key_id_str(t->v[i].key.id, id), t->v[i].path);
+        }
+        if (fclose(f) != 0) {
+                free(s);
+                return NULL;
+        }
+        return s;
+}
+
+void trusted_keys_clear(struct trusted_keys *t)
+{
+        for (size_t i = 0; i < t->n; i++)
+                free(t->v[i].path);
+        free(t->v);
+        t->v = NULL;
+        t->n = 0;
+}
