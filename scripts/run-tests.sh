@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: MIT
 # The whole test suite: unit tests (cmocka) and end-to-end tests (pytest,
 # real nginx), on a normal build and on an ASan+UBSan build, then every fuzz
-# target for 30 s (scripts/fuzz.sh, one pass or fail each). Installs what
-# it needs first. Ends with one line: "N passed, N failed".
+# target for 30 s (scripts/fuzz.sh, one pass or fail each), then an arm64
+# cross build's unit tests and round trip under qemu-user
+# (scripts/cross-build.sh). Installs what it needs first. Ends with one
+# line: "N passed, N failed".
 #
 # Two lanes, one per core. The qemu guests under TCG take one core for
 # minutes each: the kernel-NBD tests of the normal build, then the boot
@@ -80,6 +82,13 @@ done
 echo "=== fuzz targets"
 bash scripts/fuzz.sh all 30 2>&1 | tee "$log"
 count_fuzz
+
+# The device's architecture: cross-built, its unit tests and a round trip
+# against the native build under qemu user-mode emulation.
+echo "=== cross build (arm64) under qemu-user"
+sh scripts/cross-build.sh arm64 --test 2>&1 | tee "$log"
+count_meson
+count_pytest
 
 echo "=== kernel NBD tests (build-asan)"
 IHOP="$PWD/build-asan/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q "$KERNEL_TESTS" 2>&1 | tee "$log"

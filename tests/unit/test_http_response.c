@@ -289,11 +289,19 @@ static void test_retry_after_leap_years_and_centuries(void **state)
         assert_int_equal(retry_after_at("Wednesday, 01-Mar-00 00:00:00 GMT", leap), 30);
         assert_int_equal(retry_after_at("Monday, 01-Mar-49 00:00:00 GMT", leap), HTTP_MAX_RETRY_AFTER_S);
         assert_int_equal(retry_after_at("Monday, 01-Mar-99 00:00:10 GMT", leap), 0); /* 1999, not 2099 */
-        /* any clock, even a nonsensical one, gives a bounded answer */
-        assert_int_equal(retry_after_at("Fri, 31 Dec 9999 23:59:59 GMT", (time_t)INT64_MIN), HTTP_MAX_RETRY_AFTER_S);
-        assert_int_equal(retry_after_at("Thu, 01 Jan 1970 00:00:00 GMT", (time_t)INT64_MAX), 0);
-        assert_int_equal(retry_after_at("Sunday, 06-Nov-94 08:49:47 GMT", (time_t)INT64_MAX), 0);
-        assert_int_equal(retry_after_at("Sunday, 06-Nov-94 08:49:47 GMT", (time_t)INT64_MIN), HTTP_MAX_RETRY_AFTER_S);
+        /* any clock, even a nonsensical one, gives a bounded answer; the
+         * extremes are time_t's own (32 bits on armhf before Debian 13) */
+        const time_t min = sizeof(time_t) == 8 ? (time_t)INT64_MIN : (time_t)INT32_MIN;
+        const time_t max = sizeof(time_t) == 8 ? (time_t)INT64_MAX : (time_t)INT32_MAX;
+        assert_int_equal(retry_after_at("Fri, 31 Dec 9999 23:59:59 GMT", min), HTTP_MAX_RETRY_AFTER_S);
+        assert_int_equal(retry_after_at("Thu, 01 Jan 1970 00:00:00 GMT", max), 0);
+        assert_int_equal(retry_after_at("Sunday, 06-Nov-94 08:49:47 GMT", max), 0);
+        /* A clock gmtime cannot read counts as 1970 ("94" is 1994, ahead);
+         * 32-bit time_t's least is 1901-12-13, where "94" is 1894, past. */
+        assert_int_equal(retry_after_at("Sunday, 06-Nov-94 08:49:47 GMT", min),
+                         sizeof(time_t) == 8 ? HTTP_MAX_RETRY_AFTER_S : 0);
+        /* past 2038 on a 32-bit clock: a date after it is still ahead */
+        assert_int_equal(retry_after_at("Tue, 19 Jan 2038 03:14:17 GMT", (time_t)2147483637), 20);
 }
 
 static enum http_verdict check(const char *range_line, long status, uint64_t start, uint64_t len, bool need_total,

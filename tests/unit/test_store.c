@@ -905,6 +905,12 @@ static void test_symlinks_are_never_followed_without_openat2(void **state)
         }
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) == 254) {
+                /* qemu-user (the cross-built tests) cannot take a guest's
+                 * seccomp filter; every kernel ihop runs on natively can. */
+                print_message("no seccomp filter here (qemu-user?): the fallback is not tested\n");
+                skip();
+        }
         assert_int_equal(WEXITSTATUS(status), 0);
 }
 
