@@ -5,13 +5,17 @@
 #include "chunker.h"
 #include "cleanup.h"
 #include "log.h"
+#include "progress.h"
 #include "units.h"
 #include "worker_pool.h"
 
 #include <errno.h>
+#include <linux/fs.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -77,6 +81,7 @@ struct pipeline {
         int err;
         size_t bytes_in_flight;
         atomic_uint_fast64_t bytes_read; /* also read by the progress tick */
+        uint64_t size;                   /* of the input, when known: progress's total */
         struct buffer pool[POOL_SLOTS];
         size_t pool_n, pool_bytes;
         struct run_hash run_hashes[RUN_HASH_SLOTS];
@@ -433,15 +438,32 @@ static int pipeline_thread(void *ctx, unsigned index)
         return err;
 }
 
-static void pipeline_tick(void *ctx)
+static void report_progress(struct pipeline *p, bool final)
 {
-        struct pipeline *p = ctx;
-        char a[32];
+        struct progress pr = {
+                .phase = p->o->progress, .what = p->o->where, .final = final, .bytes_total = p->size,
+                .bytes_done = atomic_load_explicit(&p->bytes_read, memory_order_relaxed),
+        };
 
-        if (!p->o->progress)
-                return;
-        log_progress("%s: %s read", p->o->progress,
-                     format_size(atomic_load_explicit(&p->bytes_read, memory_order_relaxed), a, sizeof(a)));
+        if (p->o->progress)
+                progress_report(&pr);
+}
+
+static void pipeline_tick(void *ctx) { report_progress(ctx, false); }
+
+/* The input's size when it has one (a file or a block device), else 0. */
+static uint64_t input_size(int fd)
+{
+        struct stat st;
+        uint64_t size = 0;
+
+        if (fstat(fd, &st) < 0)
+                return 0;
+        if (S_ISREG(st.st_mode))
+                return (uint64_t)st.st_size;
+        if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &size) == 0)
+                return size;
+        return 0;
 }
 
 size_t pipeline_job_slots(const struct pipeline_options *o)
@@ -477,11 +499,12 @@ int pipeline_run(const struct pipeline_options *o, const struct pipeline_ops *op
         for (size_t i = 0; i < p.n_jobs; i++)
                 p.jobs[i].slot = i;
 
+        p.size = o->progress ? input_size(o->fd) : 0;
         err = pool_run(p.workers + 2, pipeline_thread, &p, pipeline_tick);
-        if (o->progress)
-                log_progress_end();
         if (err == 0)
                 err = p.err;
+        if (err == 0)
+                report_progress(&p, true);
         for (size_t i = 0; i < p.n_jobs; i++) {
                 if (p.jobs[i].data)
                         munmap(p.jobs[i].data, p.jobs[i].cap);

@@ -47,7 +47,7 @@ struct pipeline_options {
         const char *where;       /* the input, for messages */
         const struct chunker_params *chunker;
         unsigned workers;        /* 0: one per CPU */
-        const char *progress;    /* label of the progress line, NULL for none */
+        const char *progress;    /* the phase it reports progress as (progress.h), NULL for none */
         /* A seed may be a failing disk: a read error then ends the input
          * (with a warning) instead of failing the run. */
         bool tolerate_read_errors;

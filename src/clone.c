@@ -6,6 +6,7 @@
 #include "codec.h"
 #include "fetch_plan.h"
 #include "log.h"
+#include "progress.h"
 #include "release_file.h"
 #include "release_signature.h"
 #include "seed.h"
@@ -45,6 +46,8 @@ struct clone_ctx {
         enum chunk_state *state;
         atomic_size_t next_check;
         atomic_size_t checked;
+        atomic_uint_fast64_t checked_bytes;
+        uint64_t unique_bytes;
         atomic_size_t recovered; /* complete chunks found in a killed clone's temp files */
 
         /* fetch phase */
@@ -57,6 +60,7 @@ struct clone_ctx {
         atomic_size_t fetched_chunks;
         atomic_uint_fast64_t fetched_bytes;
         atomic_uint_fast64_t fetched_compressed;
+        uint64_t missing_compressed; /* what the fetch phase is to read */
         atomic_bool failed;
 };
 
@@ -94,26 +98,36 @@ static int check_work(void *opaque, unsigned index)
                         atomic_store(&ctx->failed, true);
                         return store_log_chunk_error(ctx->store, ctx->unique[i]->hash, hash_len, err, "read");
                 }
+                atomic_fetch_add(&ctx->checked_bytes, ctx->unique[i]->source_size);
                 atomic_fetch_add(&ctx->checked, 1);
         }
 }
 
-static void check_tick(void *opaque)
+static void report_check(struct clone_ctx *ctx, bool final)
 {
-        struct clone_ctx *ctx = opaque;
+        struct progress p = {
+                .phase = "check", .what = store_path(ctx->store), .final = final,
+                .bytes_done = atomic_load(&ctx->checked_bytes), .bytes_total = ctx->unique_bytes,
+                .chunks_done = atomic_load(&ctx->checked), .chunks_total = ctx->n_unique,
+        };
 
-        log_progress("checking store: %zu/%zu chunks", atomic_load(&ctx->checked), ctx->n_unique);
+        progress_report(&p);
 }
 
-static void fetch_tick(void *opaque)
+/* The archive's bytes: what comes over the network. */
+static void report_fetch(struct clone_ctx *ctx, bool final)
 {
-        struct clone_ctx *ctx = opaque;
-        char a[32], b[32];
+        struct progress p = {
+                .phase = "fetch", .what = ctx->src->where, .final = final,
+                .bytes_done = atomic_load(&ctx->fetched_compressed), .bytes_total = ctx->missing_compressed,
+                .chunks_done = atomic_load(&ctx->fetched_chunks), .chunks_total = ctx->n_missing,
+        };
 
-        log_progress("fetching: %zu/%zu chunks, %s (%s compressed)", atomic_load(&ctx->fetched_chunks),
-                     ctx->n_missing, format_size(atomic_load(&ctx->fetched_bytes), a, sizeof(a)),
-                     format_size(atomic_load(&ctx->fetched_compressed), b, sizeof(b)));
+        progress_report(&p);
 }
+
+static void check_tick(void *opaque) { report_check(opaque, false); }
+static void fetch_tick(void *opaque) { report_fetch(opaque, false); }
 
 static int writer_sink(const uint8_t *data, size_t len, void *opaque)
 {
@@ -406,10 +420,15 @@ static int open_archive(struct clone_ctx *ctx, struct clone_result *res)
  * chunks a killed clone left in temp files. */
 static int check_store(struct clone_ctx *ctx, struct clone_result *res)
 {
-        int err = pool_run(ctx->n_workers > pool_cpu_count() ? ctx->n_workers : pool_cpu_count(), check_work, ctx,
-                           check_tick);
+        int err;
 
-        log_progress_end();
+        ctx->unique_bytes = 0;
+        for (size_t i = 0; i < ctx->n_unique; i++)
+                ctx->unique_bytes += ctx->unique[i]->source_size;
+        err = pool_run(ctx->n_workers > pool_cpu_count() ? ctx->n_workers : pool_cpu_count(), check_work, ctx,
+                       check_tick);
+        if (err == 0)
+                report_check(ctx, true);
         res->chunks_recovered = atomic_load(&ctx->recovered);
         return err;
 }
@@ -423,8 +442,12 @@ static int fetch_missing(struct clone_ctx *ctx, struct clone_result *res)
         err = fetch_plan_build(ctx->missing, ctx->n_missing, FETCH_MAX_RANGE, &ctx->ranges, &ctx->n_ranges);
         if (err < 0)
                 return err;
+        ctx->missing_compressed = 0;
+        for (size_t i = 0; i < ctx->n_missing; i++)
+                ctx->missing_compressed += ctx->missing[i]->archive_size;
         err = pool_run(ctx->n_workers, fetch_work, ctx, fetch_tick);
-        log_progress_end();
+        if (err == 0)
+                report_fetch(ctx, true);
         res->chunks_fetched = atomic_load(&ctx->fetched_chunks);
         res->bytes_fetched = atomic_load(&ctx->fetched_bytes);
         res->bytes_fetched_compressed = atomic_load(&ctx->fetched_compressed);

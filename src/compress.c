@@ -224,7 +224,7 @@ static int compress_chunks(struct compress_state *s)
                 .where = o->input_name,
                 .chunker = &o->chunker,
                 .workers = s->workers,
-                .progress = o->progress ? "compressing" : NULL,
+                .progress = o->progress ? "compress" : NULL,
         };
         struct pipeline_ops ops = { .process = compress_process, .complete = compress_complete };
         int err;

@@ -122,7 +122,7 @@ static int scan_image(struct diff_input *in, const struct diff_options *o, const
         struct scan_state s = { .in = in, .other = other, .key_len = key_len, .lock = PTHREAD_MUTEX_INITIALIZER };
         unsigned workers = o->jobs ? o->jobs : pool_cpu_count();
         struct pipeline_options po = {
-                .where = in->path, .chunker = chunker, .workers = workers, .progress = "scanning",
+                .where = in->path, .chunker = chunker, .workers = workers, .progress = "scan",
         };
         struct pipeline_ops ops = { .process = scan_process, .complete = scan_complete };
         _cleanup_close_ int fd = open(in->path, O_RDONLY | O_CLOEXEC);

@@ -73,7 +73,7 @@ bool log_error_was_shown(void)
         return shown;
 }
 
-static bool progress_enabled(void)
+bool log_progress_enabled(void)
 {
         static int tty = -1;
 
@@ -86,7 +86,7 @@ void log_progress(const char *fmt, ...)
 {
         va_list ap;
 
-        if (!progress_enabled())
+        if (!log_progress_enabled())
                 return;
         pthread_mutex_lock(&log_lock);
         fputs("\r\033[K", stderr);

@@ -26,6 +26,8 @@ int log_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* Whether an error line was shown: a failure nobody explained still gets one. */
 bool log_error_was_shown(void);
 
-/* Progress lines are drawn on stderr only when it is a terminal. */
+/* Progress lines are drawn on stderr only when it is a terminal (and the
+ * level is not below info): whether they are. */
+bool log_progress_enabled(void);
 void log_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_progress_end(void);

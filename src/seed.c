@@ -81,7 +81,7 @@ int seed_apply(const char *path, const struct seed_target *t, struct seed_stats 
 {
         static const struct pipeline_ops ops = { .process = seed_process };
         struct pipeline_options o = {
-                .where = path, .chunker = t->chunker, .progress = "seeding", .tolerate_read_errors = true,
+                .where = path, .chunker = t->chunker, .progress = "seed", .tolerate_read_errors = true,
                 .small_memory = true,
         };
         struct pipeline_stats ps = {};

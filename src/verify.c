@@ -4,6 +4,7 @@
 #include "chunk_reader.h"
 #include "cleanup.h"
 #include "log.h"
+#include "progress.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -52,9 +53,14 @@ int release_verify(struct store *s, const struct release *r, struct verify_resul
         memset(res, 0, sizeof(*res));
         if (!state || !buf)
                 return -ENOMEM;
+        struct progress pr = { .phase = "verify", .what = store_path(s), .bytes_total = r->source_total_size,
+                               .chunks_total = r->n_order };
         hash_init(&image);
         for (size_t pos = 0; pos < r->n_order; pos++) {
                 uint32_t idx = r->order[pos];
+                pr.chunks_done = pos;
+                progress_report(&pr);
+                pr.bytes_done += r->chunks[idx].source_size;
                 if (state[idx] == MISSING || state[idx] == CORRUPT) {
                         image_possible = false;
                         continue;
@@ -65,6 +71,9 @@ int release_verify(struct store *s, const struct release *r, struct verify_resul
                 if (state[idx] != GOOD)
                         image_possible = false;
         }
+        pr.chunks_done = r->n_order;
+        pr.final = true;
+        progress_report(&pr);
         for (size_t i = 0; i < r->n_chunks; i++) {
                 char shown[STORE_CHUNK_SHOWN_MAX];
                 if (state[i] == UNCHECKED)

@@ -28,6 +28,7 @@ enum cli_result {
 #define CLI_OPT_BASE_HTTP 0x300
 #define CLI_OPT_BASE_TRUST 0x400
 #define CLI_OPT_BASE_SIGNING 0x500
+#define CLI_OPT_BASE_PROGRESS 0x600
 
 struct cli_option {
         const char *name; /* long name without "--"; NULL: a heading (help set) or the table's end */

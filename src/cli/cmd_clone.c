@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "http_options.h"
 #include "log.h"
+#include "progress_view.h"
 #include "store.h"
 #include "trust_options.h"
 #include "units.h"
@@ -78,7 +79,7 @@ int cmd_clone(int argc, char **argv)
                                "store does not already hold. Every chunk is verified before it is stored.\n"
                                "NAME is a plain file name: not hidden, not 'chunks', without '.tmp-'.\n",
                 .options = options,
-                .groups = { trust_cli_options(), http_cli_options() },
+                .groups = { trust_cli_options(), http_cli_options(), progress_cli_options() },
                 .min_operands = 2,
                 .max_operands = 2,
         };
@@ -123,6 +124,8 @@ int cmd_clone(int argc, char **argv)
                         r = trust_cli_parse(&trust, &p, c);
                         if (r == 0)
                                 r = http_cli_parse(&http, &p, c);
+                        if (r == 0)
+                                r = progress_cli_parse(&p, c);
                         if (r != 0) {
                                 ret = r;
                                 goto out;

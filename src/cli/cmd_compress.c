@@ -7,6 +7,7 @@
 #include "compress.h"
 #include "fsutil.h"
 #include "log.h"
+#include "progress_view.h"
 #include "minisign.h"
 #include "release_signature.h"
 #include "secret_key.h"
@@ -138,7 +139,7 @@ int cmd_compress(int argc, char **argv)
                                "them, each stored once and compressed, as the bita archive OUTPUT.cba.\n"
                                "OUTPUT appears only once complete.\n",
                 .options = options,
-                .groups = { chunking_cli_options(), signing_cli_long_options() },
+                .groups = { chunking_cli_options(), signing_cli_long_options(), progress_cli_options() },
                 .min_operands = 1,
                 .max_operands = 1,
         };
@@ -184,6 +185,8 @@ int cmd_compress(int argc, char **argv)
                         break;
                 default:
                         r = signing_cli_parse(&signing, &p, c);
+                        if (r == 0)
+                                r = progress_cli_parse(&p, c);
                         if (r != 0) {
                                 ret = r;
                                 goto out;

@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "http_options.h"
 #include "log.h"
+#include "progress_view.h"
 #include "release_file.h"
 #include "store.h"
 #include "verify.h"
@@ -57,7 +58,7 @@ int cmd_verify(int argc, char **argv)
                 .description = "Re-hash every chunk of each release and check its image checksum; missing and\n"
                                "corrupt chunks are listed by name. Exit status 1 when any release is damaged.\n",
                 .options = options,
-                .groups = { http_cli_options() },
+                .groups = { http_cli_options(), progress_cli_options() },
                 .min_operands = 1,
                 .max_operands = -1,
         };
@@ -71,7 +72,7 @@ int cmd_verify(int argc, char **argv)
         while ((c = cli_next(&p)) > 0) {
                 if (c == OPT_REPAIR)
                         source = p.arg;
-                else if ((err = http_cli_parse(&http, &p, c)) != 0)
+                else if ((err = http_cli_parse(&http, &p, c)) != 0 || (err = progress_cli_parse(&p, c)) != 0)
                         return err;
         }
         if (c < 0)

@@ -4,6 +4,7 @@
 #include "hash.h"
 #include "http.h"
 #include "log.h"
+#include "progress_view.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -94,6 +95,7 @@ int main(int argc, char **argv)
         }
         if (c < 0)
                 return exit_status("ihop", p.result);
+        progress_view_init();
         if (hash_init_library() < 0) {
                 log_error("cannot initialise libsodium");
                 return 1;
