@@ -562,7 +562,8 @@ static const struct chunk *find_in_archive(const struct chunk **sorted, size_t n
         return NULL;
 }
 
-static int repair_fetch(struct clone_ctx *ctx, const struct release *r, const char *arg, struct repair_result *res)
+static int repair_fetch(struct clone_ctx *ctx, const struct release *r, const struct repair_options *ro,
+                        struct repair_result *res)
 {
         struct clone_result cres = {};
         const struct release *a;
@@ -576,7 +577,8 @@ static int repair_fetch(struct clone_ctx *ctx, const struct release *r, const ch
         a = ctx->archive->release;
         if (a->source_checksum_len != r->source_checksum_len ||
             memcmp(a->source_checksum, r->source_checksum, r->source_checksum_len) != 0) {
-                log_error("%s holds another image than release %s: cannot repair from it", ctx->src->where, arg);
+                log_error("%s holds another image than release %s: cannot repair from it", ctx->src->where,
+                          ro->release);
                 return -EINVAL;
         }
         ctx->hash_len = r->hash_len;
@@ -604,8 +606,11 @@ static int repair_fetch(struct clone_ctx *ctx, const struct release *r, const ch
                 have = find_in_archive(sorted, a->n_chunks, want->hash, cmp_len);
                 if (!have || have->source_size != want->source_size) {
                         char shown[STORE_CHUNK_SHOWN_MAX];
-                        printf("not repairable: %s is not in %s\n",
-                               store_chunk_path(ctx->store, want->hash, r->hash_len, shown), ctx->src->where);
+                        store_chunk_path(ctx->store, want->hash, r->hash_len, shown);
+                        if (ro->unavailable)
+                                ro->unavailable(shown, ro->opaque);
+                        else
+                                printf("not repairable: %s is not in %s\n", shown, ctx->src->where);
                         res->chunks_unavailable++;
                         continue;
                 }
@@ -622,7 +627,7 @@ static int repair_fetch(struct clone_ctx *ctx, const struct release *r, const ch
         if (err < 0)
                 return err;
         if (res->chunks_unavailable) {
-                log_error("%s: %zu of its damaged chunks are not in %s: cannot repair them from it", arg,
+                log_error("%s: %zu of its damaged chunks are not in %s: cannot repair them from it", ro->release,
                           res->chunks_unavailable, ctx->src->where);
                 return -ENOENT;
         }
@@ -653,7 +658,7 @@ int clone_repair(const struct repair_options *ro, struct repair_result *res)
                 err = archive_source_open(o.source, &ctx.http, &ctx.src);
         }
         if (err == 0)
-                err = repair_fetch(&ctx, r, ro->release, res);
+                err = repair_fetch(&ctx, r, ro, res);
         clone_ctx_free(&ctx);
         release_free(r);
         return err;

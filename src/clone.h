@@ -66,6 +66,10 @@ struct repair_options {
         const char *release; /* STORE/NAME */
         unsigned jobs;       /* 0: automatic */
         struct http_options http;
+        /* Told of each damaged chunk the archive lacks (its path as messages
+         * show it); NULL: a "not repairable: PATH is not in SOURCE" line. */
+        void (*unavailable)(const char *path, void *opaque);
+        void *opaque;
 };
 
 struct repair_result {

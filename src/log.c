@@ -11,6 +11,7 @@ static enum log_level current_level = LOG_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool progress_shown;
 static bool first_error_only, error_shown;
+static char last_error[1024];
 
 void log_set_level(enum log_level level) { current_level = level; }
 void log_set_first_error_only(bool on) { first_error_only = on; }
@@ -33,6 +34,14 @@ static void vlog(enum log_level level, const char *fmt, va_list ap, const char *
         if (level > current_level) {
                 pthread_mutex_unlock(&log_lock);
                 return;
+        }
+        if (level == LOG_ERROR) {
+                va_list copy;
+                va_copy(copy, ap);
+                int n = vsnprintf(last_error, sizeof(last_error), fmt, copy);
+                va_end(copy);
+                if (suffix && n >= 0 && (size_t)n < sizeof(last_error))
+                        snprintf(last_error + n, sizeof(last_error) - (size_t)n, ": %s", suffix);
         }
         if (level == LOG_ERROR)
                 error_shown = true;
@@ -63,6 +72,14 @@ int log_errno(int err, const char *fmt, ...)
         vlog(LOG_ERROR, fmt, ap, strerror(err < 0 ? -err : err));
         va_end(ap);
         return err < 0 ? err : -err;
+}
+
+const char *log_last_error(void)
+{
+        pthread_mutex_lock(&log_lock);
+        const char *s = error_shown ? last_error : NULL;
+        pthread_mutex_unlock(&log_lock);
+        return s;
 }
 
 bool log_error_was_shown(void)

@@ -23,6 +23,11 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 /* Logs "msg: strerror(-err)" at error level and returns err (negative errno). */
 int log_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The last error line's message shown (without "ihop: error: "), or NULL:
+ * what a machine-readable failure report carries. (A command that stops at
+ * its first error shows no other.) */
+const char *log_last_error(void);
+
 /* Whether an error line was shown: a failure nobody explained still gets one. */
 bool log_error_was_shown(void);
 

@@ -42,7 +42,8 @@ static int check_chunk(struct store *s, const struct release *r, uint32_t idx, u
         return 0;
 }
 
-int release_verify(struct store *s, const struct release *r, struct verify_result *res)
+int release_verify(struct store *s, const struct release *r, verify_damaged_fn damaged, void *opaque,
+                   struct verify_result *res)
 {
         _cleanup_free_ unsigned char *state = calloc(r->n_chunks ? r->n_chunks : 1, 1);
         _cleanup_free_ uint8_t *buf = malloc(CHUNK_READ_BLOCK);
@@ -81,8 +82,11 @@ int release_verify(struct store *s, const struct release *r, struct verify_resul
                 res->chunks_checked++;
                 if (state[i] == GOOD)
                         continue;
-                printf("%s %s\n", state[i] == MISSING ? "missing" : "corrupt",
-                       store_chunk_path(s, r->chunks[i].hash, r->hash_len, shown));
+                store_chunk_path(s, r->chunks[i].hash, r->hash_len, shown);
+                if (damaged)
+                        damaged(state[i] == MISSING, shown, opaque);
+                else
+                        printf("%s %s\n", state[i] == MISSING ? "missing" : "corrupt", shown);
                 if (state[i] == MISSING)
                         res->missing++;
                 else

@@ -14,6 +14,11 @@ struct verify_result {
         bool image_ok;
 };
 
-/* Prints a line per missing or corrupt chunk; the return value is 0 even
- * when problems are found (they are in res), negative on I/O failure. */
-int release_verify(struct store *s, const struct release *r, struct verify_result *res);
+/* Called per missing or corrupt chunk with its path as messages show it. */
+typedef void (*verify_damaged_fn)(bool missing, const char *path, void *opaque);
+
+/* Tells damaged (NULL: prints "missing PATH" or "corrupt PATH" lines) of
+ * every missing or corrupt chunk; the return value is 0 even when problems
+ * are found (they are in res), negative on I/O failure. */
+int release_verify(struct store *s, const struct release *r, verify_damaged_fn damaged, void *opaque,
+                   struct verify_result *res);

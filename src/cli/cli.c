@@ -67,7 +67,7 @@ static void print_wrapped(FILE *f, const char *text, size_t pos, size_t col)
 }
 
 /* The command's tables: its own, then its groups. */
-#define N_TABLES 4
+#define N_TABLES (1 + CLI_MAX_GROUPS)
 static void tables_of(const struct cli_command *cmd, const struct cli_option *tables[N_TABLES])
 {
         tables[0] = cmd->options;

@@ -23,12 +23,14 @@ enum cli_result {
 /* Keys of long-only options count up from here, above every short
  * option's letter: enum { OPT_JSON = CLI_OPT_BASE, ... }. The shared groups
  * take theirs from their own bases, above any command's. */
+#define CLI_MAX_GROUPS 4
 #define CLI_OPT_BASE 0x100
 #define CLI_OPT_BASE_CHUNKING 0x200
 #define CLI_OPT_BASE_HTTP 0x300
 #define CLI_OPT_BASE_TRUST 0x400
 #define CLI_OPT_BASE_SIGNING 0x500
 #define CLI_OPT_BASE_PROGRESS 0x600
+#define CLI_OPT_BASE_JSON 0x700
 
 struct cli_option {
         const char *name; /* long name without "--"; NULL: a heading (help set) or the table's end */
@@ -44,7 +46,7 @@ struct cli_command {
         const char *synopsis;                /* after "Usage: ihop NAME " */
         const char *description;             /* lines of at most 80 columns */
         const struct cli_option *options;    /* the command's own, or NULL */
-        const struct cli_option *groups[3];  /* groups shared with others (chunking, HTTP); unused: NULL */
+        const struct cli_option *groups[CLI_MAX_GROUPS]; /* groups shared with others (chunking, HTTP); unused: NULL */
         int min_operands, max_operands;      /* max -1: no limit */
         bool options_first;                  /* options stop at the first operand (ihop's own) */
         void (*print_more)(FILE *f);         /* after the description (ihop's list of commands) */

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "http_options.h"
+#include "json_output.h"
 #include "log.h"
 #include "progress_view.h"
 #include "store.h"
@@ -44,6 +45,40 @@ static void print_summary(const char *name, const struct clone_result *r, bool h
         }
 }
 
+static void print_json(const char *store, const char *name, const struct clone_result *r, bool http)
+{
+        json_object *doc = json_object_new_object(), *sig = NULL;
+
+        if (!doc)
+                return json_output_print(NULL);
+        if (r->signature_checked) {
+                char id[MINISIGN_KEY_ID_STR_MAX];
+                sig = json_object_new_object();
+                json_object_object_add(sig, "key_id", json_object_new_string(minisign_key_id_str(r->signer_id, id)));
+                json_add_u64(sig, "release_version", r->release_version);
+        }
+        json_object_object_add(doc, "ok", json_object_new_boolean(true));
+        json_object_object_add(doc, "store", json_text(store));
+        json_object_object_add(doc, "release", json_text(name));
+        json_add_u64(doc, "image_size", r->image_size);
+        json_add_u64(doc, "chunks", r->chunks_total);
+        json_add_u64(doc, "unique_chunks", r->chunks_unique);
+        json_add_u64(doc, "reused_chunks", r->chunks_reused);
+        json_add_u64(doc, "reused_bytes", r->bytes_reused);
+        json_add_u64(doc, "recovered_chunks", r->chunks_recovered);
+        json_add_u64(doc, "seeded_chunks", r->chunks_seeded);
+        json_add_u64(doc, "seeded_bytes", r->bytes_seeded);
+        json_add_u64(doc, "fetched_chunks", r->chunks_fetched);
+        json_add_u64(doc, "fetched_bytes", r->bytes_fetched);
+        json_add_u64(doc, "fetched_archive_bytes", r->bytes_fetched_compressed);
+        json_object_object_add(doc, "downloaded_bytes", http ? json_object_new_uint64(r->bytes_downloaded) : NULL);
+        json_add_u64(doc, "corrupt_chunks_replaced", r->chunks_corrupt_in_store);
+        json_add_u64(doc, "archive_size", r->archive_size);
+        json_add_u64(doc, "header_size", r->header_size);
+        json_object_object_add(doc, "signature", sig);
+        json_output_print(doc);
+}
+
 /* Appends one of argv's strings (which outlive the command) to a list. */
 static int push_arg(const char ***list, size_t *n, const char *arg)
 {
@@ -79,7 +114,7 @@ int cmd_clone(int argc, char **argv)
                                "store does not already hold. Every chunk is verified before it is stored.\n"
                                "NAME is a plain file name: not hidden, not 'chunks', without '.tmp-'.\n",
                 .options = options,
-                .groups = { trust_cli_options(), http_cli_options(), progress_cli_options() },
+                .groups = { trust_cli_options(), http_cli_options(), progress_cli_options(), json_cli_options() },
                 .min_operands = 2,
                 .max_operands = 2,
         };
@@ -126,6 +161,8 @@ int cmd_clone(int argc, char **argv)
                                 r = http_cli_parse(&http, &p, c);
                         if (r == 0)
                                 r = progress_cli_parse(&p, c);
+                        if (r == 0)
+                                r = json_cli_parse(&p, c);
                         if (r != 0) {
                                 ret = r;
                                 goto out;
@@ -159,7 +196,9 @@ int cmd_clone(int argc, char **argv)
         mallopt(M_ARENA_MAX, 2);
         mallopt(M_MMAP_THRESHOLD, 256 << 10);
         ret = clone_run(&o, &res);
-        if (ret == 0)
+        if (ret == 0 && json_output_enabled())
+                print_json(store_path, name, &res, strstr(o.source, "://") != NULL);
+        else if (ret == 0)
                 print_summary(name, &res, strstr(o.source, "://") != NULL);
 out:
         free(o.seeds);

@@ -4,6 +4,7 @@
 #include "http_options.h"
 #include "commands.h"
 #include "diff.h"
+#include "json_output.h"
 #include "log.h"
 #include "units.h"
 
@@ -51,6 +52,48 @@ static void print_result(const struct diff_options *o, const struct diff_result 
                        size_str(r->only_b_size, a, sizeof(a)));
 }
 
+static json_object *side_json(const char *path, const struct diff_side *s)
+{
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "path", json_text(path));
+        json_object_object_add(o, "kind", json_object_new_string(s->is_archive ? "archive" : "image"));
+        json_add_u64(o, "size", s->size);
+        json_add_u64(o, "chunks", s->chunks);
+        json_add_u64(o, "unique_chunks", s->unique);
+        json_add_u64(o, "unique_bytes", s->unique_size);
+        return o;
+}
+
+static void print_json(const struct diff_options *o, const struct diff_result *r)
+{
+        json_object *doc = json_object_new_object(), *fetch = json_object_new_object();
+        char desc[256];
+
+        json_object_object_add(doc, "ok", json_object_new_boolean(true));
+        json_object_object_add(doc, "chunker", json_object_new_string(chunker_params_describe(&r->chunker, desc,
+                                                                                              sizeof(desc))));
+        json_add_u64(doc, "hash_bytes_compared", r->hash_len);
+        json_object_object_add(doc, "a", side_json(o->a, &r->a));
+        json_object_object_add(doc, "b", side_json(o->b, &r->b));
+        json_add_u64(doc, "shared_chunks", r->shared);
+        json_add_u64(doc, "shared_bytes", r->shared_size);
+        json_add_u64(doc, "shared_bytes_of_b", r->shared_in_b);
+        json_add_u64(doc, "only_a_chunks", r->only_a);
+        json_add_u64(doc, "only_a_bytes", r->only_a_size);
+        json_add_u64(doc, "only_b_chunks", r->only_b);
+        json_add_u64(doc, "only_b_bytes", r->only_b_size);
+        /* B given A: what a clone of B into a store holding A would fetch. */
+        json_add_u64(fetch, "chunks", r->only_b);
+        json_add_u64(fetch, "bytes", r->only_b_size);
+        json_add_u64(fetch, "transfer_bytes", r->b.is_archive || r->fetch_estimated
+                                                                                        ? r->fetch_size
+                                                                                        : r->only_b_size);
+        json_object_object_add(fetch, "transfer_estimated", json_object_new_boolean(!r->b.is_archive));
+        json_object_object_add(doc, "b_given_a", fetch);
+        json_output_print(doc);
+}
+
 int cmd_diff(int argc, char **argv)
 {
         static const struct cli_option options[] = {
@@ -66,7 +109,7 @@ int cmd_diff(int argc, char **argv)
                                "chunked as the archive was. The compression options only estimate the\n"
                                "download when B is an image.\n",
                 .options = options,
-                .groups = { chunking_cli_options(), http_cli_options() },
+                .groups = { chunking_cli_options(), http_cli_options(), json_cli_options() },
                 .min_operands = 2,
                 .max_operands = 2,
         };
@@ -81,6 +124,10 @@ int cmd_diff(int argc, char **argv)
         http_cli_init(&http);
         cli_parser_init(&p, &cmd, argc, argv);
         while ((c = cli_next(&p)) > 0) {
+                if (c == OPT_JSON) {
+                        json_cli_parse(&p, c);
+                        continue;
+                }
                 if (c >= CLI_OPT_BASE_HTTP) {
                         r = http_cli_parse(&http, &p, c);
                         if (r != 0)
@@ -103,7 +150,9 @@ int cmd_diff(int argc, char **argv)
         o.level = co.level;
         o.http = &http.http;
         r = diff_run(&o, &res);
-        if (r == 0)
+        if (r == 0 && json_output_enabled())
+                print_json(&o, &res);
+        else if (r == 0)
                 print_result(&o, &res);
         return r;
 }

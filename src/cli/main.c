@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "hash.h"
 #include "http.h"
+#include "json_output.h"
 #include "log.h"
 #include "progress_view.h"
 
@@ -105,6 +106,9 @@ int main(int argc, char **argv)
                         log_set_first_error_only(!(commands[i].flags & REPORTS_EVERY_ERROR));
                         int r = commands[i].run(p.n_operands, p.operands);
                         http_global_cleanup();
+                        if (r < 0 && !log_error_was_shown())
+                                log_errno(r, "%s failed", commands[i].name);
+                        json_output_failure(r);
                         return exit_status(commands[i].name, r);
                 }
         }

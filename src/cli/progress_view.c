@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "progress_view.h"
 
+#include "json_output.h"
 #include "log.h"
 #include "progress.h"
 #include "text_escape.h"
@@ -139,10 +140,10 @@ static void send_json(const struct progress *p)
         }
         json_object_object_add(o, "phase", json_object_new_string(p->phase));
         json_object_object_add(o, "what", json_object_new_string(what));
-        json_object_object_add(o, "bytes_done", json_object_new_uint64(p->bytes_done));
-        json_object_object_add(o, "bytes_total", json_object_new_uint64(p->bytes_total));
-        json_object_object_add(o, "chunks_done", json_object_new_uint64(p->chunks_done));
-        json_object_object_add(o, "chunks_total", json_object_new_uint64(p->chunks_total));
+        json_add_u64(o, "bytes_done", p->bytes_done);
+        json_add_u64(o, "bytes_total", p->bytes_total);
+        json_add_u64(o, "chunks_done", p->chunks_done);
+        json_add_u64(o, "chunks_total", p->chunks_total);
         json_object_object_add(o, "final", json_object_new_boolean(p->final));
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
         len = strlen(text);
