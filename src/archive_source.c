@@ -23,6 +23,16 @@ int archive_source_open(const char *spec, const struct http_options *http, struc
         s->fd = -1;
         s->http = http;
         s->is_http = http_is_url(spec);
+        if (http->n_mirrors && !s->is_http) {
+                log_error("%s: mirrors are for an archive at an http(s) URL", spec);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < http->n_mirrors; i++) {
+                if (!http_is_url(http->mirrors[i])) {
+                        log_error("mirror %s: not an http(s) URL", http->mirrors[i]);
+                        return -EINVAL;
+                }
+        }
         if (!s->is_http) {
                 if (strstr(spec, "://")) {
                         log_error("%s: unsupported URL scheme (use http://, https:// or a file path)", spec);
@@ -39,11 +49,18 @@ int archive_source_open(const char *spec, const struct http_options *http, struc
                 s->size = (uint64_t)st.st_size;
         }
         s->where = strdup(spec);
-        if (!s->where) {
+        s->n_urls = 1 + http->n_mirrors;
+        s->urls = calloc(s->n_urls, sizeof(*s->urls));
+        if (!s->where || !s->urls) {
                 if (s->fd >= 0)
                         close(s->fd);
+                free(s->where);
+                free(s->urls);
                 return -ENOMEM;
         }
+        s->urls[0] = s->where;
+        for (size_t i = 0; i < http->n_mirrors; i++)
+                s->urls[i + 1] = http->mirrors[i];
         *out = TAKE_PTR(s);
         return 0;
 }
@@ -55,6 +72,7 @@ void archive_source_close(struct archive_source *s)
         if (s->fd >= 0)
                 close(s->fd);
         free(s->where);
+        free(s->urls);
         free(s);
 }
 
@@ -62,6 +80,7 @@ int source_conn_open(struct archive_source *s, struct source_conn *c)
 {
         c->src = s;
         c->http = NULL;
+        c->url = 0;
         if (s->is_http)
                 return http_conn_new(s->http, &c->http);
         return 0;
@@ -103,12 +122,62 @@ static int read_local(struct source_conn *c, uint64_t start, uint64_t len, byte_
         return 0;
 }
 
+/* Counts what reached the sink, so that the next URL goes on from there,
+ * and tells the sink's own refusal (never a mirror's business) apart. */
+struct counting_sink {
+        byte_sink sink;
+        void *opaque;
+        uint64_t delivered;
+        int sink_err;
+};
+
+static int count_into(const uint8_t *data, size_t len, void *opaque)
+{
+        struct counting_sink *cs = opaque;
+        int err = cs->sink(data, len, cs->opaque);
+
+        if (err < 0) {
+                cs->sink_err = err;
+                return err;
+        }
+        cs->delivered += len;
+        return 0;
+}
+
+static int read_http(struct source_conn *c, uint64_t start, uint64_t len, byte_sink sink, void *opaque,
+                     uint64_t *total)
+{
+        struct archive_source *s = c->src;
+        struct counting_sink cs = { .sink = sink, .opaque = opaque };
+        size_t in_use = atomic_load(&s->url_in_use);
+
+        if (c->url < in_use)
+                c->url = in_use; /* another connection found it failing */
+        for (;;) {
+                char why[768] = "";
+                int err = http_get_range_quiet(c->http, s->urls[c->url], start + cs.delivered, len - cs.delivered,
+                                               count_into, &cs, total, s->size, why, sizeof(why));
+                if (err == 0 || cs.sink_err < 0 || err == -ECANCELED)
+                        return err;
+                if (c->url + 1 >= s->n_urls) {
+                        log_error("%s", why[0] ? why : strerror(-err));
+                        return err;
+                }
+                log_warn("%s; going on with the mirror %s", why, s->urls[c->url + 1]);
+                c->url++;
+                size_t seen = in_use;
+                while (seen < c->url && !atomic_compare_exchange_weak(&s->url_in_use, &seen, c->url))
+                        ;
+                in_use = c->url;
+        }
+}
+
 int source_read_range(struct source_conn *c, uint64_t start, uint64_t len, byte_sink sink, void *opaque)
 {
         if (len == 0)
                 return 0;
         if (c->http)
-                return http_get_range(c->http, c->src->where, start, len, sink, opaque, NULL);
+                return read_http(c, start, len, sink, opaque, NULL);
         return read_local(c, start, len, sink, opaque);
 }
 
@@ -131,7 +200,7 @@ static int read_into(struct source_conn *c, uint64_t start, uint8_t *buf, size_t
         struct buffer_fill f = { buf, 0 };
 
         if (c->http)
-                return http_get_range(c->http, c->src->where, start, len, fill_buffer, &f, total);
+                return read_http(c, start, len, fill_buffer, &f, total);
         if (start + len > c->src->size) {
                 log_error("%s: the archive is cut short inside its header", c->src->where);
                 return -EBADMSG;

@@ -1,18 +1,26 @@
 // SPDX-License-Identifier: MIT
-/* Where an archive's bytes come from: a local file or an http(s) URL.
- * Both deliver byte ranges to a sink in order; the clone does not care which. */
+/* Where an archive's bytes come from: a local file or an http(s) URL,
+ * with its mirrors (http_options.mirrors): the same archive elsewhere. A
+ * request that fails on one URL (after its retries) goes on from the first
+ * byte not yet delivered at the next, and the job stays there; every copy
+ * gets the same checks (its size, each chunk's hash). Both kinds deliver
+ * byte ranges to a sink in order; the clone does not care which. */
 #pragma once
 
 #include "archive.h"
 #include "byte_sink.h"
 #include "http.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 struct archive_source {
         char *where;     /* path or URL, for messages */
         bool is_http;
+        const char **urls; /* SOURCE, then its mirrors */
+        size_t n_urls;
+        atomic_size_t url_in_use; /* the first that has not failed */
         int fd;          /* local file */
         uint64_t size;   /* archive size, once the header is read */
         const struct http_options *http;
@@ -22,6 +30,7 @@ struct archive_source {
 struct source_conn {
         struct archive_source *src;
         struct http_conn *http;
+        size_t url; /* the URL this connection uses */
 };
 
 int archive_source_open(const char *spec, const struct http_options *http, struct archive_source **out);

@@ -36,6 +36,7 @@ struct attempt {
         char *hop_url;            /* the last request's URL, when a redirect led there */
         uint64_t start, len;      /* what this attempt asked for */
         bool need_total;          /* the caller wants the resource's size */
+        uint64_t expected_total;  /* the resource's size, when known (0: any) */
         uint64_t delivered;       /* bytes handed to the sink in this attempt */
         /* The response to the last request: */
         long status;
@@ -202,6 +203,11 @@ static bool check_range(struct attempt *a)
         switch (http_response_check(&a->resp, a->status, a->start, a->len, a->need_total, a->reason,
                                     sizeof(a->reason))) {
         case HTTP_VERDICT_OK:
+                if (a->expected_total && a->resp.total_known && a->resp.range_total != a->expected_total) {
+                        fail(a, -EBADMSG, "the server's copy is %" PRIu64 " bytes, not the archive's %" PRIu64,
+                             a->resp.range_total, a->expected_total);
+                        return false;
+                }
                 return true;
         case HTTP_VERDICT_NO_RANGES:
                 a->fatal_err = -ENOTSUP;
@@ -345,6 +351,11 @@ static bool set_options(struct attempt *a, const char *url, const char *range, b
         /* A vendor's own CA: that file alone, not the system's directory too. */
         if (o->ca_file && (!SET(a, CURLOPT_CAINFO, o->ca_file) || !SET(a, CURLOPT_CAPATH, (char *)NULL)))
                 return false;
+        /* A device's identity for servers that ask for it (mutual TLS). */
+        if (o->client_cert && (!SET(a, CURLOPT_SSLCERT, o->client_cert) || !SET(a, CURLOPT_SSLCERTTYPE, "PEM")))
+                return false;
+        if (o->client_key && (!SET(a, CURLOPT_SSLKEY, o->client_key) || !SET(a, CURLOPT_SSLKEYTYPE, "PEM")))
+                return false;
         if ((o->timeout_s || o->cancel) &&
             (!SET(a, CURLOPT_NOPROGRESS, 0L) || !SET(a, CURLOPT_XFERINFOFUNCTION, on_progress) ||
              !SET(a, CURLOPT_XFERINFODATA, a)))
@@ -436,7 +447,7 @@ static int run_attempt(struct attempt *a)
 /* http_get_range, and with why set the same without logging the failure:
  * why (why_size bytes) gets it instead. */
 static int get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, byte_sink sink,
-                     void *opaque, uint64_t *total_size, char *why, size_t why_size)
+                     void *opaque, uint64_t *total_size, uint64_t expected_total, char *why, size_t why_size)
 {
         const struct http_options *o = c->opts;
         uint64_t done = 0;
@@ -445,7 +456,8 @@ static int get_range(struct http_conn *c, const char *url, uint64_t start, uint6
         for (;;) {
                 struct attempt a = {
                         .conn = c, .url = url, .start = start + done, .len = len - done,
-                        .need_total = total_size != NULL, .sink = sink, .opaque = opaque,
+                        .need_total = total_size != NULL, .expected_total = expected_total, .sink = sink,
+                        .opaque = opaque,
                 };
                 int err = run_attempt(&a);
                 done += a.delivered;
@@ -498,7 +510,13 @@ static int get_range(struct http_conn *c, const char *url, uint64_t start, uint6
 int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, byte_sink sink,
                    void *opaque, uint64_t *total_size)
 {
-        return get_range(c, url, start, len, sink, opaque, total_size, NULL, 0);
+        return get_range(c, url, start, len, sink, opaque, total_size, 0, NULL, 0);
+}
+
+int http_get_range_quiet(struct http_conn *c, const char *url, uint64_t start, uint64_t len, byte_sink sink,
+                         void *opaque, uint64_t *total_size, uint64_t expected_total, char *why, size_t why_size)
+{
+        return get_range(c, url, start, len, sink, opaque, total_size, expected_total, why, why_size);
 }
 
 struct small_body {
@@ -531,13 +549,13 @@ int http_get_small(struct http_conn *c, const char *url, size_t max, uint8_t **o
                 snprintf(why, why_size, "%s: out of memory", url);
                 return -ENOMEM;
         }
-        err = get_range(c, url, 0, 1, small_body_sink, &b, &total, why, why_size);
+        err = get_range(c, url, 0, 1, small_body_sink, &b, &total, 0, why, why_size);
         if (err == 0 && total > max) {
                 snprintf(why, why_size, "%s: %" PRIu64 " bytes, more than the %zu expected at most", url, total, max);
                 err = -EFBIG;
         }
         if (err == 0 && total > 1)
-                err = get_range(c, url, 1, total - 1, small_body_sink, &b, NULL, why, why_size);
+                err = get_range(c, url, 1, total - 1, small_body_sink, &b, NULL, total, why, why_size);
         if (err < 0) {
                 free(b.buf);
                 return err;

@@ -18,6 +18,12 @@ struct http_options {
         const char *const *headers; /* extra request headers, "Name: value" */
         size_t n_headers;
         const char *ca_file; /* trust these CA certificates (PEM), not the system's; NULL: the system's */
+        const char *client_cert; /* TLS client certificate (PEM), for servers that ask for one */
+        const char *client_key;  /* its private key (PEM); NULL: in client_cert's file */
+        /* The same archive at other URLs, tried in order when SOURCE fails
+         * (archive_source.c): only for an archive at a URL. */
+        const char *const *mirrors;
+        size_t n_mirrors;
         /* Set by the caller when the whole job has failed elsewhere: a transfer
          * in progress or waiting to retry gives up (optional). */
         const atomic_bool *cancel;
@@ -44,6 +50,13 @@ void http_conn_free(struct http_conn *c);
  * the resource size from Content-Range. Logs failures with the URL. */
 int http_get_range(struct http_conn *c, const char *url, uint64_t start, uint64_t len, byte_sink sink,
                    void *opaque, uint64_t *total_size);
+
+/* http_get_range for one of several copies of a resource: a failure is
+ * not logged but worded in why (why_size bytes, URL included) for the
+ * caller, which may try another copy; with expected_total (not 0), a
+ * response for a resource of another size fails (a mirror's stale copy). */
+int http_get_range_quiet(struct http_conn *c, const char *url, uint64_t start, uint64_t len, byte_sink sink,
+                         void *opaque, uint64_t *total_size, uint64_t expected_total, char *why, size_t why_size);
 
 /* A whole resource of at most max bytes (a signature file), in range
  * requests as archives are read, retried as http_get_range. A failure is

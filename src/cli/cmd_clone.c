@@ -175,6 +175,8 @@ int cmd_clone(int argc, char **argv)
                 goto out;
         }
         ret = trust_cli_finish(&trust);
+        if (ret == 0)
+                ret = http_cli_finish(&http);
         if (ret != 0)
                 goto out;
         o.source = p.operands[0];

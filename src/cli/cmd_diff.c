@@ -140,7 +140,7 @@ int cmd_diff(int argc, char **argv)
         }
         if (c < 0)
                 return p.result;
-        if (chunking_options_finish(&co) < 0)
+        if (chunking_options_finish(&co) < 0 || http_cli_finish(&http) != 0)
                 return CLI_USAGE;
         o.a = p.operands[0];
         o.b = p.operands[1];

@@ -233,6 +233,8 @@ int cmd_info(int argc, char **argv)
                         return err;
         if (c < 0)
                 return p.result;
+        if (http_cli_finish(&http) != 0)
+                return CLI_USAGE;
         const char *arg = p.operands[0];
         if (!http_is_url(arg)) {
                 _cleanup_close_ int fd = open(arg, O_RDONLY | O_CLOEXEC);

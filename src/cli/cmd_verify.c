@@ -138,6 +138,8 @@ int cmd_verify(int argc, char **argv)
                 return p.result;
         if (source && p.n_operands != 1)
                 return cli_usage_error(&p);
+        if (http_cli_finish(&http) != 0)
+                return CLI_USAGE;
         err = cli_check_release_operands(p.operands, p.n_operands);
         if (err != 0)
                 return err;

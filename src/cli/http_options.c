@@ -21,6 +21,12 @@ static const struct cli_option options[] = {
           .help = "request header for SOURCE's origin only (repeatable)" },
         { .name = "http-cacert", .key = OPT_HTTP_CACERT, .arg = "FILE",
           .help = "trust the CA certificates in FILE (PEM) for https instead", .def = "the system's" },
+        { .name = "http-cert", .key = OPT_HTTP_CERT, .arg = "FILE",
+          .help = "present this client certificate (PEM) to https servers that ask for one" },
+        { .name = "http-key", .key = OPT_HTTP_KEY, .arg = "FILE", .help = "the client certificate's private key (PEM)",
+          .def = "in the --http-cert file" },
+        { .name = "mirror", .key = OPT_HTTP_MIRROR, .arg = "URL",
+          .help = "the same archive at URL, tried when SOURCE fails (repeatable, in order)" },
         {}
 };
 
@@ -34,7 +40,18 @@ void http_cli_init(struct http_cli *h)
 void http_cli_free(struct http_cli *h)
 {
         free(h->headers);
+        free(h->mirrors);
         h->headers = NULL;
+        h->mirrors = NULL;
+}
+
+int http_cli_finish(const struct http_cli *h)
+{
+        if (h->http.client_key && !h->http.client_cert) {
+                log_error("--http-key goes with --http-cert");
+                return CLI_USAGE;
+        }
+        return 0;
 }
 
 int http_cli_parse(struct http_cli *h, const struct cli_parser *p, int opt)
@@ -73,6 +90,25 @@ int http_cli_parse(struct http_cli *h, const struct cli_parser *p, int opt)
         case OPT_HTTP_CACERT:
                 h->http.ca_file = p->arg;
                 return 0;
+        case OPT_HTTP_CERT:
+                h->http.client_cert = p->arg;
+                return 0;
+        case OPT_HTTP_KEY:
+                h->http.client_key = p->arg;
+                return 0;
+        case OPT_HTTP_MIRROR: {
+                if (!http_is_url(p->arg)) {
+                        log_error("--mirror wants an http(s) URL, not '%s'", p->arg);
+                        return CLI_USAGE;
+                }
+                const char **t = realloc(h->mirrors, (h->http.n_mirrors + 1) * sizeof(*t));
+                if (!t)
+                        return log_errno(-ENOMEM, "reading the command line");
+                t[h->http.n_mirrors++] = p->arg;
+                h->mirrors = t;
+                h->http.mirrors = t;
+                return 0;
+        }
         default:
                 return 0;
         }

@@ -15,11 +15,15 @@ enum {
         OPT_HTTP_TIMEOUT,
         OPT_HTTP_HEADER,
         OPT_HTTP_CACERT,
+        OPT_HTTP_CERT,
+        OPT_HTTP_KEY,
+        OPT_HTTP_MIRROR,
 };
 
 struct http_cli {
         struct http_options http;
         const char **headers; /* argv's strings, listed for http.headers */
+        const char **mirrors; /* the same for http.mirrors */
 };
 
 void http_cli_init(struct http_cli *h);
@@ -32,3 +36,6 @@ const struct cli_option *http_cli_options(void);
 /* Takes opt if it is one of http_cli_options() (cli_next's key and value):
  * 0 (taken, or none of them), CLI_USAGE (logged) for a bad value, -ENOMEM. */
 int http_cli_parse(struct http_cli *h, const struct cli_parser *p, int opt);
+
+/* After the options: CLI_USAGE (logged) for --http-key without --http-cert. */
+int http_cli_finish(const struct http_cli *h);

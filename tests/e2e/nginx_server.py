@@ -30,10 +30,13 @@ class LogEntry:
 
 
 class Nginx:
-    """The real nginx, serving a copy of the fixtures from www/."""
+    """The real nginx, serving a copy of the fixtures from www/; over TLS
+    when given tls=(certificate, key, client CA or None): with a client CA,
+    only clients with a certificate it signed are served."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, tls=None):
         self.base = base
+        self.tls = tls
         self.www = base / "www"
         self.log = base / "access.log"
         self.proc = None
@@ -41,6 +44,13 @@ class Nginx:
 
     def _conf(self, port):
         b = self.base
+        listen, tls = f"127.0.0.1:{port}", ""
+        if self.tls:
+            cert, key, client_ca = self.tls
+            listen += " ssl"
+            tls = f"ssl_certificate {cert}; ssl_certificate_key {key};"
+            if client_ca:
+                tls += f" ssl_client_certificate {client_ca}; ssl_verify_client on;"
         return f"""
 user root;
 worker_processes 1;
@@ -57,7 +67,8 @@ http {{
     scgi_temp_path {b}/tmp-scgi;
     keepalive_requests 10000;
     server {{
-        listen 127.0.0.1:{port};
+        listen {listen};
+        {tls}
         root {self.www};
         location / {{ }}
     }}
@@ -95,7 +106,7 @@ http {{
         self.proc = None
 
     def url(self, name) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/{name}"
 
     def publish(self, name, data: bytes) -> str:
         """Adds a file to the served directory; returns its URL."""

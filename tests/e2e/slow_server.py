@@ -27,6 +27,9 @@ class Served:
 class SlowHandler(QuietHandler):
     def do_GET(self):
         srv = self.server
+        if srv.max_body is not None and srv.sent_total >= srv.max_body:
+            self.close_connection = True  # gone dark: the connection closes, nothing sent
+            return
         data = srv.files.get(self.path)
         if data is None:
             self._not_found()
@@ -51,6 +54,12 @@ class SlowHandler(QuietHandler):
                 n = min(srv.block, end + 1 - pos)
                 if not srv.throttle(n):
                     break
+                if srv.max_body is not None:
+                    with srv.lock:
+                        n = min(n, max(0, srv.max_body - srv.sent_total))
+                        srv.sent_total += n
+                    if n == 0:
+                        break
                 self.wfile.write(data[pos:pos + n])
                 entry.sent += n
                 pos += n
@@ -65,7 +74,9 @@ class SlowServer(LocalServer):
     """Serves files (their names: /<name>) from 127.0.0.1 with Range support,
     at most `rate` body bytes a second over all connections together (None:
     full speed; may be changed at any time), in blocks of `block` bytes.
-    Every request is logged in `served` with the `tag` set when it came in."""
+    Every request is logged in `served` with the `tag` set when it came in.
+    With `max_body` set, it stops for good once it has sent that many body
+    bytes in all: the connection closes mid-body, later ones unanswered."""
 
     def __init__(self, *paths, rate=None, block=16 << 10):
         super().__init__(SlowHandler)
@@ -75,6 +86,8 @@ class SlowServer(LocalServer):
         self.tag = None
         self.served = []
         self.next_slot = 0.0
+        self.max_body = None
+        self.sent_total = 0
 
     def throttle(self, n) -> bool:
         """Waits for the time slot of the next n bytes; False when stopping."""
