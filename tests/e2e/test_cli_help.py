@@ -8,7 +8,7 @@ import re
 from conftest import FIXTURES, ROOT, ihop
 
 README = ROOT / "README.md"
-OPTION_LINE = re.compile(r"^\s{2,}(?:-(\w), |\s{4})?--([\w-]+)")
+OPTION_LINE = re.compile(r"^  (?:-(\w), |\s{4})?--([\w-]+)")
 
 
 def commands():
