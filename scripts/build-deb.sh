@@ -34,7 +34,8 @@ deb=$(ls "$out"/ihop_*.deb)
 echo "=== $deb"
 dpkg-deb --info "$deb" | sed -n 's/^ \(Version\|Depends\|Recommends\|Installed-Size\):/\1:/p'
 echo "=== lintian"
-lintian --no-tag-display-limit --display-info "$deb" | tee "$out/lintian.log" || true
+# Every tag, pedantic and experimental ones too; errors fail the build.
+lintian --tag-display-limit 0 -I -E --pedantic "$deb" 2>&1 | grep -v "root privileges" | tee "$out/lintian.log" || true
 grep -q "^E: " "$out/lintian.log" && { echo "lintian reports errors" >&2; exit 1; }
 
 if [ "${1:-}" = --install ]; then
@@ -51,7 +52,6 @@ if [ "${1:-}" = --install ]; then
         work=$(mktemp -d)
         ihop clone tests/fixtures/pair/v1.ext4.cba "$work/store/v1"
         ihop verify "$work/store/v1"
-        ihop cat "$work/store/v1" | cmp - "$work/check" 2>/dev/null || true
         ihop cat -o "$work/v1.img" "$work/store/v1"
         echo "cat: $(stat -c %s "$work/v1.img") bytes, image checksum checked by cat"
         rm -rf "$work"
