@@ -158,7 +158,7 @@ static int parse(const uint8_t *buf, size_t len, const char *where, uint8_t **ow
                 return -EBADMSG;
         }
         dict_size = header_len - ARCHIVE_PRE_HEADER_SIZE - ARCHIVE_TRAILER_SIZE;
-        hash_buffer(buf, header_len - 64, checksum);
+        hash_buffer(buf, (size_t)header_len - 64, checksum); /* header_len <= len: a size_t */
         if (memcmp(checksum, buf + header_len - 64, 64) != 0) {
                 log_error("%s: the archive header checksum does not match: corrupt archive", where);
                 return -EBADMSG;
@@ -178,8 +178,9 @@ static int parse(const uint8_t *buf, size_t len, const char *where, uint8_t **ow
 
         /* Legitimate dictionaries grow about 2x when unpacked; hostile ones
          * (empty messages) far more, and are cut off here. */
-        pb_budget_init(&budget, 4 * dict_size + (1u << 20));
-        d = chunk_dictionary__chunk_dictionary__unpack(&budget.allocator, dict_size,
+        /* dict_size <= ARCHIVE_MAX_DICTIONARY_SIZE: a size_t, even on 32 bits */
+        pb_budget_init(&budget, 4 * (size_t)dict_size + (1u << 20));
+        d = chunk_dictionary__chunk_dictionary__unpack(&budget.allocator, (size_t)dict_size,
                                                        buf + ARCHIVE_PRE_HEADER_SIZE);
         if (owned) {
                 /* Decoding copied what it needs (bytes fields included). */

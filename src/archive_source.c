@@ -99,7 +99,7 @@ uint64_t source_conn_bytes_received(const struct source_conn *c)
 
 static int read_local(struct source_conn *c, uint64_t start, uint64_t len, byte_sink sink, void *opaque)
 {
-        _cleanup_free_ uint8_t *buf = malloc(len < LOCAL_READ_BLOCK ? (len ? len : 1) : LOCAL_READ_BLOCK);
+        _cleanup_free_ uint8_t *buf = malloc(len < LOCAL_READ_BLOCK ? (len ? (size_t)len : 1) : LOCAL_READ_BLOCK);
         uint64_t done = 0;
 
         if (!buf)
@@ -227,16 +227,17 @@ int archive_source_read_header(struct archive_source *s, struct source_conn *c, 
                 log_error("%s: the archive is cut short inside its header", s->where);
                 return -EBADMSG;
         }
-        buf = malloc(header_len);
+        /* archive_header_length bounds it (64 MiB of dictionary): a size_t, even on 32 bits */
+        buf = malloc((size_t)header_len);
         if (!buf)
                 return log_errno(-ENOMEM, "%s: cannot hold the archive header", s->where);
         memcpy(buf, pre, sizeof(pre));
-        err = read_into(c, sizeof(pre), buf + sizeof(pre), header_len - sizeof(pre), &total);
+        err = read_into(c, sizeof(pre), buf + sizeof(pre), (size_t)header_len - sizeof(pre), &total);
         if (err < 0)
                 return err;
         s->size = total;
         _cleanup_archive_ struct archive *a = NULL;
-        err = archive_parse_take(&buf, header_len, s->where, &a);
+        err = archive_parse_take(&buf, (size_t)header_len, s->where, &a);
         if (err < 0)
                 return err;
         err = archive_check_size(a, s->size, s->where);

@@ -87,9 +87,9 @@ static int read_padded(struct image_map *map, uint8_t *buf, size_t len, uint64_t
                 return 0;
         }
         if (len > map->size - off) {
-                uint64_t in_image = map->size - off;
+                size_t in_image = (size_t)(map->size - off); /* less than len: a size_t */
                 memset(buf + in_image, 0, len - in_image);
-                len = (size_t)in_image;
+                len = in_image;
         }
         return nowait ? image_map_read_nowait(map, buf, len, off) : image_map_read(map, buf, len, off);
 }

@@ -143,13 +143,14 @@ int release_file_parse(const uint8_t *buf, size_t len, const char *where, struct
                 log_error("%s: the release description is truncated or has trailing bytes", where);
                 return -EBADMSG;
         }
-        hash_buffer(buf, PRE_SIZE + n, digest);
-        if (memcmp(digest, buf + PRE_SIZE + n, HASH_MAX_LEN) != 0) {
+        size_t dict_len = (size_t)n; /* now known to fit: it is len less the frame */
+        hash_buffer(buf, PRE_SIZE + dict_len, digest);
+        if (memcmp(digest, buf + PRE_SIZE + dict_len, HASH_MAX_LEN) != 0) {
                 log_error("%s: the release description checksum does not match: corrupt", where);
                 return -EBADMSG;
         }
-        pb_budget_init(&budget, 4 * n + (1u << 20));
-        d = store_dictionary__store_dictionary__unpack(&budget.allocator, n, buf + PRE_SIZE);
+        pb_budget_init(&budget, 4 * dict_len + (1u << 20));
+        d = store_dictionary__store_dictionary__unpack(&budget.allocator, dict_len, buf + PRE_SIZE);
         if (!d) {
                 log_error("%s: the release description cannot be decoded", where);
                 return -EBADMSG;
