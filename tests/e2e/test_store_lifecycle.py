@@ -600,7 +600,7 @@ def test_progress_only_on_a_terminal(tmp_path):
         # stderr a terminal: the progress bar shows (so the check above could fail).
         rc, out, err = run_on_pty(["clone", url, tmp_path / "s2" / "a"])
         assert rc == 0, err
-        assert b"\r" in err and b"fetching:" in err, err
+        assert b"\r\x1b[Kfetch " in err and b"% " in err, err
         # -q on a terminal: no progress either.
         rc, out, err = run_on_pty(["-q", "clone", url, tmp_path / "s3" / "a"])
         assert rc == 0 and err == b"", err
