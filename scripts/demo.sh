@@ -1,9 +1,11 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# ihop end to end: make two releases of a small ext4 image, compress them
-# with ihop compress, publish them on a local nginx, clone release 1 and then
-# release 2 into one chunk store, show what release 2 reused and downloaded,
-# prove the stored release is bit-perfect, and mount it.
+# ihop end to end: make two releases of a small ext4 image, compress and
+# sign them with ihop compress --sign, publish them on a local nginx, clone
+# release 1 and then release 2 into one chunk store trusting only the
+# vendor's key, show what release 2 reused and downloaded, that release 1
+# cannot come back as an update, prove the stored release is bit-perfect,
+# and mount it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -42,9 +44,10 @@ seq 1 20000 >"$work/tree/opt/app/new.txt"
 make_image "$work/v2.ext4"
 
 echo
-echo "== ihop compress (bita's format and defaults: RollSum chunks, brotli)"
-"$ihop" -q compress -i "$work/v1.ext4" "$work/www/v1.ext4.cba" >/dev/null
-"$ihop" -q compress -i "$work/v2.ext4" "$work/www/v2.ext4.cba" >/dev/null
+echo "== ihop compress --sign (bita's format and defaults: RollSum chunks, brotli; minisign signatures)"
+"$ihop" keygen -W -p "$work/vendor.pub" -s "$work/vendor.key"
+"$ihop" -q compress -i "$work/v1.ext4" --sign "$work/vendor.key" --release-version 1 "$work/www/v1.ext4.cba" >/dev/null
+"$ihop" -q compress -i "$work/v2.ext4" --sign "$work/vendor.key" --release-version 2 "$work/www/v2.ext4.cba" >/dev/null
 ls -l "$work/www" | awk 'NR > 1 { print "  " $9 ": " $5 " bytes" }'
 
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -75,17 +78,25 @@ echo
 echo "== releases published at $url"
 
 echo
-echo "== ihop clone $url/v1.ext4.cba store/release_v1"
-"$ihop" clone "$url/v1.ext4.cba" "$work/store/release_v1"
+echo "== ihop clone --trusted-key vendor.pub $url/v1.ext4.cba store/release_v1"
+"$ihop" clone --trusted-key "$work/vendor.pub" "$url/v1.ext4.cba" "$work/store/release_v1"
 
 echo
-echo "== ihop clone $url/v2.ext4.cba store/release_v2   (into the store that holds v1)"
-"$ihop" clone "$url/v2.ext4.cba" "$work/store/release_v2"
+echo "== ihop clone --trusted-key vendor.pub $url/v2.ext4.cba store/release_v2   (into the store that holds v1)"
+"$ihop" clone --trusted-key "$work/vendor.pub" "$url/v2.ext4.cba" "$work/store/release_v2"
 
 served=$(awk '$1 == "/v2.ext4.cba" { s += $3 } END { print s + 0 }' "$work/nginx/access.log")
 size=$(stat -c %s "$work/www/v2.ext4.cba")
 echo
 echo "== nginx served $served bytes of the $size-byte v2 archive ($((served * 100 / size))%)"
+
+echo
+echo "== release 1 offered again as an update: refused (the store has accepted version 2)"
+if "$ihop" clone --trusted-key "$work/vendor.pub" "$url/v1.ext4.cba" "$work/store/old" 2>&1; then
+        echo "rollback protection: NO"
+        exit 1
+fi
+echo "rollback protection: yes"
 
 echo
 echo "== is the stored release bit-perfect?"
