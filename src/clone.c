@@ -345,14 +345,28 @@ static int apply_seeds(struct clone_ctx *ctx, struct clone_result *res, atomic_u
 static int load_signature(struct clone_ctx *ctx, struct release_signature *sig)
 {
         const struct clone_options *o = ctx->opts;
-        _cleanup_free_ char *location = o->signature ? strdup(o->signature) : release_signature_location(o->source);
+        /* --signature, or beside the archive: at SOURCE, then at each mirror. */
+        size_t n = o->signature ? 1 : 1 + ctx->http.n_mirrors;
+        _cleanup_free_ char **locations = calloc(n, sizeof(*locations));
         uint64_t remembered;
         bool known;
-        int err;
+        int err = 0;
 
-        if (!location)
+        if (!locations)
                 return log_errno(-ENOMEM, "checking %s", o->source);
-        err = release_signature_load(location, o->source, &ctx->http, o->trusted, sig);
+        for (size_t i = 0; i < n && err == 0; i++) {
+                const char *base = i == 0 ? o->source : ctx->http.mirrors[i - 1];
+                locations[i] = o->signature ? strdup(o->signature) : release_signature_location(base);
+                if (!locations[i])
+                        err = -ENOMEM;
+        }
+        if (err == 0)
+                err = release_signature_load((const char *const *)locations, n, o->source, &ctx->http, o->trusted,
+                                             sig);
+        else
+                log_errno(err, "checking %s", o->source);
+        for (size_t i = 0; i < n; i++)
+                free(locations[i]);
         if (err < 0)
                 return err;
         err = store_version_read(ctx->store, &remembered, &known);

@@ -123,25 +123,34 @@ static int check_signature(struct release_signature *s, const char *archive, con
         return err < 0 ? -EBADMSG : 0;
 }
 
-int release_signature_load(const char *location, const char *archive, const struct http_options *http,
-                           const struct trusted_keys *keys, struct release_signature *out)
+int release_signature_load(const char *const *locations, size_t n_locations, const char *archive,
+                           const struct http_options *http, const struct trusted_keys *keys,
+                           struct release_signature *out)
 {
         _cleanup_free_ uint8_t *text = NULL;
+        const char *location = NULL;
         size_t len = 0;
-        char why[768] = "";
-        int err;
+        int err = -ENOENT;
 
         memset(out, 0, sizeof(*out));
-        out->where = strdup(location);
-        if (!out->where)
-                return log_errno(-ENOMEM, "checking %s", archive);
-        err = fetch_signature(location, http, &text, &len, why, sizeof(why));
-        if (err == -ECANCELED)
-                return err;
-        if (err < 0) {
+        for (size_t i = 0; i < n_locations; i++) {
+                char why[768] = "";
+                location = locations[i];
+                err = fetch_signature(location, http, &text, &len, why, sizeof(why));
+                if (err == 0 || err == -ECANCELED)
+                        break;
+                if (i + 1 < n_locations) {
+                        log_warn("%s; trying %s", why[0] ? why : strerror(-err), locations[i + 1]);
+                        continue;
+                }
                 log_error("refusing %s: no signature: %s", archive, why[0] ? why : strerror(-err));
                 return err == -EFBIG ? -EBADMSG : err;
         }
+        if (err < 0)
+                return err;
+        out->where = strdup(location);
+        if (!out->where)
+                return log_errno(-ENOMEM, "checking %s", archive);
         /* The parser names the file; the refusal is its line. */
         err = minisign_signature_parse(text, len, location, &out->sig);
         if (err < 0)

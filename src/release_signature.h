@@ -41,13 +41,15 @@ struct release_signature {
  * (before any query or fragment), with ".minisig" appended. Malloc'ed. */
 char *release_signature_location(const char *source);
 
-/* Reads the signature at location (file or URL, bounded) and checks all
- * that can be checked before the archive's header is read: a prehashed
- * signature, made by one of keys, whose trusted comment is signed by that
- * key and carries one release version. Every refusal is one line naming
- * `archive` and why. */
-int release_signature_load(const char *location, const char *archive, const struct http_options *http,
-                           const struct trusted_keys *keys, struct release_signature *out);
+/* Reads the signature from the first of locations (files or URLs, read
+ * bounded) that can be read, the next when one cannot (a mirror's copy
+ * when the source is down: a warning), and checks all that can be checked
+ * before the archive's header is read: a prehashed signature, made by one
+ * of keys, whose trusted comment is signed by that key and carries one
+ * release version. Every refusal is one line naming `archive` and why. */
+int release_signature_load(const char *const *locations, size_t n_locations, const char *archive,
+                           const struct http_options *http, const struct trusted_keys *keys,
+                           struct release_signature *out);
 
 /* Does s sign this archive's header, and are its chunk hashes long
  * enough to be covered by it? One line, naming archive, when not. */

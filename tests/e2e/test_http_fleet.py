@@ -212,3 +212,23 @@ def test_the_proxy_of_the_environment_is_used_and_no_proxy_honoured(nginx, tinyp
     # A proxy that is not there fails the clone in one line, after its retries.
     r = clone_env({"http_proxy": f"http://127.0.0.1:{free_port()}", "no_proxy": ""}, url, tmp_path / "s" / "c")
     assert_final_error(r, url)
+
+
+def test_a_signed_clone_takes_the_signature_beside_the_mirror_when_the_source_is_down(nginx, tmp_path, archives):
+    key = tmp_path / "k"
+    assert run([IHOP, "keygen", "-W", "-p", f"{key}.pub", "-s", f"{key}.key"]).returncode == 0
+    signed = tmp_path / "v1.cba"
+    shutil.copy(FIXTURES / V1, signed)
+    assert run([IHOP, "sign", "-s", f"{key}.key", "--release-version", "3", signed]).returncode == 0
+    mirror = nginx.publish("mirror/v1.cba", signed.read_bytes())
+    nginx.publish("mirror/v1.cba.minisig", (tmp_path / "v1.cba.minisig").read_bytes())
+    dead = f"http://127.0.0.1:{free_port()}/v1.cba"
+    r = clone_ok(dead, tmp_path / "s" / "a", "--http-retry-count", "0", "--trusted-key", f"{key}.pub",
+                 "--mirror", mirror)
+    assert "release version 3" in r.stdout
+    assert f"trying {mirror}.minisig" in r.stderr, r.stderr
+    assert cat_checksum(tmp_path / "s" / "a") == archives[V1].source_checksum
+    # No signature anywhere: refused, naming the last place looked.
+    bare = nginx.publish("bare/v1.cba", signed.read_bytes())
+    r = clone(dead, tmp_path / "s" / "b", "--http-retry-count", "0", "--trusted-key", f"{key}.pub", "--mirror", bare)
+    assert_final_error(r, "no signature", f"{bare}.minisig")
