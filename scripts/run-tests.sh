@@ -7,11 +7,12 @@
 # (scripts/cross-build.sh). Installs what it needs first. Ends with one
 # line: "N passed, N failed".
 #
-# Two lanes, one per core. The qemu guests under TCG take one core for
-# minutes each: the kernel-NBD tests of the normal build, then the boot
-# tests (a Debian system booted from a release), run beside everything
-# else, and their output follows the rest; the kernel-NBD tests of the
-# ASan build run last in the main lane.
+# Two lanes, one per core. Emulation takes one core for minutes: the
+# kernel-NBD tests of the normal build and the boot tests (a Debian system
+# booted from a release) in qemu guests under TCG, then the arm64 cross
+# build under qemu-user, run beside everything else, and their output
+# follows the rest; the kernel-NBD tests of the ASan build run last in the
+# main lane.
 set -uo pipefail
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 cd "$(dirname "$0")/.."
@@ -66,6 +67,9 @@ BOOT_TESTS=tests/e2e/test_boot.py
                 >"$kernel_logs/kernel" 2>&1
         IHOP="$PWD/build/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q "$BOOT_TESTS" \
                 >"$kernel_logs/boot" 2>&1
+        # The device's architecture: cross-built, its unit tests and a round
+        # trip against the native build under qemu user-mode emulation.
+        sh scripts/cross-build.sh arm64 --test >"$kernel_logs/cross" 2>&1
 ) &
 kernel_lane=$!
 
@@ -83,22 +87,16 @@ echo "=== fuzz targets"
 bash scripts/fuzz.sh all 30 2>&1 | tee "$log"
 count_fuzz
 
-# The device's architecture: cross-built, its unit tests and a round trip
-# against the native build under qemu user-mode emulation.
-echo "=== cross build (arm64) under qemu-user"
-sh scripts/cross-build.sh arm64 --test 2>&1 | tee "$log"
-count_meson
-count_pytest
-
 echo "=== kernel NBD tests (build-asan)"
 IHOP="$PWD/build-asan/src/ihop" /usr/bin/python3 -m pytest -p no:cacheprovider -q "$KERNEL_TESTS" 2>&1 | tee "$log"
 count_pytest
 
 wait "$kernel_lane"
-for t in kernel:"kernel NBD tests (build)" boot:"boot tests (build)"; do
+for t in kernel:"kernel NBD tests (build)" boot:"boot tests (build)" cross:"cross build (arm64) under qemu-user"; do
         echo "=== ${t#*:}"
         cp "$kernel_logs/${t%%:*}" "$log"
         cat "$log"
+        [ "${t%%:*}" = cross ] && count_meson
         count_pytest
 done
 
