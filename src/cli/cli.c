@@ -7,6 +7,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define HELP_WIDTH 80
@@ -267,5 +268,16 @@ int cli_check_release_operands(char **args, int n)
                 if (err < 0)
                         return err;
         }
+        return 0;
+}
+
+int cli_list_append(const char ***list, size_t *n, const char *arg)
+{
+        const char **t = realloc(*list, (*n + 1) * sizeof(**list));
+
+        if (!t)
+                return log_errno(-ENOMEM, "reading the command line");
+        t[(*n)++] = arg;
+        *list = t;
         return 0;
 }

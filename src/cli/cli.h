@@ -10,6 +10,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 /* What a command returns: 0, a negative errno (logged where it was known;
@@ -83,6 +84,10 @@ const char *cli_next_value(struct cli_parser *p);
 int cli_usage_error(const struct cli_parser *p);
 
 void cli_usage(const struct cli_command *cmd, FILE *f);
+
+/* Appends arg (one of argv's strings, which outlive the command) to a
+ * repeatable option's list; -ENOMEM, logged, when it cannot grow. */
+int cli_list_append(const char ***list, size_t *n, const char *arg);
 
 /* STORE/NAME operands: one whose NAME cannot name a release is a usage
  * error, found (and logged) before the command does anything. Returns 0,

@@ -79,18 +79,6 @@ static void print_json(const char *store, const char *name, const struct clone_r
         json_output_print(doc);
 }
 
-/* Appends one of argv's strings (which outlive the command) to a list. */
-static int push_arg(const char ***list, size_t *n, const char *arg)
-{
-        const char **t = realloc(*list, (*n + 1) * sizeof(**list));
-
-        if (!t)
-                return log_errno(-ENOMEM, "reading the command line");
-        t[(*n)++] = arg;
-        *list = t;
-        return 0;
-}
-
 int cmd_clone(int argc, char **argv)
 {
         enum { OPT_VERIFY_HEADER = CLI_OPT_BASE, OPT_NAIVE, OPT_SEED };
@@ -149,7 +137,7 @@ int cmd_clone(int argc, char **argv)
                         o.naive = true;
                         break;
                 case OPT_SEED:
-                        r = push_arg(&o.seeds, &o.n_seeds, p.arg);
+                        r = cli_list_append(&o.seeds, &o.n_seeds, p.arg);
                         if (r < 0) {
                                 ret = r;
                                 goto out;

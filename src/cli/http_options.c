@@ -79,13 +79,9 @@ int http_cli_parse(struct http_cli *h, const struct cli_parser *p, int opt)
                         log_error("--http-header wants 'Name: value', not '%s'", p->arg);
                         return CLI_USAGE;
                 }
-                const char **t = realloc(h->headers, (h->http.n_headers + 1) * sizeof(*t));
-                if (!t)
-                        return log_errno(-ENOMEM, "reading the command line");
-                t[h->http.n_headers++] = p->arg;
-                h->headers = t;
-                h->http.headers = t;
-                return 0;
+                int err = cli_list_append(&h->headers, &h->http.n_headers, p->arg);
+                h->http.headers = h->headers;
+                return err;
         }
         case OPT_HTTP_CACERT:
                 h->http.ca_file = p->arg;
@@ -101,13 +97,9 @@ int http_cli_parse(struct http_cli *h, const struct cli_parser *p, int opt)
                         log_error("--mirror wants an http(s) URL, not '%s'", p->arg);
                         return CLI_USAGE;
                 }
-                const char **t = realloc(h->mirrors, (h->http.n_mirrors + 1) * sizeof(*t));
-                if (!t)
-                        return log_errno(-ENOMEM, "reading the command line");
-                t[h->http.n_mirrors++] = p->arg;
-                h->mirrors = t;
-                h->http.mirrors = t;
-                return 0;
+                int err = cli_list_append(&h->mirrors, &h->http.n_mirrors, p->arg);
+                h->http.mirrors = h->mirrors;
+                return err;
         }
         default:
                 return 0;
