@@ -49,11 +49,10 @@ static int exit_status(const char *command, int r)
 {
         if (r == 0)
                 return 0;
-        if (r == CLI_USAGE)
-                return 2;
         if (r < 0 && !log_error_was_shown())
                 log_errno(r, "%s failed", command);
-        return 1;
+        json_output_failure(r); /* with --json, the failure as a document too */
+        return r == CLI_USAGE ? 2 : 1;
 }
 
 char *program_argv0;
@@ -106,9 +105,6 @@ int main(int argc, char **argv)
                         log_set_first_error_only(!(commands[i].flags & REPORTS_EVERY_ERROR));
                         int r = commands[i].run(p.n_operands, p.operands);
                         http_global_cleanup();
-                        if (r < 0 && !log_error_was_shown())
-                                log_errno(r, "%s failed", commands[i].name);
-                        json_output_failure(r);
                         return exit_status(commands[i].name, r);
                 }
         }
