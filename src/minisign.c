@@ -4,6 +4,7 @@
 #include "cleanup.h"
 #include "log.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -86,17 +87,16 @@ static char *base64_new(const uint8_t *bin, size_t len)
 
 static uint64_t load_le64(const uint8_t *p)
 {
-        uint64_t v = 0;
+        uint64_t v;
 
-        for (int i = 7; i >= 0; i--)
-                v = v << 8 | p[i];
-        return v;
+        memcpy(&v, p, sizeof(v));
+        return le64toh(v);
 }
 
 static void store_le64(uint8_t *p, uint64_t v)
 {
-        for (int i = 0; i < 8; i++, v >>= 8)
-                p[i] = (uint8_t)v;
+        v = htole64(v);
+        memcpy(p, &v, sizeof(v));
 }
 
 const char *minisign_key_id_str(const uint8_t id[MINISIGN_KEY_ID_LEN], char buf[MINISIGN_KEY_ID_STR_MAX])

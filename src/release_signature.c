@@ -42,9 +42,7 @@ static int fetch_signature(const char *location, const struct http_options *http
                 return err;
         }
         struct http_conn *conn = NULL;
-        err = http_global_init();
-        if (err == 0)
-                err = http_conn_new(http, &conn);
+        err = http_conn_new(http, &conn); /* loads libcurl on first use */
         if (err < 0) {
                 snprintf(why, why_size, "%s: cannot set up a connection", location);
                 return err;

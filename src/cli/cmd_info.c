@@ -107,10 +107,8 @@ static json_object *metadata_json(const struct archive *a)
                         json_object_object_add(o, "value", v ? json_text(v) : NULL);
                 } else {
                         _cleanup_free_ char *hex = malloc(2 * m->value_len + 1);
-                        for (size_t j = 0; hex && j < m->value_len; j++)
-                                snprintf(hex + 2 * j, 3, "%02x", m->value[j]);
-                        if (hex && m->value_len == 0)
-                                hex[0] = '\0';
+                        if (hex)
+                                hash_to_hex(m->value, m->value_len, hex);
                         json_object_object_add(o, "hex", hex ? json_object_new_string(hex) : NULL);
                 }
                 json_object_array_add(list, o);
