@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -48,4 +49,56 @@ void dir_iter_close(struct dir_iter *it)
         if (it->dir)
                 closedir(it->dir);
         it->dir = NULL;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void dir_names_free(char **names)
+{
+        if (!names)
+                return;
+        for (char **p = names; *p; p++)
+                free(*p);
+        free(names);
+}
+
+int dir_iter_names(struct dir_iter *it, dir_name_filter keep, void *opaque, char ***names, size_t *n)
+{
+        const struct dirent *e;
+        char **list = calloc(1, sizeof(*list));
+        size_t count = 0, cap = 1;
+        int r;
+
+        if (!list)
+                return -ENOMEM;
+        while ((r = dir_iter_next(it, &e)) > 0) {
+                if (!keep(it, e->d_name, opaque))
+                        continue;
+                if (count + 2 > cap) {
+                        char **t = realloc(list, 2 * cap * sizeof(*list));
+                        if (!t) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        list = t;
+                        cap *= 2;
+                }
+                list[count] = strdup(e->d_name);
+                if (!list[count]) {
+                        r = -ENOMEM;
+                        break;
+                }
+                list[++count] = NULL;
+        }
+        if (r < 0) {
+                dir_names_free(list);
+                return r;
+        }
+        qsort(list, count, sizeof(*list), compare_names);
+        *names = list;
+        *n = count;
+        return 0;
 }

@@ -443,69 +443,36 @@ bool store_tmp_is_stale(const char *name)
         return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
-static int compare_names(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
+void store_free_names(char **names) { dir_names_free(names); }
 
-void store_free_names(char **names)
+/* A release description: a plain file with a release's name and the magic. */
+static bool is_release(const struct dir_iter *it, const char *name, void *opaque)
 {
-        if (!names)
-                return;
-        for (char **p = names; *p; p++)
-                free(*p);
-        free(names);
+        uint8_t magic[STORE_RELEASE_MAGIC_LEN];
+        struct stat st;
+
+        if (!store_release_name_valid(name))
+                return false;
+        _cleanup_close_ int rfd = openat(dir_iter_fd(it), name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (rfd < 0 || fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode))
+                return false;
+        return pread_full(rfd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
+               store_release_magic_ok(magic, sizeof(magic));
 }
 
 int store_list_releases(struct store *s, char ***names, size_t *n)
 {
         _cleanup_dir_iter_ struct dir_iter it = {};
-        const struct dirent *e;
-        char **list = NULL;
-        size_t count = 0, cap = 0;
         int r;
 
         r = store_dir_iter_open(s, STORE_DIR_TOP, &it);
         if (r < 0)
                 return log_errno(r, "cannot read store %s", s->path);
-        while ((r = dir_iter_next(&it, &e)) > 0) {
-                uint8_t magic[STORE_RELEASE_MAGIC_LEN];
-                if (!store_release_name_valid(e->d_name))
-                        continue;
-                _cleanup_close_ int rfd = openat(s->dirfd, e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-                struct stat st;
-                if (rfd < 0 || fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode))
-                        continue;
-                if (pread_full(rfd, magic, sizeof(magic), 0) != (ssize_t)sizeof(magic) ||
-                    !store_release_magic_ok(magic, sizeof(magic)))
-                        continue;
-                if (count + 2 > cap) {
-                        cap = cap ? 2 * cap : 16;
-                        char **t = realloc(list, cap * sizeof(*list));
-                        if (!t) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        list = t;
-                }
-                list[count] = strdup(e->d_name);
-                if (!list[count]) {
-                        r = -ENOMEM;
-                        break;
-                }
-                list[++count] = NULL;
-        }
-        if (r == 0 && !list && !(list = calloc(1, sizeof(*list))))
-                r = -ENOMEM;
-        if (r < 0) {
-                store_free_names(list);
-                /* A listing cut short would hide releases: fail, never guess. */
-                return r == -ENOMEM ? r : log_errno(r, "cannot list the releases of store %s", s->path);
-        }
-        qsort(list, count, sizeof(*list), compare_names);
-        *names = list;
-        *n = count;
-        return 0;
+        r = dir_iter_names(&it, is_release, NULL, names, n);
+        /* A listing cut short would hide releases: fail, never guess. */
+        if (r < 0 && r != -ENOMEM)
+                return log_errno(r, "cannot list the releases of store %s", s->path);
+        return r;
 }
 
 bool store_release_magic_ok(const uint8_t *buf, size_t len)

@@ -69,47 +69,12 @@ int trusted_keys_add_file(struct trusted_keys *t, const char *path)
         return add_key_text(t, text, len, path);
 }
 
-static int compare_names(const void *a, const void *b)
+/* "*.pub", not hidden: what a key directory holds besides may be anything. */
+static bool is_key_file(const struct dir_iter *it, const char *name, void *opaque)
 {
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
+        size_t len = strlen(name);
 
-static void free_names(char **names, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                free(names[i]);
-        free(names);
-}
-
-/* The "*.pub" names in the directory, sorted, so messages come in a stable order. */
-static int list_pub_files(struct dir_iter *it, const char *dir, char ***out, size_t *n_out)
-{
-        const struct dirent *e;
-        char **names = NULL;
-        size_t n = 0;
-        int r;
-
-        while ((r = dir_iter_next(it, &e)) > 0) {
-                size_t len = strlen(e->d_name);
-                if (len <= 4 || strcmp(e->d_name + len - 4, ".pub") != 0 || e->d_name[0] == '.')
-                        continue;
-                char **t = realloc(names, (n + 1) * sizeof(*t));
-                if (!t || !(t[n] = strdup(e->d_name))) {
-                        free_names(t ? t : names, n);
-                        return log_errno(-ENOMEM, "listing %s", dir);
-                }
-                names = t;
-                n++;
-        }
-        if (r < 0) {
-                free_names(names, n);
-                return log_errno(r, "cannot list trusted keys in %s", dir);
-        }
-        if (n > 1)
-                qsort(names, n, sizeof(*names), compare_names);
-        *out = names;
-        *n_out = n;
-        return 0;
+        return len > 4 && strcmp(name + len - 4, ".pub") == 0 && name[0] != '.';
 }
 
 int trusted_keys_add_dir(struct trusted_keys *t, const char *dir)
@@ -122,12 +87,12 @@ int trusted_keys_add_dir(struct trusted_keys *t, const char *dir)
         err = dir_iter_open(&it, AT_FDCWD, dir);
         if (err < 0)
                 return log_errno(err, "cannot open trusted key directory %s", dir);
-        err = list_pub_files(&it, dir, &names, &n);
+        err = dir_iter_names(&it, is_key_file, NULL, &names, &n);
         if (err < 0)
-                return err;
+                return log_errno(err, "cannot list trusted keys in %s", dir);
         if (n == 0) {
                 log_error("%s holds no trusted key (no *.pub file): refusing to trust nothing", dir);
-                free(names);
+                dir_names_free(names);
                 return -ENOENT;
         }
         for (size_t i = 0; i < n && err == 0; i++) {
@@ -148,7 +113,7 @@ int trusted_keys_add_dir(struct trusted_keys *t, const char *dir)
                 }
                 err = err < 0 ? read_key_error(path, err) : add_key_text(t, text, len, path);
         }
-        free_names(names, n);
+        dir_names_free(names);
         return err;
 }
 
