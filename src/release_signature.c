@@ -5,6 +5,7 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "log.h"
+#include "units.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -60,20 +61,12 @@ int release_version_parse(const char *comment, uint64_t *version)
         for (const char *field = comment;; field++) {
                 size_t n = strcspn(field, "\t");
                 if (n >= key_len && memcmp(field, RELEASE_VERSION_FIELD, key_len) == 0) {
-                        const char *digits = field + key_len;
+                        const char *digits = field + key_len, *end;
                         size_t nd = n - key_len;
-                        uint64_t v = 0;
-                        if (found || nd == 0 || nd > 20)
+                        /* All of the field, digits only (at most 20, the longest 2^64-1 has). */
+                        if (found || nd > 20 || parse_uint_prefix(digits, version, &end) < 0 ||
+                            end != digits + nd)
                                 return -EBADMSG;
-                        for (size_t i = 0; i < nd; i++) {
-                                if (digits[i] < '0' || digits[i] > '9')
-                                        return -EBADMSG;
-                                unsigned d = (unsigned)(digits[i] - '0');
-                                if (v > (UINT64_MAX - d) / 10)
-                                        return -EBADMSG;
-                                v = v * 10 + d;
-                        }
-                        *version = v;
                         found = true;
                 }
                 field += n;

@@ -5,6 +5,7 @@
 #include "fsutil.h"
 #include "hash.h"
 #include "log.h"
+#include "units.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -36,20 +37,16 @@ static size_t format_version(uint64_t version, char *buf)
 /* Exactly what format_version writes for some version, or -EBADMSG. */
 static int parse_version(const uint8_t *text, size_t len, uint64_t *version)
 {
-        const char *p = (const char *)text;
-        char expected[VERSION_FILE_MAX];
-        uint64_t v = 0;
-        size_t i = strlen(VERSION_PREFIX), digits = 0;
+        char copy[VERSION_FILE_MAX + 1], expected[VERSION_FILE_MAX];
+        const size_t prefix = strlen(VERSION_PREFIX);
+        const char *end;
+        uint64_t v;
 
-        if (len < i || memcmp(p, VERSION_PREFIX, i) != 0)
+        if (len < prefix || len > VERSION_FILE_MAX || memcmp(text, VERSION_PREFIX, prefix) != 0)
                 return -EBADMSG;
-        for (; i < len && p[i] >= '0' && p[i] <= '9' && digits < 20; i++, digits++) {
-                unsigned d = (unsigned)(p[i] - '0');
-                if (v > (UINT64_MAX - d) / 10)
-                        return -EBADMSG;
-                v = v * 10 + d;
-        }
-        if (digits == 0)
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+        if (parse_uint_prefix(copy + prefix, &v, &end) < 0)
                 return -EBADMSG;
         /* Writing it again must give the same bytes: the number, its
          * newline and its checksum all as written. */

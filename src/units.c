@@ -49,6 +49,18 @@ int parse_uint(const char *s, uint64_t max, uint64_t *out)
         return 0;
 }
 
+int parse_uint_prefix(const char *s, uint64_t *out, const char **end)
+{
+        unsigned long long v;
+        char *e;
+
+        if (parse_digits(s, &v, &e) < 0)
+                return -EINVAL;
+        *out = v;
+        *end = e;
+        return 0;
+}
+
 int parse_size(const char *s, uint64_t *out)
 {
         static const struct { const char *suffix; unsigned shift; } units[] = {

@@ -13,6 +13,9 @@ int parse_size(const char *s, uint64_t *out);
 
 /* Parses a non-negative decimal integer no larger than max. */
 int parse_uint(const char *s, uint64_t max, uint64_t *out);
+/* The decimal digits s starts with (no space, no sign) as a number below
+ * 2^64; *end after them. -EINVAL when there is no digit or it is larger. */
+int parse_uint_prefix(const char *s, uint64_t *out, const char **end);
 
 /* --jobs N: 1..256 threads or requests; logs and returns -EINVAL otherwise. */
 int parse_jobs(const char *s, unsigned *out);

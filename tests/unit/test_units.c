@@ -122,6 +122,23 @@ static void test_parse_uint(void **state)
         assert_int_equal(parse_uint(NULL, 10, &(uint64_t){ 0 }), -EINVAL);
 }
 
+static void test_parse_uint_prefix(void **state)
+{
+        const char *end;
+        uint64_t v;
+
+        assert_int_equal(parse_uint_prefix("42\tx", &v, &end), 0);
+        assert_int_equal(v, 42);
+        assert_string_equal(end, "\tx");
+        assert_int_equal(parse_uint_prefix("18446744073709551615", &v, &end), 0);
+        assert_true(v == UINT64_MAX && *end == '\0');
+        assert_int_equal(parse_uint_prefix("18446744073709551616", &v, &end), -EINVAL);
+        assert_int_equal(parse_uint_prefix("", &v, &end), -EINVAL);
+        assert_int_equal(parse_uint_prefix(" 1", &v, &end), -EINVAL);
+        assert_int_equal(parse_uint_prefix("-1", &v, &end), -EINVAL);
+        assert_int_equal(parse_uint_prefix("+1", &v, &end), -EINVAL);
+}
+
 static void test_format_size(void **state)
 {
         char buf[32];
@@ -155,6 +172,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_size),
                 cmocka_unit_test(test_parse_uint),
+                cmocka_unit_test(test_parse_uint_prefix),
                 cmocka_unit_test(test_format_size),
         };
 
