@@ -10,16 +10,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 root=$PWD
-sh scripts/install-deps.sh
-need=""
-for p in debhelper lintian fakeroot dpkg-dev git; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need="$need $p"
-done
-if [ -n "$need" ]; then
-        echo "installing:$need"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
-fi
+sh scripts/install-deps.sh debhelper lintian fakeroot dpkg-dev git
 
 out=$root/build-deb
 rm -rf "$out"

@@ -27,22 +27,12 @@ esac
 libs="libprotobuf-c-dev libbrotli-dev libzstd-dev liblzma-dev libsodium-dev libcmocka-dev libnl-genl-3-dev
   libfuse3-dev libjson-c-dev libcurl4-openssl-dev"
 sysroot=${IHOP_CROSS_SYSROOT:-}
-missing=""
-for p in crossbuild-essential-$arch qemu-user-static; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
-done
-for p in $libs; do
-        [ -z "$sysroot" ] || break
-        dpkg-query -W -f='${Status}' "$p:$arch" 2>/dev/null | grep -q "ok installed" || missing="$missing $p:$arch"
-done
-if [ -n "$missing" ]; then
-        echo "installing:$missing"
-        dpkg --add-architecture "$arch"
-        # An index of another architecture that fails to download is
-        # apt's warning, not ours: what is needed is checked by the install.
-        apt-get update -qq || true
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+extra="crossbuild-essential-$arch qemu-user-static"
+if [ -z "$sysroot" ]; then
+        dpkg --print-foreign-architectures | grep -qx "$arch" || dpkg --add-architecture "$arch"
+        for p in $libs; do extra="$extra $p:$arch"; done
 fi
+sh scripts/install-deps.sh $extra
 
 dir=build-$arch
 wrapper=$qemu
