@@ -608,3 +608,46 @@ def test_signature_option_takes_a_url_for_a_local_archive(nginx, signed, keys, t
     r = clone(signed / "release.cba", tmp_path / "s" / "r2", "--trusted-key", keys / "vendor.pub",
               "--signature", nginx.url("elsewhere/missing.minisig"))
     assert_one_error_line(r, "no signature", "404", "missing.minisig")
+
+
+def test_signing_command_lines_that_cannot_work_are_refused_and_write_nothing(keys, signed, tmp_path):
+    a = tmp_path / "r.cba"
+    shutil.copy(signed / "release.cba", a)
+    img = tmp_path / "img"
+    img.write_bytes(os.urandom(200_000))
+    cases = [
+        # (command line, exit status, what the error says)
+        (["keygen", "-W", "-p", tmp_path / "k.pub"], 2, "-s SECKEY"),
+        (["keygen", "-W", "-p", tmp_path / "k.key", "-s", tmp_path / "k.key"], 2, "cannot both be"),
+        (["sign", "-s", keys / "vendor.key", a], 2, "--release-version"),
+        (["sign", "--release-version", "1", a], 2, "-s SECKEY"),
+        (["sign", "-s", keys / "vendor.key", "--release-version", "x", a], 2, "whole number"),
+        (["sign", "-s", keys / "vendor.key", "--release-version", "1", "http://127.0.0.1:1/r.cba"], 1, "not a URL"),
+        (["sign", "-s", keys / "vendor.key", "--release-version", "1", "-t", "a\tihop-release-version=9", a], 1,
+         "--release-version"),
+        (["sign", "-s", keys / "vendor.key", "--release-version", "1", "-t", "two\nlines", a], 1, "one line"),
+        (["compress", "-i", img, "--sign", keys / "vendor.key", tmp_path / "c.cba"], 2, "--release-version"),
+        (["compress", "-i", img, "--release-version", "1", tmp_path / "c.cba"], 2, "--sign"),
+    ]
+    for args, status, needle in cases:
+        r = ihop(*args)
+        assert r.returncode == status, (args, r.stderr)
+        assert needle in r.stderr, (args, r.stderr)
+    assert not (tmp_path / "k.pub").exists() and not (tmp_path / "k.key").exists()
+    assert not Path(str(a) + ".minisig").exists() and not (tmp_path / "c.cba").exists()
+    assert not (tmp_path / "c.cba.minisig").exists()
+
+
+def test_an_encrypted_key_cannot_take_its_password_from_the_image_pipe(keys, tmp_path):
+    """compress reads the image from stdin: the password cannot come from there too."""
+    with open(FIXTURES / "random.img", "rb") as image:
+        r = subprocess.run([IHOP, "compress", "--sign", keys / "minipw.key", "--release-version", "1",
+                            tmp_path / "c.cba"], stdin=image, capture_output=True, text=True, timeout=TIMEOUT)
+    assert_one_error_line(r, "minipw.key", "give the image with -i")
+    assert not (tmp_path / "c.cba").exists()
+
+
+def test_keygen_refuses_an_empty_password(tmp_path):
+    r = feed([IHOP, "keygen", "-p", tmp_path / "k.pub", "-s", tmp_path / "k.key"], "\n")
+    assert r.returncode == 2 and "password is empty" in r.stderr
+    assert not (tmp_path / "k.pub").exists() and not (tmp_path / "k.key").exists()
