@@ -407,12 +407,7 @@ def main():
     if args.bench:
         bench(system, args.bench)
         return 0
-    b = boot(system, cmdline(args.release, args.append), work / "boot-1")
-    print(b.console)
-    for k, v in b.results.items():
-        print(f"{k} = {v}")
-    print(f"{b.seconds:.1f} s, qemu exit {b.returncode}{', TIMED OUT' if b.timed_out else ''}")
-    return 0 if "done" in b.results else 1
+    return nbdvm.report(boot(system, cmdline(args.release, args.append), work / "boot-1"))
 
 
 if __name__ == "__main__":

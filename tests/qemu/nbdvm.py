@@ -419,6 +419,19 @@ def run_vm(kernel: Kernel, initrd: Path, workdir: Path, timeout=120, accel=None,
     return run
 
 
+def report(run, extra=()) -> int:
+    """Prints a guest run for a person (its console, results, extra lines,
+    time) and returns the exit status of a run by hand: 0 when it got to
+    "done"."""
+    print(run.console)
+    for k, v in run.results.items():
+        print(f"{k} = {v}")
+    for line in extra:
+        print(line)
+    print(f"{run.seconds:.1f} s, qemu exit {run.returncode}{', TIMED OUT' if run.timed_out else ''}")
+    return 0 if "done" in run.results else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ihop", default=os.environ.get("IHOP", str(HERE.parents[1] / "build" / "src" / "ihop")))
@@ -431,13 +444,7 @@ def main():
         info = build_initramfs(tmp / "initramfs.cpio", args.ihop, Path(args.store), kernel, tmp)
         print(f"kernel {kernel.release}, initramfs {info}", file=sys.stderr)
         run = run_vm(kernel, tmp / "initramfs.cpio", tmp, args.timeout)
-    print(run.console)
-    for k, v in run.results.items():
-        print(f"{k} = {v}")
-    for phase, files in run.files.items():
-        print(f"{phase}: {len(files)} files hashed")
-    print(f"{run.seconds:.1f} s, qemu exit {run.returncode}{', TIMED OUT' if run.timed_out else ''}")
-    return 0 if "done" in run.results else 1
+    return report(run, [f"{phase}: {len(files)} files hashed" for phase, files in run.files.items()])
 
 
 if __name__ == "__main__":
