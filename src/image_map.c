@@ -275,6 +275,20 @@ int image_map_read_nowait(struct image_map *m, void *buf, size_t len, uint64_t o
         return map_read(m, buf, len, offset, true);
 }
 
+uint64_t image_map_extent(const struct image_map *m, uint64_t offset, uint64_t max_len, bool *zero)
+{
+        size_t pos = find_position(m, offset), n = m->release->n_order;
+        bool z = atomic_load_explicit(&m->state[m->release->order[pos]], memory_order_relaxed) & STATE_ZERO;
+        uint64_t end = offset + max_len; /* offset < size and max_len <= size - offset */
+
+        while (pos + 1 < n && m->starts[pos + 1] < end &&
+               (bool)(atomic_load_explicit(&m->state[m->release->order[pos + 1]], memory_order_relaxed) &
+                      STATE_ZERO) == z)
+                pos++;
+        *zero = z;
+        return (m->starts[pos + 1] < end ? m->starts[pos + 1] : end) - offset;
+}
+
 static int check_range(struct image_map *m, uint64_t offset, uint64_t len, bool nowait)
 {
         if (offset > m->size || len > m->size - offset)

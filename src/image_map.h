@@ -53,3 +53,9 @@ int image_map_check_range(struct image_map *m, uint64_t offset, uint64_t len);
  * threads that may wait. check_range_nowait also leaves the files open. */
 int image_map_read_nowait(struct image_map *m, void *buf, size_t len, uint64_t offset);
 int image_map_check_range_nowait(struct image_map *m, uint64_t offset, uint64_t len);
+
+/* The run of the image from offset (< size) over chunks that are all zeros,
+ * or all not: returns its length, at most max_len (<= size - offset), and
+ * sets *zero. From the map alone: no chunk file is touched. (NBD block
+ * status: a run of zeros is reported as such, so a client may skip it.) */
+uint64_t image_map_extent(const struct image_map *m, uint64_t offset, uint64_t max_len, bool *zero);

@@ -60,7 +60,7 @@ static void *connection_thread(void *arg)
         struct connection *c = arg;
         /* The kernel's requests run in parallel over the connections: one
          * thread each answers them in order. */
-        int err = nbd_transmission(c->ours, c->a->map, c->a->device_size, NBD_KERNEL_REPLY_BUFFER, 0);
+        int err = nbd_transmission(c->ours, c->a->map, c->a->device_size, NBD_KERNEL_REPLY_BUFFER, 0, NULL);
 
         /* The kernel's receiver reads until the socket ends: after a
          * disconnect, NBD_DO_IT returns only once our end is shut. */

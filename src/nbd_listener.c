@@ -49,8 +49,9 @@ static void *client_thread(void *arg)
         struct client *c = arg;
         struct listener *l = c->l;
         const struct nbd_export *e = NULL;
+        struct nbd_features features;
         int err = nbd_handshake(c->fd, l->o->exports, l->o->n_exports, l->o->handshake_timeout_ms, &c->engaged,
-                                &e);
+                                &e, &features);
         bool dropped;
 
         pthread_mutex_lock(&l->lock);
@@ -63,7 +64,8 @@ static void *client_thread(void *arg)
 
         if (err == 0 && !dropped) {
                 log_debug("client connected to export '%s'", e->name);
-                err = nbd_transmission(c->fd, e->map, e->map->size, NBD_LISTENER_REPLY_BUFFER, NBD_LISTENER_WORKERS);
+                err = nbd_transmission(c->fd, e->map, e->map->size, NBD_LISTENER_REPLY_BUFFER, NBD_LISTENER_WORKERS,
+                                       &features);
         }
         if (err == -ETIMEDOUT)
                 log_warn("client dropped: no export chosen within %u s", l->o->handshake_timeout_ms / 1000);

@@ -20,6 +20,16 @@
 /* Client-sent option payloads beyond this are refused (names are short). */
 #define NBD_MAX_OPTION_LEN 4096u
 
+/* The id "base:allocation" gets when chosen: any but 0 would do. */
+#define BASE_ALLOCATION_ID 1u
+
+/* What the options so far have chosen. A metadata context is chosen for
+ * one export: a client that goes on to another has chosen none for it. */
+struct negotiation {
+        struct nbd_features features;
+        const struct nbd_export *context_export;
+};
+
 uint16_t nbd_transmission_flags(void)
 {
         return NBD_FLAG_HAS_FLAGS | NBD_FLAG_READ_ONLY | NBD_FLAG_SEND_FLUSH | NBD_FLAG_CAN_MULTI_CONN;
@@ -60,6 +70,79 @@ static int reply_list(int fd, const struct nbd_export *exports, size_t n)
                         return err;
         }
         return send_option_reply(fd, NBD_OPT_LIST, NBD_REP_ACK, NULL, 0);
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+        uint32_t v;
+
+        memcpy(&v, p, sizeof(v));
+        return be32toh(v);
+}
+
+/* "base:allocation" itself, or its namespace, which selects all of it. */
+static bool selects_base_allocation(const uint8_t *query, uint32_t len)
+{
+        static const char name[] = NBD_META_BASE_ALLOCATION;
+
+        return (len == sizeof(name) - 1 && memcmp(query, name, len) == 0) ||
+               (len == 5 && memcmp(query, "base:", 5) == 0);
+}
+
+/* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: an export's name
+ * and queries; the reply names the contexts they select, of which ihop has
+ * one. Both need structured replies first (the block status replies are
+ * structured). LIST with no query lists every context; SET with none, or
+ * with none ihop knows, chooses none. */
+static int reply_meta_context(int fd, uint32_t option, const uint8_t *data, uint32_t len,
+                              const struct nbd_export *exports, size_t n, struct negotiation *ng)
+{
+        char name[NBD_MAX_OPTION_LEN + 1];
+        uint32_t name_len, n_queries, at;
+        bool selected = false;
+
+        if (!ng->features.structured_replies || len < 8)
+                return send_option_reply(fd, option, NBD_REP_ERR_INVALID, NULL, 0);
+        name_len = get_be32(data);
+        if (name_len > len - 8)
+                return send_option_reply(fd, option, NBD_REP_ERR_INVALID, NULL, 0);
+        n_queries = get_be32(data + 4 + name_len);
+        at = 8 + name_len;
+        /* Each query takes 4 bytes at least: the option's length bounds the loop. */
+        for (uint32_t i = 0; i < n_queries; i++) {
+                if (len - at < 4)
+                        return send_option_reply(fd, option, NBD_REP_ERR_INVALID, NULL, 0);
+                uint32_t query_len = get_be32(data + at);
+                at += 4;
+                if (query_len > len - at)
+                        return send_option_reply(fd, option, NBD_REP_ERR_INVALID, NULL, 0);
+                selected |= selects_base_allocation(data + at, query_len);
+                at += query_len;
+        }
+        if (at != len)
+                return send_option_reply(fd, option, NBD_REP_ERR_INVALID, NULL, 0);
+        if (n_queries == 0 && option == NBD_OPT_LIST_META_CONTEXT)
+                selected = true;
+        memcpy(name, data + 4, name_len);
+        name[name_len] = '\0';
+        const struct nbd_export *e = find_export(exports, n, name);
+        if (!e)
+                return send_option_reply(fd, option, NBD_REP_ERR_UNKNOWN, NULL, 0);
+
+        int err = 0;
+        if (option == NBD_OPT_SET_META_CONTEXT) {
+                ng->context_export = selected ? e : NULL;
+                ng->features.base_allocation_id = selected ? BASE_ALLOCATION_ID : 0;
+        }
+        if (selected) {
+                /* A listed context's id is reserved: zero. */
+                uint32_t id = htobe32(option == NBD_OPT_SET_META_CONTEXT ? BASE_ALLOCATION_ID : 0);
+                uint8_t reply[4 + sizeof(NBD_META_BASE_ALLOCATION) - 1];
+                memcpy(reply, &id, 4);
+                memcpy(reply + 4, NBD_META_BASE_ALLOCATION, sizeof(NBD_META_BASE_ALLOCATION) - 1);
+                err = send_option_reply(fd, option, NBD_REP_META_CONTEXT, reply, sizeof(reply));
+        }
+        return err < 0 ? err : send_option_reply(fd, option, NBD_REP_ACK, NULL, 0);
 }
 
 /* NBD_OPT_INFO and NBD_OPT_GO: name, then a list of information requests. */
@@ -111,7 +194,7 @@ static int reply_info(int fd, uint32_t option, const uint8_t *data, uint32_t len
 }
 
 static int negotiate(int fd, const struct nbd_export *exports, size_t n, int64_t deadline, atomic_bool *engaged,
-                     const struct nbd_export **chosen)
+                     const struct nbd_export **chosen, struct negotiation *ng)
 {
         struct __attribute__((packed)) {
                 uint64_t init, opts;
@@ -188,6 +271,15 @@ static int negotiate(int fd, const struct nbd_export *exports, size_t n, int64_t
                 case NBD_OPT_GO:
                         err = reply_info(fd, option, data, len, exports, n, chosen);
                         break;
+                case NBD_OPT_STRUCTURED_REPLY:
+                        if (len == 0)
+                                ng->features.structured_replies = true;
+                        err = send_option_reply(fd, option, len ? NBD_REP_ERR_INVALID : NBD_REP_ACK, NULL, 0);
+                        break;
+                case NBD_OPT_LIST_META_CONTEXT:
+                case NBD_OPT_SET_META_CONTEXT:
+                        err = reply_meta_context(fd, option, data, len, exports, n, ng);
+                        break;
                 default:
                         err = send_option_reply(fd, option, NBD_REP_ERR_UNSUP, NULL, 0);
                         break;
@@ -206,14 +298,18 @@ static void set_send_timeout(int fd, unsigned ms)
 }
 
 int nbd_handshake(int fd, const struct nbd_export *exports, size_t n, unsigned timeout_ms, atomic_bool *engaged,
-                  const struct nbd_export **chosen)
+                  const struct nbd_export **chosen, struct nbd_features *features)
 {
+        struct negotiation ng = {};
         int err;
 
         /* A client that stops reading our replies must not hold us either. */
         if (timeout_ms)
                 set_send_timeout(fd, timeout_ms);
-        err = negotiate(fd, exports, n, timeout_ms ? nbd_now_ms() + timeout_ms : 0, engaged, chosen);
+        err = negotiate(fd, exports, n, timeout_ms ? nbd_now_ms() + timeout_ms : 0, engaged, chosen, &ng);
+        if (err == 0 && *chosen != ng.context_export)
+                ng.features.base_allocation_id = 0;
+        *features = ng.features;
         if (err == -EAGAIN)
                 err = -ETIMEDOUT;
         if (timeout_ms)

@@ -21,6 +21,16 @@ struct nbd_export {
         struct image_map *map;
 };
 
+/* What a client of `ihop serve` chose in the handshake beyond the
+ * baseline: structured replies (reads answered in chunks, an error after
+ * data no longer ends the connection) and, with them, the metadata context
+ * "base:allocation" for NBD_CMD_BLOCK_STATUS (runs of zeros as holes). The
+ * kernel (`ihop mount`) negotiates neither. */
+struct nbd_features {
+        bool structured_replies;
+        uint32_t base_allocation_id; /* 0: the context was not chosen */
+};
+
 /* Threads one connection may answer reads with. */
 #define NBD_MAX_WORKERS 16u
 
@@ -31,14 +41,15 @@ struct nbd_export {
  * of the connection's own, the others at once; replies go out in any order
  * (workers 0: one after the other, by the calling thread). Each holds at
  * most reply_buffer_max bytes of reply at a time: larger reads are sent in
- * pieces. */
+ * pieces. features: what the handshake chose (NULL: nothing beyond the
+ * baseline). */
 int nbd_transmission(int fd, struct image_map *map, uint64_t device_size, size_t reply_buffer_max,
-                     unsigned workers);
+                     unsigned workers, const struct nbd_features *features);
 
 /* Negotiates on a fresh connection; on success *chosen is the export to serve.
  * Returns -ECONNABORTED when the client ends the negotiation, -ETIMEDOUT when
  * it has not chosen an export within timeout_ms (0: no limit). *engaged (when
  * not NULL) is set once the client has answered the greeting as an NBD
- * client does. */
+ * client does. *features gets what the client chose for the transmission. */
 int nbd_handshake(int fd, const struct nbd_export *exports, size_t n, unsigned timeout_ms, atomic_bool *engaged,
-                  const struct nbd_export **chosen);
+                  const struct nbd_export **chosen, struct nbd_features *features);

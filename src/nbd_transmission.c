@@ -30,6 +30,47 @@ struct __attribute__((packed)) simple_reply {
         uint64_t cookie;
 };
 
+/* Once a client has chosen structured replies, reads (and block status)
+ * are answered in chunks of these. */
+struct __attribute__((packed)) structured_reply {
+        uint32_t magic;
+        uint16_t flags, type;
+        uint64_t cookie;
+        uint32_t length; /* of what follows */
+};
+
+struct __attribute__((packed)) data_chunk {
+        struct structured_reply hdr;
+        uint64_t offset; /* the data follows */
+};
+
+struct __attribute__((packed)) error_chunk {
+        struct structured_reply hdr;
+        uint32_t error;
+        uint16_t message_len; /* 0: no message */
+};
+
+struct __attribute__((packed)) error_offset_chunk {
+        struct error_chunk e;
+        uint64_t offset;
+};
+
+struct __attribute__((packed)) block_status_chunk {
+        struct structured_reply hdr;
+        uint32_t context_id; /* the descriptors follow */
+};
+
+struct __attribute__((packed)) block_descriptor {
+        uint32_t length, flags;
+};
+
+/* Any reply's header, or a whole reply that carries no data. */
+#define REPLY_HEADER_MAX sizeof(struct error_offset_chunk)
+
+/* Descriptors one block status reply gives at most: a client that asked
+ * about more asks again from where they end (a few KiB of reply). */
+#define BLOCK_STATUS_MAX_DESCRIPTORS 256u
+
 struct read_request {
         uint64_t cookie; /* as the client sent it: echoed, never interpreted */
         uint64_t offset;
@@ -42,6 +83,8 @@ struct session {
         uint64_t device_size;
         size_t buffer_max;
         unsigned max_workers;
+        bool structured;             /* replies to reads */
+        uint32_t base_allocation_id; /* 0: no block status */
 
         pthread_mutex_t send_lock; /* a reply goes out whole */
 
@@ -56,14 +99,67 @@ struct session {
         int err; /* the first failure: it ends the session */
 };
 
-static int send_error(struct session *s, uint64_t cookie, uint32_t error)
+static struct structured_reply structured_header(uint64_t cookie, uint16_t type, uint16_t flags, uint32_t length)
 {
-        struct simple_reply hdr = { htobe32(NBD_SIMPLE_REPLY_MAGIC), htobe32(error), cookie };
+        return (struct structured_reply){ htobe32(NBD_STRUCTURED_REPLY_MAGIC), htobe16(flags), htobe16(type), cookie,
+                                          htobe32(length) };
+}
+
+/* The reply to a request that failed with error (0: one that succeeded and
+ * returns nothing), into out (REPLY_HEADER_MAX bytes): a structured one
+ * where the client expects it. Returns its length. */
+static size_t format_status(bool structured, uint64_t cookie, uint32_t error, void *out)
+{
+        if (!structured) {
+                struct simple_reply r = { htobe32(NBD_SIMPLE_REPLY_MAGIC), htobe32(error), cookie };
+                memcpy(out, &r, sizeof(r));
+                return sizeof(r);
+        }
+        if (error == 0) {
+                struct structured_reply r = structured_header(cookie, NBD_REPLY_TYPE_NONE, NBD_REPLY_FLAG_DONE, 0);
+                memcpy(out, &r, sizeof(r));
+                return sizeof(r);
+        }
+        struct error_chunk e = {
+                structured_header(cookie, NBD_REPLY_TYPE_ERROR, NBD_REPLY_FLAG_DONE,
+                                  sizeof(e) - sizeof(struct structured_reply)),
+                htobe32(error), 0,
+        };
+        memcpy(out, &e, sizeof(e));
+        return sizeof(e);
+}
+
+/* The header of a read's reply carrying len bytes read at offset, into out
+ * (REPLY_HEADER_MAX bytes); done: the last of the reply. Returns its length. */
+static size_t format_data_header(const struct session *s, uint64_t cookie, uint64_t offset, size_t len, bool done,
+                                 void *out)
+{
+        if (!s->structured)
+                return format_status(false, cookie, 0, out);
+        struct data_chunk c = {
+                structured_header(cookie, NBD_REPLY_TYPE_OFFSET_DATA, done ? NBD_REPLY_FLAG_DONE : 0,
+                                  (uint32_t)(sizeof(uint64_t) + len)),
+                htobe64(offset),
+        };
+        memcpy(out, &c, sizeof(c));
+        return sizeof(c);
+}
+
+static int send_status(struct session *s, bool structured, uint64_t cookie, uint32_t error)
+{
+        uint8_t reply[REPLY_HEADER_MAX];
+        size_t len = format_status(structured, cookie, error, reply);
 
         pthread_mutex_lock(&s->send_lock);
-        int err = nbd_write_exact(s->fd, &hdr, sizeof(hdr));
+        int err = nbd_write_exact(s->fd, reply, len);
         pthread_mutex_unlock(&s->send_lock);
         return err;
+}
+
+/* A read's failure, answered as reads are. */
+static int send_read_error(struct session *s, uint64_t cookie, uint32_t error)
+{
+        return send_status(s, s->structured, cookie, error);
 }
 
 static uint32_t nbd_errno(int err)
@@ -110,17 +206,19 @@ struct reply_buffer {
  * storage before its reply begins (image_map_read_nowait). */
 static int reply_read(struct session *s, struct reply_buffer *b, const struct read_request *r, bool nowait)
 {
-        struct simple_reply hdr = { htobe32(NBD_SIMPLE_REPLY_MAGIC), 0, r->cookie };
+        uint8_t hdr[REPLY_HEADER_MAX];
         size_t max = s->buffer_max, piece = r->length < max ? r->length : max;
         uint64_t off = r->offset, len = r->length;
         int err;
 
         if (off > s->device_size || len > s->device_size - off)
-                return send_error(s, r->cookie, NBD_EINVAL);
+                return send_read_error(s, r->cookie, NBD_EINVAL);
+        if (len == 0) /* reads nothing: an empty reply, and no buffer touched */
+                return send_status(s, s->structured, r->cookie, 0);
         if (piece > b->size) {
                 uint8_t *nb = realloc(b->data, piece);
                 if (!nb)
-                        return send_error(s, r->cookie, NBD_ENOMEM);
+                        return send_read_error(s, r->cookie, NBD_ENOMEM);
                 b->data = nb;
                 b->size = piece;
         }
@@ -131,24 +229,36 @@ static int reply_read(struct session *s, struct reply_buffer *b, const struct re
                 if (err == -EAGAIN && nowait)
                         return err;
                 if (err < 0)
-                        return send_error(s, r->cookie, nbd_errno(err));
+                        return send_read_error(s, r->cookie, nbd_errno(err));
         }
-        /* len == 0 reads nothing: an empty reply, and no buffer touched. */
-        err = piece ? read_padded(s->map, b->data, piece, off, nowait) : 0;
+        err = read_padded(s->map, b->data, piece, off, nowait);
         if (err == -EAGAIN && nowait)
                 return err;
         if (err < 0)
-                return send_error(s, r->cookie, nbd_errno(err));
+                return send_read_error(s, r->cookie, nbd_errno(err));
 
-        struct iovec iov[2] = { { &hdr, sizeof(hdr) }, { b->data, piece } };
-        int cnt = piece ? 2 : 1;
+        /* Structured, each piece is a chunk of its own, and a failure after
+         * the first is an error chunk for its offset; simple, the pieces
+         * follow one header and a failure can only end the connection. */
+        struct iovec iov[2] = { { hdr, format_data_header(s, r->cookie, off, piece, piece == len, hdr) },
+                                { b->data, piece } };
         pthread_mutex_lock(&s->send_lock);
         for (uint64_t done = piece;;) {
-                err = nbd_write_iov(s->fd, iov, cnt, done < len ? MSG_MORE : 0);
+                err = nbd_write_iov(s->fd, iov, 2, done < len ? MSG_MORE : 0);
                 if (err < 0 || done == len)
                         break;
                 piece = len - done < max ? (size_t)(len - done) : max;
                 err = read_padded(s->map, b->data, piece, off + done, false);
+                if (err < 0 && s->structured) {
+                        struct error_offset_chunk e = {
+                                { structured_header(r->cookie, NBD_REPLY_TYPE_ERROR_OFFSET, NBD_REPLY_FLAG_DONE,
+                                                    sizeof(e) - sizeof(struct structured_reply)),
+                                  htobe32(nbd_errno(err)), 0 },
+                                htobe64(off + done),
+                        };
+                        err = nbd_write_exact(s->fd, &e, sizeof(e));
+                        break;
+                }
                 if (err < 0) {
                         log_error("a read of %" PRIu64 " bytes at offset %" PRIu64
                                   " failed after its reply began: closing the connection",
@@ -156,8 +266,11 @@ static int reply_read(struct session *s, struct reply_buffer *b, const struct re
                         err = -EIO;
                         break;
                 }
-                iov[0] = (struct iovec){ b->data, piece };
-                cnt = 1;
+                /* (sendmsg may have moved both entries on) */
+                iov[0] = (struct iovec){ hdr, s->structured ? format_data_header(s, r->cookie, off + done, piece,
+                                                                                  done + piece == len, hdr)
+                                                             : 0 };
+                iov[1] = (struct iovec){ b->data, piece };
                 done += piece;
         }
         pthread_mutex_unlock(&s->send_lock);
@@ -308,20 +421,36 @@ static int input_discard(struct session *s, struct input *in, uint64_t len)
         return nbd_discard(s->fd, len - held, 0);
 }
 
-/* A reply of header only, gathered. */
-static int output_error(struct session *s, struct output *o, uint64_t cookie, uint32_t error)
+/* Room for need more bytes of replies: those gathered are sent first if
+ * they do not fit, and the buffer grows if even an empty one is too small. */
+static int output_reserve(struct session *s, struct output *o, size_t need)
 {
-        struct simple_reply hdr = { htobe32(NBD_SIMPLE_REPLY_MAGIC), htobe32(error), cookie };
+        if (o->b.size - o->len >= need)
+                return 0;
+        int err = flush_output(s, o);
+        if (err < 0 || o->b.size >= need)
+                return err;
+        uint8_t *nb = realloc(o->b.data, need);
+        if (!nb)
+                return -ENOMEM;
+        o->b.data = nb;
+        o->b.size = need;
+        return 0;
+}
 
-        if (o->b.size - o->len < sizeof(hdr)) {
-                int err = flush_output(s, o);
-                if (err < 0)
-                        return err;
-        }
-        if (o->b.size < sizeof(hdr))
-                return send_error(s, cookie, error);
-        memcpy(o->b.data + o->len, &hdr, sizeof(hdr));
-        o->len += sizeof(hdr);
+/* A reply without data, gathered. */
+static int output_status(struct session *s, struct output *o, bool structured, uint64_t cookie, uint32_t error)
+{
+        uint8_t reply[REPLY_HEADER_MAX];
+        size_t len = format_status(structured, cookie, error, reply);
+        int err = output_reserve(s, o, len);
+
+        if (err == -ENOMEM)
+                return send_status(s, structured, cookie, error);
+        if (err < 0)
+                return err;
+        memcpy(o->b.data + o->len, reply, len);
+        o->len += len;
         return 0;
 }
 
@@ -330,37 +459,82 @@ static int output_error(struct session *s, struct output *o, uint64_t cookie, ui
  * answered) when it would wait on the storage. */
 static int answer_read(struct session *s, struct output *o, const struct read_request *r)
 {
-        struct simple_reply hdr = { htobe32(NBD_SIMPLE_REPLY_MAGIC), 0, r->cookie };
+        uint8_t hdr[REPLY_HEADER_MAX];
         bool nowait = s->max_workers > 0;
-        size_t need = sizeof(hdr) + r->length;
+        size_t hdr_len = format_data_header(s, r->cookie, r->offset, r->length, true, hdr);
         int err;
 
         if (r->offset > s->device_size || r->length > s->device_size - r->offset)
-                return output_error(s, o, r->cookie, NBD_EINVAL);
+                return output_status(s, o, s->structured, r->cookie, NBD_EINVAL);
+        if (r->length == 0)
+                return output_status(s, o, s->structured, r->cookie, 0);
         if (r->length > s->buffer_max) {
                 /* Streamed in pieces from the output's buffer: empty it. */
                 err = flush_output(s, o);
                 return err < 0 ? err : reply_read(s, &o->b, r, nowait);
         }
-        if (o->b.size - o->len < need) {
-                err = flush_output(s, o);
-                if (err < 0)
-                        return err;
-                if (o->b.size < need) {
-                        uint8_t *nb = realloc(o->b.data, need);
-                        if (!nb)
-                                return send_error(s, r->cookie, NBD_ENOMEM);
-                        o->b.data = nb;
-                        o->b.size = need;
-                }
-        }
-        err = read_padded(s->map, o->b.data + o->len + sizeof(hdr), r->length, r->offset, nowait);
+        err = output_reserve(s, o, hdr_len + r->length);
+        if (err == -ENOMEM)
+                return send_read_error(s, r->cookie, NBD_ENOMEM);
+        if (err < 0)
+                return err;
+        err = read_padded(s->map, o->b.data + o->len + hdr_len, r->length, r->offset, nowait);
         if (err == -EAGAIN && nowait)
                 return err;
         if (err < 0)
-                return output_error(s, o, r->cookie, nbd_errno(err));
-        memcpy(o->b.data + o->len, &hdr, sizeof(hdr));
-        o->len += need;
+                return output_status(s, o, s->structured, r->cookie, nbd_errno(err));
+        memcpy(o->b.data + o->len, hdr, hdr_len);
+        o->len += hdr_len + r->length;
+        return 0;
+}
+
+/* NBD_CMD_BLOCK_STATUS for "base:allocation": the runs of the range over
+ * chunks of zeros (a hole that reads as zeros) and over the others (data),
+ * from the map, with no chunk file touched; and the device's tail past the
+ * image, zeros. */
+static int answer_block_status(struct session *s, struct output *o, uint64_t cookie, uint16_t flags,
+                               uint64_t offset, uint32_t length)
+{
+        size_t most = flags & NBD_CMD_FLAG_REQ_ONE ? 1 : BLOCK_STATUS_MAX_DESCRIPTORS, n = 0;
+        struct block_descriptor d[BLOCK_STATUS_MAX_DESCRIPTORS];
+        bool zero[BLOCK_STATUS_MAX_DESCRIPTORS];
+        uint64_t at = offset, end = offset + length;
+
+        if (!s->base_allocation_id || length == 0 || offset > s->device_size || length > s->device_size - offset)
+                return output_status(s, o, s->structured, cookie, NBD_EINVAL);
+        while (at < end && n < most) {
+                bool z = true;
+                uint64_t run = end - at;
+                if (at < s->map->size)
+                        run = image_map_extent(s->map, at, (end < s->map->size ? end : s->map->size) - at, &z);
+                /* Within one request, so each fits its 32 bits. */
+                if (n > 0 && zero[n - 1] == z) {
+                        d[n - 1].length += (uint32_t)run;
+                } else {
+                        zero[n] = z;
+                        d[n++] = (struct block_descriptor){ (uint32_t)run, z ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0 };
+                }
+                at += run;
+        }
+
+        size_t len = sizeof(struct block_status_chunk) + n * sizeof(d[0]);
+        int err = output_reserve(s, o, len);
+        if (err == -ENOMEM)
+                return send_status(s, true, cookie, NBD_ENOMEM);
+        if (err < 0)
+                return err;
+        struct block_status_chunk c = {
+                structured_header(cookie, NBD_REPLY_TYPE_BLOCK_STATUS, NBD_REPLY_FLAG_DONE,
+                                  (uint32_t)(len - sizeof(struct structured_reply))),
+                htobe32(s->base_allocation_id),
+        };
+        uint8_t *p = o->b.data + o->len;
+        memcpy(p, &c, sizeof(c));
+        for (size_t i = 0; i < n; i++) {
+                struct block_descriptor be = { htobe32(d[i].length), htobe32(d[i].flags) };
+                memcpy(p + sizeof(c) + i * sizeof(be), &be, sizeof(be));
+        }
+        o->len += len;
         return 0;
 }
 
@@ -392,7 +566,7 @@ static int read_requests(struct session *s, struct input *in, struct output *o)
                          * that would wait on the storage goes to a worker,
                          * and the reads behind it go on. */
                         if (r.length > NBD_MAX_REQUEST) {
-                                err = output_error(s, o, r.cookie, NBD_EINVAL);
+                                err = output_status(s, o, s->structured, r.cookie, NBD_EINVAL);
                         } else {
                                 err = answer_read(s, o, &r);
                                 if (err == -EAGAIN && s->max_workers)
@@ -403,20 +577,23 @@ static int read_requests(struct session *s, struct input *in, struct output *o)
                         /* The payload follows the request: consume it to stay in sync. */
                         err = input_discard(s, in, r.length);
                         if (err == 0)
-                                err = output_error(s, o, r.cookie, NBD_EPERM);
+                                err = output_status(s, o, false, r.cookie, NBD_EPERM);
                         break;
                 case NBD_CMD_TRIM:
                 case NBD_CMD_WRITE_ZEROES:
-                        err = output_error(s, o, r.cookie, NBD_EPERM);
+                        err = output_status(s, o, false, r.cookie, NBD_EPERM);
                         break;
                 case NBD_CMD_FLUSH:
                 case NBD_CMD_CACHE:
-                        err = output_error(s, o, r.cookie, 0);
+                        err = output_status(s, o, false, r.cookie, 0);
+                        break;
+                case NBD_CMD_BLOCK_STATUS:
+                        err = answer_block_status(s, o, r.cookie, be16toh(req.flags), r.offset, r.length);
                         break;
                 case NBD_CMD_DISC:
                         return flush_output(s, o);
                 default:
-                        err = output_error(s, o, r.cookie, NBD_EINVAL);
+                        err = output_status(s, o, false, r.cookie, NBD_EINVAL);
                         break;
                 }
                 if (err < 0)
@@ -425,12 +602,14 @@ static int read_requests(struct session *s, struct input *in, struct output *o)
 }
 
 int nbd_transmission(int fd, struct image_map *map, uint64_t device_size, size_t reply_buffer_max,
-                     unsigned workers)
+                     unsigned workers, const struct nbd_features *features)
 {
         struct session s = {
                 .fd = fd, .map = map, .device_size = device_size,
                 .buffer_max = reply_buffer_max ? reply_buffer_max : 1,
                 .max_workers = workers < NBD_MAX_WORKERS ? workers : NBD_MAX_WORKERS,
+                .structured = features && features->structured_replies,
+                .base_allocation_id = features && features->structured_replies ? features->base_allocation_id : 0,
         };
         struct input *in = malloc(sizeof(*in));
         struct output out = {};

@@ -6,7 +6,8 @@
  * sends, from its first byte (the client flags after the server's greeting).
  *
  * The exports are a tiny real release, made once in a temporary store
- * (removed at exit): 3 chunks at 4 positions, FUZZ_EXPORT_SIZE bytes. The
+ * (removed at exit): 3 chunks at 4 positions, FUZZ_EXPORT_SIZE bytes, the
+ * one used twice all zeros (block status reports it as a hole). The
  * default export "tiny" is served as `ihop serve` does; "tiny-padded" is the
  * same release with the device rounded up to 4 KiB, as `ihop mount` serves
  * the kernel, so that the zeros past the image are read too. */
@@ -51,7 +52,7 @@ static void remove_store(void)
 static void chunk_data(size_t i, uint8_t *out)
 {
         for (uint32_t k = 0; k < chunk_sizes[i]; k++)
-                out[k] = (uint8_t)(k * 7 + i * 101 + (k >> 8));
+                out[k] = i == 0 ? 0 : (uint8_t)(k * 7 + i * 101 + (k >> 8));
 }
 
 static void make_export(void)
@@ -160,6 +161,7 @@ static void *client_thread(void *arg)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         const struct nbd_export *chosen = NULL;
+        struct nbd_features features;
         pthread_t thread;
         int sv[2];
 
@@ -174,11 +176,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * a reply buffer smaller than the export, so that reads are sent
          * both whole and in pieces, by the session's thread or by workers. */
         atomic_bool engaged = false;
-        if (nbd_handshake(sv[0], exports, 2, 10000, &engaged, &chosen) == 0) {
+        if (nbd_handshake(sv[0], exports, 2, 10000, &engaged, &chosen, &features) == 0) {
                 uint64_t device_size = map->size;
                 if (chosen == &exports[1])
                         device_size = (map->size + 4095) / 4096 * 4096;
-                nbd_transmission(sv[0], chosen->map, device_size, 1024, size & 1 ? 2 : 0);
+                nbd_transmission(sv[0], chosen->map, device_size, 1024, size & 1 ? 2 : 0, &features);
         }
         close(sv[0]);
         pthread_join(thread, NULL);

@@ -223,6 +223,7 @@ def record_sessions(tmp):
             "nbdinfo": ["nbdinfo", url],
             "nbdinfo-list": ["nbdinfo", "--list", url],
             "nbdinfo-size": ["nbdinfo", "--size", f"{url}/{EXPORT}"],
+            "nbdinfo-map": ["nbdinfo", "--map", f"{url}/{EXPORT}"],
             "nbdcopy": ["nbdcopy", f"{url}/{EXPORT}", tmp / "copy.raw"],
             "nbdcopy-sync": ["nbdcopy", "--synchronous", "--connections=1", f"{url}/{EXPORT}", "null:"],
             "qemu-img-info": ["qemu-img", "info", "-f", "raw", f"{url}/{EXPORT}"],
@@ -249,8 +250,10 @@ def record_sessions(tmp):
 OPTS_MAGIC = b"IHAVEOPT"
 REQUEST_MAGIC = 0x25609513
 OPT_EXPORT_NAME, OPT_ABORT, OPT_LIST, OPT_STARTTLS, OPT_INFO, OPT_GO = 1, 2, 3, 5, 6, 7
+OPT_STRUCTURED_REPLY, OPT_LIST_META_CONTEXT, OPT_SET_META_CONTEXT = 8, 9, 10
 INFO_NAME, INFO_DESCRIPTION, INFO_BLOCK_SIZE = 1, 2, 3
 CMD_READ, CMD_WRITE, CMD_DISC, CMD_FLUSH, CMD_TRIM, CMD_CACHE, CMD_WRITE_ZEROES = 0, 1, 2, 3, 4, 5, 6
+CMD_BLOCK_STATUS, CMD_FLAG_REQ_ONE = 7, 8
 CLIENT_FLAGS = struct.pack(">I", 3)  # fixed newstyle, no zeroes
 
 
@@ -262,6 +265,12 @@ def go(name, *info, opt=OPT_GO):
     n = name.encode()
     return option(opt, struct.pack(">I", len(n)) + n + struct.pack(">H", len(info)) +
                   b"".join(struct.pack(">H", i) for i in info))
+
+
+def meta_context(opt, name, *queries):
+    n = name.encode()
+    return option(opt, struct.pack(">I", len(n)) + n + struct.pack(">I", len(queries)) +
+                  b"".join(struct.pack(">I", len(q)) + q.encode() for q in queries))
 
 
 def request(cmd, offset=0, length=0, cookie=1, flags=0):
@@ -287,6 +296,20 @@ def written_sessions():
         "options": CLIENT_FLAGS + option(OPT_LIST) + option(OPT_LIST, b"x") + option(OPT_STARTTLS) +
         go("nonexistent", opt=OPT_INFO) + go(EXPORT, INFO_NAME, INFO_DESCRIPTION, INFO_BLOCK_SIZE, opt=OPT_INFO) +
         option(OPT_INFO, b"\0\0\0\5ab") + option(OPT_ABORT),
+        "structured": CLIENT_FLAGS + meta_context(OPT_SET_META_CONTEXT, EXPORT, "base:allocation") +
+        option(OPT_STRUCTURED_REPLY, b"x") + option(OPT_STRUCTURED_REPLY) +
+        meta_context(OPT_LIST_META_CONTEXT, EXPORT) + meta_context(OPT_LIST_META_CONTEXT, "", "base:", "x-a:b") +
+        meta_context(OPT_SET_META_CONTEXT, "nonexistent", "base:allocation") +
+        option(OPT_SET_META_CONTEXT, b"\0\0\0\4tiny\0\0\0\2\0\0\0\5base:") +
+        meta_context(OPT_SET_META_CONTEXT, EXPORT, "base:allocation") + go(EXPORT) +
+        request(CMD_BLOCK_STATUS, 0, EXPORT_SIZE) + request(CMD_BLOCK_STATUS, 10, 3000, 2, CMD_FLAG_REQ_ONE) +
+        request(CMD_BLOCK_STATUS, 0, 0, 3) + request(CMD_BLOCK_STATUS, EXPORT_SIZE, 1, 4) +
+        request(CMD_READ, 0, EXPORT_SIZE, 5) + request(CMD_READ, 1500, 100, 6) + request(CMD_READ, 0, 0, 7) +
+        request(CMD_READ, EXPORT_SIZE, 1, 8) + request(CMD_WRITE, 0, 4, 9) + bytes(4) + request(CMD_FLUSH, cookie=10) +
+        disc,
+        "structured-elsewhere": CLIENT_FLAGS + option(OPT_STRUCTURED_REPLY) +
+        meta_context(OPT_SET_META_CONTEXT, EXPORT, "base:") + go("tiny-padded") +
+        request(CMD_BLOCK_STATUS, 0, 4096) + request(CMD_READ, 3000, 1096, 2) + disc,
         "long-option": CLIENT_FLAGS + option(0x1234, bytes(5000)) + go("") + request(CMD_READ, 0, 8) + disc,
     }
 
