@@ -8,7 +8,7 @@ PACKAGES="build-essential meson ninja-build pkg-config protobuf-c-compiler libpr
   libcurl4-openssl-dev libbrotli-dev libzstd-dev liblzma-dev libsodium-dev libcmocka-dev
   libnl-genl-3-dev libfuse3-dev fuse3 libjson-c-dev
   python3 python3-pytest python3-brotli nginx-light openssl e2fsprogs coreutils libnbd-bin zstd file
-  qemu-system-x86 busybox-static cpio squashfs-tools debootstrap cryptsetup-bin minisign tinyproxy
+  qemu-system-x86 qemu-utils busybox-static cpio squashfs-tools debootstrap cryptsetup-bin minisign tinyproxy
   scdoc bash-completion man-db fdisk dosfstools mtools
   clang-14 libclang-rt-14-dev $*"
 missing=""

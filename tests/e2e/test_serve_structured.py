@@ -3,9 +3,9 @@
 "base:allocation" metadata context), which libnbd's tools, qemu and
 nbdcopy negotiate whenever a server offers them.
 
-Driven two ways: by nbdinfo --map and nbdcopy (libnbd), and by the tests'
-raw client (test_serve.RawNbd) taught structured replies, which checks each
-reply chunk as the protocol defines it. The expected maps are computed here
+Driven two ways: by nbdinfo --map, nbdcopy (libnbd) and qemu-img (qemu),
+and by the tests' raw client (test_serve.RawNbd) taught structured replies,
+which checks each reply chunk as the protocol defines it. The expected maps are computed here
 from the image's own bytes: with fixed-size chunks every all-zero block is
 one chunk used many times, which the server must report as a hole that
 reads as zeros, and every other block as data."""
@@ -197,6 +197,29 @@ def test_nbdcopy_skips_the_holes_and_copies_bit_perfect(serve, holes, tmp_path):
     assert out.read_bytes() == images["holes"]
     data = sum(n for _, n, z in expected_runs(images["holes"], BLOCK) if not z)
     # nbdcopy wrote only the data: the zeros are holes in the copy
+    assert out.stat().st_blocks * 512 < data + 2 * BLOCK, (out.stat().st_blocks * 512, data)
+    assert srv.stop() == 0
+
+
+def test_qemu_img_maps_and_converts_with_the_holes(serve, holes, tmp_path):
+    """qemu's own NBD client: `qemu-img map` sees the same runs, and
+    `qemu-img convert` writes a sparse copy. (qemu rounds an export's size
+    up to 512 bytes: the image's 1000-byte tail leaves 24 bytes past the
+    end, which qemu shows as zeros of its own making.)"""
+    store, images = holes
+    image = images["holes"]
+    srv = serve([store / "holes"])
+    r = run(["qemu-img", "map", "--output=json", "-f", "raw", srv.uri("holes")], timeout=STEP)
+    assert r.returncode == 0, r.stderr
+    got = [(e["start"], e["length"], e["zero"] and not e["data"]) for e in json.loads(r.stdout)
+           if e["start"] < len(image)]
+    assert got == expected_runs(image, BLOCK)
+    out = tmp_path / "copy.img"
+    r = run(["qemu-img", "convert", "-f", "raw", "-O", "raw", srv.uri("holes"), out], timeout=STEP)
+    assert r.returncode == 0, r.stderr
+    copy = out.read_bytes()
+    assert copy[:len(image)] == image and copy[len(image):] == bytes(-len(image) % 512)
+    data = sum(n for _, n, z in expected_runs(image, BLOCK) if not z)
     assert out.stat().st_blocks * 512 < data + 2 * BLOCK, (out.stat().st_blocks * 512, data)
     assert srv.stop() == 0
 
