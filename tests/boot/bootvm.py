@@ -24,12 +24,20 @@ ihopstore) on the guest's virtual disk, with v2.cba beside it, for the
 booted system to clone. The kernel and initramfs are the system's own,
 given to qemu directly; the guest has no network. Console on the first
 serial port, the test unit's results on the second.
+
+The same system also boots with qemu itself as the NBD client: `ihop serve`
+on the host exports a release of that store (NbdServer), qemu attaches it
+as its only virtual disk (read-only, over a unix socket or TCP) and the
+kernel mounts root=/dev/vda; ihop's boot script in the initramfs does
+nothing then. By hand: --serve unix|tcp.
 """
 
 import argparse
 import hashlib
 import os
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -58,6 +66,12 @@ STORE_LABEL = "ihopstore"
 STORE_UUID = "5c2f7e1a-1b0d-4a8e-9d4b-1f0e3a6c7b21"
 STOREPATH = "/store"
 MARKER = "etc/ihop-test-marker"
+# Files of the root file system whose sha256 the guest reports when its
+# command line names them (ihoptest.hash=), for the host to compare with the
+# same files read out of the image: the release marker, ihop, systemd, the C
+# library and busybox, some 4 MB.
+HASHED_FILES = ["/" + MARKER, "/usr/bin/ihop", "/usr/lib/systemd/systemd",
+                "/usr/lib/x86_64-linux-gnu/libc.so.6", "/usr/bin/busybox"]
 
 
 # The system cannot be built or booted here at all (no debootstrap, no qemu).
@@ -233,6 +247,19 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def image_file_sha256(image: Path, path: str) -> str:
+    """sha256 of a file of an ext4 image as debugfs (e2fsprogs) reads it:
+    neither through ihop nor through a kernel mount."""
+    r = subprocess.run(["debugfs", "-R", f"cat {path}", str(image)], capture_output=True, timeout=300,
+                       stdin=subprocess.DEVNULL)
+    # debugfs exits 0 whatever its command did; past its banner line, stderr
+    # says what went wrong
+    complaints = [line for line in r.stderr.decode(errors="replace").splitlines() if not line.startswith("debugfs ")]
+    if r.returncode != 0 or complaints:
+        raise RuntimeError(f"debugfs cannot read {path} of {image}: {r.stderr.decode(errors='replace')}")
+    return hashlib.sha256(r.stdout).hexdigest()
+
+
 def make_store_disk(tree: Path, out: Path):
     used = int(run(["du", "-sk", "--apparent-size", tree]).stdout.split()[0])
     size_mib = used * 13 // 10 // 1024 + 128  # room for the clone of v2 in the guest
@@ -300,15 +327,25 @@ def cmdline(release: str, extra: str = "", roothash: str = None, hashoffset: int
     return " ".join(words + ([extra] if extra else []))
 
 
+def served_cmdline(extra: str = "") -> str:
+    """Root straight from the first virtual disk, read-only, no ihop.* for
+    the initramfs: a release that qemu reads from `ihop serve`. The guest
+    hashes HASHED_FILES."""
+    words = ["console=ttyS0", "root=/dev/vda", "ro", "fsck.mode=skip", "systemd.show_status=1",
+             "ihoptest.hash=" + ",".join(HASHED_FILES)]
+    return " ".join(words + ([extra] if extra else []))
+
+
 RESCUE_SHELL = "(initramfs)"
 
 
 def boot(system: System, append: str, work: Path, disk: Path = None, timeout=300,
-         stop_on=(RESCUE_SHELL,), plain_disk: Path = None) -> Boot:
+         stop_on=(RESCUE_SHELL,), plain_disk: Path = None, drives: list = None) -> Boot:
     """Boots once; ends at power-off, at timeout, or as soon as the console
     shows one of stop_on (by default initramfs-tools' rescue shell, where a
     failed boot waits for ever). plain_disk: a root image as a second
-    virtual disk (vdb), for booting without ihop."""
+    virtual disk (vdb), for booting without ihop. drives: qemu -drive
+    values instead of the store's disk (and plain_disk), e.g. NbdServer.drive()."""
     qemu = find_qemu()
     accel = os.environ.get("IHOP_TEST_ACCEL", "tcg")
     work.mkdir(parents=True, exist_ok=True)
@@ -320,10 +357,13 @@ def boot(system: System, append: str, work: Path, disk: Path = None, timeout=300
     cmd = [qemu, "-accel", accel, "-cpu", "max", "-smp", "1", "-m", "1024",
            "-display", "none", "-nodefaults", "-no-reboot", "-nic", "none",
            "-kernel", str(system.kernel), "-initrd", str(system.initrd), "-append", append,
-           "-serial", f"file:{console}", "-serial", f"file:{results}",
-           "-drive", f"file={disk or system.store_disk},format=raw,if=virtio"]
-    if plain_disk:
-        cmd += ["-drive", f"file={plain_disk},format=raw,if=virtio,readonly=on"]
+           "-serial", f"file:{console}", "-serial", f"file:{results}"]
+    if drives is None:
+        drives = [f"file={disk or system.store_disk},format=raw,if=virtio"]
+        if plain_disk:
+            drives.append(f"file={plain_disk},format=raw,if=virtio,readonly=on")
+    for d in drives:
+        cmd += ["-drive", d]
     b = Boot()
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -354,6 +394,87 @@ def boot(system: System, append: str, work: Path, disk: Path = None, timeout=300
                 parts = line.rstrip("\r").split(" ", 2)
                 b.results[parts[1]] = parts[2].strip() if len(parts) > 2 else ""
     return b
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NbdServer:
+    """`ihop serve` on the host, for qemu to be its NBD client: started when
+    the `with` block begins (once it says it is serving), stopped with
+    SIGTERM when it ends. Afterwards stderr, returncode, and whether the
+    socket file is still there or the port still takes connections tell how
+    it went."""
+
+    def __init__(self, ihop, releases: list, work: Path, unix: Path = None, listen: str = None,
+                 verify: bool = False):
+        """releases: STORE/NAME paths; unix: a socket path, or listen:
+        HOST:PORT (one of the two)."""
+        assert (unix is None) != (listen is None)
+        self.work, self.unix, self.listen = work, unix, listen
+        self.argv = [str(ihop), "serve"] + (["--verify"] if verify else []) + \
+            (["--unix", str(unix)] if unix else ["--listen", listen]) + [str(r) for r in releases]
+        self.proc = None
+        self.stderr = ""
+        self.returncode = None
+        self.socket_left = None  # after stop: the unix socket file still exists
+        self.port_open = None  # after stop: the TCP port still accepts
+
+    def drive(self, export: str) -> str:
+        """A read-only virtio disk of export, for qemu's -drive."""
+        if self.unix:
+            uri = f"nbd+unix:///{export}?socket={self.unix}"
+        else:
+            uri = f"nbd://{self.listen}/{export}"
+        return f"file={uri},format=raw,readonly=on,if=virtio"
+
+    def start(self, timeout=60):
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.errfile = self.work / "serve.err"
+        with open(self.errfile, "wb") as err:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=err)
+        # It says so once it listens (after every release's chunk files were checked).
+        deadline = time.monotonic() + timeout
+        while "serving " not in self.errfile.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{' '.join(self.argv)} did not start serving "
+                                   f"(exit {self.returncode}):\n{self.stderr}")
+            time.sleep(0.1)
+        return self
+
+    def stop(self, timeout=30):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.returncode = self.proc.returncode
+        self.proc = None
+        self.stderr = self.errfile.read_text(errors="replace")
+        if self.unix:
+            self.socket_left = os.path.lexists(self.unix)
+        else:
+            host, port = self.listen.rsplit(":", 1)
+            try:
+                with socket.create_connection((host, int(port)), timeout=5):
+                    self.port_open = True
+            except OSError:
+                self.port_open = False
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 def bench(system: System, rounds: int):
@@ -401,12 +522,20 @@ def main():
     ap.add_argument("--release", default="v1")
     ap.add_argument("--append", default="", help="more kernel command line")
     ap.add_argument("--bench", type=int, metavar="ROUNDS", help="bench/boot-bench.sh: boot times, ROUNDS rounds")
+    ap.add_argument("--serve", choices=["unix", "tcp"],
+                    help="boot the release through `ihop serve` on the host, qemu its NBD client")
     args = ap.parse_args()
     work = Path(args.work)
     system = build_system(work, Path(args.ihop))
     if args.bench:
         bench(system, args.bench)
         return 0
+    if args.serve:
+        release = system.store_tree / STOREPATH.lstrip("/") / args.release
+        where = {"unix": work / "serve.sock"} if args.serve == "unix" else {"listen": f"127.0.0.1:{free_port()}"}
+        with NbdServer(args.ihop, [release], work / "boot-1", **where) as server:
+            run = boot(system, served_cmdline(args.append), work / "boot-1", drives=[server.drive(args.release)])
+        return nbdvm.report(run, [f"ihop serve: exit {server.returncode}", server.stderr.rstrip()])
     return nbdvm.report(boot(system, cmdline(args.release, args.append), work / "boot-1"))
 
 

@@ -11,6 +11,9 @@
 #   ihoptest.do=rmgc         ihop rm of the running release, ihop gc, then
 #                            read the whole root device again
 #   (nothing)                report only
+#
+# and ihoptest.hash=PATH,PATH... reports the sha256 of each of those files
+# ("RESULT sha256:PATH HEX").
 
 OUT=/dev/ttyS1
 # Root is read-only: what this writes goes to /run.
@@ -22,9 +25,11 @@ res() {
 }
 
 DO=
+HASH=
 for x in $(cat /proc/cmdline); do
 	case "$x" in
 	ihoptest.do=*) DO=${x#ihoptest.do=} ;;
+	ihoptest.hash=*) HASH=${x#ihoptest.hash=} ;;
 	ihop.release=*) RELEASE=${x#ihop.release=} ;;
 	ihop.storepath=*) STOREPATH=${x#ihop.storepath=} ;;
 	esac
@@ -36,19 +41,20 @@ STORE=/run/ihop/store$STOREPATH
 res multi_user "$(systemctl is-active multi-user.target)"
 res multi_user_us "$(systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target)"
 res failed_units "$(systemctl list-units --failed --plain --no-legend 2>&1 | cut -d' ' -f1 | tr '\n' ' ')"
-res root_source "$(findmnt -n -o SOURCE /)"
+ROOT_DEV=$(findmnt -n -o SOURCE /)
+res root_source "$ROOT_DEV"
 res root_options "$(findmnt -n -o OPTIONS /)"
+res root_bytes "$(blockdev --getsize64 "$ROOT_DEV" 2>&1)"
+res root_ro "$(blockdev --getro "$ROOT_DEV" 2>&1)"
 res store_mount "$(findmnt -n -o SOURCE,FSTYPE,OPTIONS /run/ihop/store | tr -s ' ' ' ')"
 res marker "$(cat /etc/ihop-test-marker 2>&1)"
-
-# The root storage daemon: the ihop process whose comm is ihop.
-pid=
-for p in /proc/[0-9]*; do
-	if [ "$(cat "$p"/comm 2>/dev/null)" = ihop ]; then
-		pid=${p#/proc/}
-		break
-	fi
+for f in $(echo "$HASH" | tr ',' ' '); do
+	res "sha256:$f" "$(sha256sum "$f" 2>&1 | cut -d' ' -f1)"
 done
+
+# The root storage daemon: the ihop process whose comm is ihop. (One grep
+# of every comm: a cat per process costs seconds under TCG.)
+pid=$(grep -lx ihop /proc/[0-9]*/comm 2>/dev/null | head -n1 | cut -d/ -f3)
 res ihop_pid "${pid:-none}"
 if [ -n "$pid" ]; then
 	res ihop_argv0 "$(tr '\0' '\n' </proc/"$pid"/cmdline | head -n1)"

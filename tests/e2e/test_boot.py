@@ -15,8 +15,18 @@ left, as a device would live them:
   corrupt   a copy of the store with one byte flipped in the chunk file that
             holds v1v's ext4 superblock: dm-verity must stop the boot
   missing   ihop.release=missing: a clear message and the rescue shell
+
+and two boots with qemu as the NBD client instead of the guest's kernel:
+`ihop serve` on the host exports v1 of the store the disk was made from,
+qemu attaches it as the guest's only disk (read-only) and the kernel mounts
+root=/dev/vda (the initramfs's ihop script stays out of it):
+
+  served-unix    ihop serve --unix SOCK STORE/v1
+  served-tcp     ihop serve --verify --listen 127.0.0.1:PORT STORE/v1v STORE/v1,
+                 v1 asked for by name (v1v, the default export, is larger)
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -27,6 +37,7 @@ import pytest
 
 from bita_archive import parse_archive
 from ihop_run import IHOP
+from local_http import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "boot"))
 import bootvm  # noqa: E402
@@ -50,6 +61,14 @@ BAD_COMMAND_LINE_MESSAGES = {
     "no-store": "ihop: ihop.release=v1 without ihop.store=",
     "relative-storepath": "ihop: ihop.storepath=store: not an absolute path",
     "roothash-alone": "ihop: ihop.roothash= without ihop.hashoffset=",
+}
+
+
+# The boots through `ihop serve`: the releases it serves, how, and the export
+# qemu asks for.
+SERVED_BOOTS = {
+    "served-unix": dict(releases=["v1"], verify=False, unix=True, export="v1"),
+    "served-tcp": dict(releases=["v1v", "v1"], verify=True, unix=False, export="v1"),
 }
 
 
@@ -82,6 +101,27 @@ class Boots:
         self.work = work
         self.runs = {}
         self.fsck = {}
+        self.servers = {}  # served boot -> its bootvm.NbdServer, stopped
+        self.image_sha256 = {}  # HASHED_FILES path -> sha256 of it in v1.ext4
+
+
+def boot_served(b, name, how):
+    """One boot of SERVED_BOOTS: ihop serve started, the VM booted from it,
+    the server stopped (whatever the boot did)."""
+    work = b.work / f"boot-{name}"
+    store = b.system.store_tree / bootvm.STOREPATH.lstrip("/")
+    where = {"unix": work / "serve.sock"} if how["unix"] else {"listen": f"127.0.0.1:{free_port()}"}
+    server = bootvm.NbdServer(IHOP, [store / r for r in how["releases"]], work, verify=how["verify"], **where)
+    b.servers[name] = server
+    try:
+        server.start()
+    except RuntimeError as e:  # this boot's tests fail, not the others'
+        b.runs[name] = bootvm.Boot(console=str(e))
+        return
+    try:
+        b.runs[name] = bootvm.boot(b.system, bootvm.served_cmdline(), work, drives=[server.drive(how["export"])])
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +163,11 @@ def boots(tmp_path_factory):
         b.runs["missing"] = bootvm.boot(s, bootvm.cmdline("missing"), work / "boot-missing", timeout=240)
         for name, append in BAD_COMMAND_LINES.items():
             b.runs[name] = bootvm.boot(s, append, work / f"boot-{name}", timeout=240)
+
+        for path in bootvm.HASHED_FILES:
+            b.image_sha256[path] = bootvm.image_file_sha256(s.images["v1"], path)
+        for name, how in SERVED_BOOTS.items():
+            boot_served(b, name, how)
         yield b
     finally:
         if not os.environ.get("IHOP_TEST_BOOT_KEEP"):
@@ -218,3 +263,60 @@ def test_a_wrong_command_line_is_named_and_drops_to_the_shell(boots, name):
     assert "done" not in run.results
     assert run.stopped_at == RESCUE, run.console_tail()
     assert BAD_COMMAND_LINE_MESSAGES[name] in run.console, run.console_tail()
+
+
+@pytest.mark.parametrize("name", list(SERVED_BOOTS))
+def test_qemu_boots_a_release_served_by_ihop_serve(boots, name):
+    """The guest's only disk is qemu's NBD client of ihop serve: it reaches
+    multi-user with that as its read-only root, the release asked for
+    (v1's marker and size, not v1v's, the default export of served-tcp),
+    and no ihop of its own."""
+    run = booted(boots, name)
+    r = run.results
+    assert r["multi_user"] == "active"
+    assert r["failed_units"] == "", r["failed_units"]
+    assert r["root_source"] == "/dev/vda"
+    assert r["root_options"].split(",")[0] == "ro"
+    assert r["root_ro"] == "1", "qemu's disk is writable"
+    assert r["root_bytes"] == str(boots.system.images["v1"].stat().st_size)
+    assert r["marker"] == "v1"
+    assert r["ihop_pid"] == "none", "an ihop runs in the guest"
+    assert r["store_mount"] == ""
+
+
+@pytest.mark.parametrize("name", list(SERVED_BOOTS))
+def test_guest_reads_the_files_of_the_served_release_as_the_image_holds_them(boots, name):
+    """sha256 of files the guest read from its root, against the same files
+    read out of v1.ext4 on the host by debugfs."""
+    r = booted(boots, name).results
+    assert boots.image_sha256["/" + bootvm.MARKER] == hashlib.sha256(b"v1\n").hexdigest()
+    for path, want in boots.image_sha256.items():
+        assert r.get(f"sha256:{path}") == want, path
+
+
+@pytest.mark.parametrize("name", list(SERVED_BOOTS))
+def test_served_boot_and_poweroff_without_device_errors(boots, name):
+    run = booted(boots, name)
+    assert kernel_trouble(run.console) == [], run.console_tail()
+    assert "[qemu output]" not in run.console, run.console_tail()
+    assert not run.timed_out and run.returncode == 0, run.console_tail()
+
+
+@pytest.mark.parametrize("name", list(SERVED_BOOTS))
+def test_ihop_serve_says_nothing_wrong_and_stops_clean_after_the_boot(boots, name):
+    """Stopped (SIGTERM) once qemu powered off: exit 0, nothing on stderr
+    but that it serves, its socket file or port gone, and its in-use
+    registrations of the releases removed."""
+    server = boots.servers[name]
+    lines = server.stderr.splitlines()
+    assert lines and lines[0].startswith("ihop: serving "), server.stderr
+    wrong = [line for line in lines
+             if line.startswith(("ihop: error", "ihop: warning")) or not line.startswith("ihop: ")]
+    assert wrong == [], server.stderr
+    assert server.returncode == 0, server.stderr
+    if SERVED_BOOTS[name]["unix"]:
+        assert server.socket_left is False
+    else:
+        assert server.port_open is False
+    in_use = boots.system.store_tree / bootvm.STOREPATH.lstrip("/") / ".in-use"
+    assert not in_use.exists() or list(in_use.iterdir()) == []
