@@ -15,14 +15,17 @@
 #include <pthread.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_CONNECTIONS 16
@@ -30,6 +33,8 @@
  * every failing read is answered with EIO, none ends its connection. */
 #define NBD_KERNEL_REPLY_BUFFER (2u << 20)
 #define CONNECTION_STACK_SIZE (256u << 10)
+/* How long NBD_DO_IT may take to start the device (it takes microseconds). */
+#define IOCTL_START_WAIT_MS 10000u
 
 struct attach;
 
@@ -50,6 +55,7 @@ struct attach {
         unsigned timeout;
         const char *device;
         int dev_fd; /* ioctl path only */
+        atomic_bool doit_returned; /* ioctl path: NBD_DO_IT is over */
         struct connection conns[MAX_CONNECTIONS];
         unsigned n;
         int ended[2]; /* a connection thread writes a byte here as it ends */
@@ -146,6 +152,7 @@ static void *ioctl_do_it(void *arg)
 
         if (ioctl(a->dev_fd, NBD_DO_IT) < 0 && errno != EPIPE && errno != EBUSY)
                 log_warn("%s: NBD_DO_IT: %s", a->device, strerror(errno));
+        atomic_store(&a->doit_returned, true);
         ioctl(a->dev_fd, NBD_CLEAR_QUE);
         ioctl(a->dev_fd, NBD_CLEAR_SOCK);
         return NULL;
@@ -171,6 +178,46 @@ static int ioctl_connect(struct attach *a, pthread_t *doit)
         if (pthread_create(doit, NULL, ioctl_do_it, a) != 0)
                 return log_errno(-EAGAIN, "cannot start a thread");
         return 0;
+}
+
+/* NBD_DO_IT starts the device in its own thread and blocks there for the
+ * device's life: nothing tells the others that it has started but the
+ * device's size turning non-zero (nbd-client polls /sys/block/nbdN/pid the
+ * same way). False when it did not start. */
+static bool ioctl_wait_started(struct attach *a)
+{
+        for (unsigned waited_ms = 0; waited_ms < IOCTL_START_WAIT_MS; waited_ms += 10) {
+                uint64_t size = 0;
+
+                if (ioctl(a->dev_fd, BLKGETSIZE64, &size) == 0 && size > 0)
+                        return true;
+                if (atomic_load(&a->doit_returned))
+                        return false;
+                nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        }
+        log_warn("%s: not started after %u s", a->device, IOCTL_START_WAIT_MS / 1000);
+        return false;
+}
+
+/* Once connected, the driver only marks the disk for a partition scan: the
+ * kernel reads the partition table at the device's next open. udev opens
+ * every new disk to probe it, but in an initramfs (busybox, no udev) nobody
+ * does, and nbdNp1... never appear: a whole-disk image would mount only as a
+ * whole. So, as nbd-client does, ihop opens the device once itself (the
+ * connection threads serve the reads), before it reports the device ready:
+ * when 'ihop mount --detach' returns, the partitions are there for a script
+ * to mount. An open, not BLKRRPART: a second scan would drop and re-add the
+ * partitions under udev's feet, and BLKRRPART fails while udev has one open
+ * to probe it. */
+static void scan_partitions(const struct attach *a)
+{
+        int fd = open(a->device, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0) {
+                log_warn("cannot open %s to have its partition table read: %s", a->device, strerror(errno));
+                return;
+        }
+        close(fd);
 }
 
 static int device_index(const char *device, unsigned *index)
@@ -316,6 +363,8 @@ int nbd_kernel_serve(struct image_map *map, const char *device, const struct nbd
                         shutdown(c->ours, SHUT_RDWR); /* the kernel sees this connection dead */
         }
         pthread_attr_destroy(&attr);
+        if (running > 0 && (nl || ioctl_wait_started(&a)))
+                scan_partitions(&a);
         log_info("release mounted on %s (%llu bytes, block size %u, %u connection%s, %s%s)", device,
                  (unsigned long long)a.device_size, block_size, a.n, a.n == 1 ? "" : "s",
                  nl ? "netlink" : "ioctl", o->root_storage ? ", root storage" : "");

@@ -3,9 +3,10 @@
 
 The host may have no NBD (and no KVM), so the test boots Debian's own kernel
 in qemu under TCG with an initramfs holding ihop, its libraries, busybox, the
-nbd and ext4 modules and a store cloned from tests/fixtures/pair/v1.ext4.cba
-(see tests/qemu/nbdvm.py and tests/qemu/init.sh). One boot runs every phase,
-one after the other on /dev/nbd0:
+nbd, ext4, squashfs and vfat modules and a store: v1 cloned from
+tests/fixtures/pair/v1.ext4.cba, and the releases disk (a GPT disk) and
+squashfs compressed here (see tests/qemu/nbdvm.py and tests/qemu/init.sh).
+One boot runs every phase, one after the other on /dev/nbd0:
 
   nomod  ihop mount before nbd.ko is loaded: a clear error; and on a
          partition's node (nbd0p1), refused rather than taken for nbd0
@@ -22,22 +23,37 @@ one after the other on /dev/nbd0:
   many   releases of 6,144 and 65,536 unique chunks (512-byte chunks of
          random data), each mounted with 'ulimit -n 1024': far more chunk
          files than the process may open; the whole device is read
+  gpt    a whole disk with a GPT (tests/e2e/disk_images.py): ext4, squashfs
+         and vfat partitions starting on odd sectors, the disk's size no
+         multiple of 4 KiB; --detach: nbd0p1..3 are there when it returns
+         (ihop has the kernel read the partition table, as nbd-client does;
+         without udev nobody else would), each partition reads as its part
+         of the image and mounts read-only with every file, symlink and
+         directory of its source tree; SIGINT disconnects
+  sq     a squashfs root file system as the whole release (made without
+         padding: it ends inside a 4 KiB block), --block-size 4096: the
+         device is the image padded with zeros, no partitions of the GPT
+         disk before it linger, it mounts with every entry of its tree
 
 The guest only reports (SHA-256 -- busybox has no b2sum -- of the whole
-device and of every file of the mounted ext4, sizes, exit codes, what the
-kernel logged); the expected values are computed here on the host
-independently: the image with 'ihop cat', the files with debugfs (e2fsprogs)
-'rdump' of that image. Any NBD error in the kernel log fails, except the
-kernel's own recv workqueue stall, recognised from the guest's diagnostics
-(see test_kernel_saw_no_nbd_errors).
+device and of every file of the mounted file systems, sizes, partitions,
+exit codes, what the kernel logged); the expected values are computed here
+on the host independently: the image with 'ihop cat', the files of v1 with
+debugfs (e2fsprogs) 'rdump' of that image, those of the GPT disk and the
+squashfs image from the trees they were made of, the partition table with
+'sfdisk -J' of the disk image. Any NBD error in the kernel log fails, except
+the kernel's own recv workqueue stall, recognised from the guest's
+diagnostics (see test_kernel_saw_no_nbd_errors).
 
-The boot takes about 20 s here (TCG, one vCPU), the test about 25 s; the
-kernel package is downloaded once into a cache (see nbdvm.py). The test is
-skipped only when no VM can be booted here at all (no qemu, no kernel to be
-had); set IHOP_REQUIRE_KERNEL_TEST=1 to make that a failure instead.
+The kernel package is downloaded once into a cache (see nbdvm.py); the boot
+then takes about 2.5 minutes here (TCG, one vCPU), most of it in 'many',
+about 5 s in gpt and sq. The test is skipped only when no VM can be booted
+here at all (no qemu, no kernel to be had); set IHOP_REQUIRE_KERNEL_TEST=1 to
+make that a failure instead.
 """
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -50,6 +66,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "qemu"))
 import nbdvm  # noqa: E402
+from disk_images import GPT_FILE_SYSTEMS, make_gpt_disk, make_tree, mkfs_squashfs  # noqa: E402
 
 IHOP = os.environ.get("IHOP", str(ROOT / "build" / "src" / "ihop"))
 FIXTURE = ROOT / "tests" / "fixtures" / "pair" / "v1.ext4.cba"
@@ -75,9 +92,45 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
+def padded_sha256(path, block_size) -> str:
+    """A device holding the image at path: the image, then zeros up to a whole block."""
+    size = Path(path).stat().st_size
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    h.update(bytes(-size % block_size))
+    return h.hexdigest()
+
+
+def tree_entries(root: Path) -> dict:
+    """Every entry under root as the guest reports it: './path' -> the
+    SHA-256 of a file, 'symlink:TARGET' or 'dir'."""
+    entries = {}
+    for p in sorted(root.rglob("*")):
+        key = "./" + str(p.relative_to(root))
+        if p.is_symlink():
+            entries[key] = "symlink:" + os.readlink(p)
+        elif p.is_dir():
+            entries[key] = "dir"
+        else:
+            entries[key] = sha256_file(p)
+    return entries
+
+
 def run(*args, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], capture_output=True, timeout=TIMEOUT,
                           stdin=subprocess.DEVNULL, **kw)
+
+
+def add_release(image: Path, release: Path):
+    """ihop compress image into an archive, cloned as release."""
+    archive = image.with_suffix(".cba")
+    r = run(IHOP, "compress", "-i", image, archive)
+    assert r.returncode == 0, f"ihop compress failed: {r.stderr.decode(errors='replace')}"
+    r = run(IHOP, "clone", archive, release)
+    assert r.returncode == 0, f"ihop clone failed: {r.stderr.decode(errors='replace')}"
+    archive.unlink()
 
 
 def not_runnable(why: str):
@@ -108,13 +161,43 @@ class Expected:
     def device_sha256(self, block_size) -> str:
         """The device: the image, then zeros up to a whole block."""
         if block_size not in self._device:
-            h = hashlib.sha256()
-            with open(self.image, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            h.update(bytes(self.device_size(block_size) - self.image_size))
-            self._device[block_size] = h.hexdigest()
+            self._device[block_size] = padded_sha256(self.image, block_size)
         return self._device[block_size]
+
+
+class ExpectedGpt:
+    """The GPT disk: its partitions as sfdisk reads the image, each one's
+    bytes, and the tree each file system was made of."""
+
+    def __init__(self, disk: Path, trees: dict):
+        self.size = disk.stat().st_size
+        table = json.loads(run("sfdisk", "-J", disk, check=True).stdout)["partitiontable"]
+        parts = sorted(table["partitions"], key=lambda p: p["start"])
+        assert [p["node"] for p in parts] == [f"{disk}{n}" for n in (1, 2, 3)], parts
+        # as /sys/block/nbd0/nbd0pN/{start,size} give them, in 512-byte sectors
+        assert table["sectorsize"] == 512
+        self.parts = " ".join(f"nbd0p{n}:{p['start']}:{p['size']}" for n, p in enumerate(parts, 1))
+        self.part_sha256 = {}
+        with open(disk, "rb") as f:
+            for n, p in enumerate(parts, 1):
+                f.seek(p["start"] * 512)
+                data = f.read(p["size"] * 512)
+                assert len(data) == p["size"] * 512
+                self.part_sha256[n] = hashlib.sha256(data).hexdigest()
+        self.entries = {fs: tree_entries(trees[fs]) for fs in GPT_FILE_SYSTEMS}
+        self.entries["ext4"]["./lost+found"] = "dir"  # mke2fs makes it
+
+
+class ExpectedImage:
+    """A whole-image release (the squashfs one): its bytes and its tree."""
+
+    def __init__(self, image: Path, tree: Path):
+        self.size = image.stat().st_size
+        self.image = image
+        self.entries = tree_entries(tree)
+
+    def device_size(self, block_size) -> int:
+        return -(-self.size // block_size) * block_size
 
 
 class Vm:
@@ -174,6 +257,20 @@ def vm(tmp_path_factory):
         (work / f"{name}.img").unlink()
         (work / f"{name}.cba").unlink()
     expected.many = many
+
+    # gpt: the disk of tests/e2e/disk_images.py
+    (work / "gpt").mkdir()
+    gpt, trees = make_gpt_disk(work / "gpt")
+    add_release(gpt, store / "disk")
+    expected.gpt = ExpectedGpt(gpt, trees)
+    # sq: a squashfs image ending inside a 4 KiB block (-nopad), made the
+    # same on every run (fixed times) so that it always does
+    make_tree(work / "sq-tree", b"squashfs-root")
+    sq = work / "squashfs.img"
+    mkfs_squashfs(sq, work / "sq-tree", "-nopad", "-all-time", "0", "-mkfs-time", "0")
+    assert sq.stat().st_size % 4096 != 0, "the squashfs image fills its last 4 KiB block"
+    add_release(sq, store / "squashfs")
+    expected.sq = ExpectedImage(sq, work / "sq-tree")
     disk = work / "disk.img"
     nbdvm.make_disk(disk, work / "disk")
     shutil.rmtree(work / "disk")
@@ -337,6 +434,77 @@ def test_more_chunks_than_open_files_read_whole(vm, name):
     assert int(vm.get(f"many.{name}.fds")) <= 1024
     assert vm.get(f"many.{name}.errors") == "0", vm.log(f"many {name}")
     assert vm.get(f"many.{name}.exit") == "0", vm.log(f"many {name}")
+
+
+def test_gpt_disk_partitions_appear(vm):
+    """ihop mount --detach of a whole disk: when it returns, the kernel has
+    read the GPT (nothing here opened the device before looking), and
+    shows the partitions where sfdisk finds them in the image, with their
+    device nodes."""
+    assert vm.get("gpt.rc") == "0", vm.log("gpt")
+    assert int(vm.get("gpt.size")) == vm.expected.gpt.size // 512, "size in 512-byte sectors"
+    assert vm.get("gpt.parts") == vm.expected.gpt.parts, "the kernel found another partition table"
+    assert vm.get("gpt.parts_at_return") == vm.expected.gpt.parts, \
+        "the partitions were not there yet when 'ihop mount --detach' returned"
+    for n in (1, 2, 3):
+        assert vm.get(f"gpt.p{n}.node") == "1", f"/dev/nbd0p{n} is no block device"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_gpt_partition_reads_as_its_part_of_the_image(vm, n):
+    assert vm.get(f"gpt.p{n}.dev") == vm.expected.gpt.part_sha256[n], \
+        f"/dev/nbd0p{n} differs from its sectors of the disk image"
+
+
+@pytest.mark.parametrize("n,fs", list(enumerate(GPT_FILE_SYSTEMS, 1)))
+def test_gpt_partitions_mount_and_files_match(vm, n, fs):
+    phase = f"gpt.p{n}"
+    assert vm.get(f"{phase}.mount").split(" ", 1)[0] == "0", f"mount -t {fs}: {vm.get(phase + '.mount')}"
+    got = vm.run.files.get(phase, {})
+    assert int(vm.get(f"{phase}.entries")) == len(got), "FILE lines went missing"
+    assert_same_entries(got, vm.expected.gpt.entries[fs])
+    assert vm.get(f"{phase}.umount") == "0"
+
+
+def test_gpt_disk_sigint_disconnects(vm):
+    assert vm.get("gpt.alive_after") == "0", "the daemon did not end on SIGINT"
+    assert vm.get("gpt.size_after") == "0"
+
+
+def test_squashfs_release_4096_blocks(vm):
+    """A squashfs image as the whole release, on 4096-byte NBD blocks: the
+    device is a whole number of blocks, the part of its last block past
+    the image's end reads as zeros; the GPT disk's partitions of the phase
+    before are gone."""
+    assert vm.get("sq.alive") == "1", vm.log("sq")
+    size = vm.expected.sq.device_size(4096)
+    assert int(vm.get("sq.size")) == size // 512, "size in 512-byte sectors"
+    assert vm.get("sq.ro") == "1"
+    assert vm.get("sq.lbs") == "4096"
+    assert vm.get("sq.mounted") == (
+        f"ihop: release mounted on /dev/nbd0 ({size} bytes, block size 4096, 4 connections, netlink)"), vm.log("sq")
+    assert vm.get("sq.parts") == "", "partitions on a device holding a squashfs image"
+    assert vm.get("sq.dev") == padded_sha256(vm.expected.sq.image, 4096), \
+        "/dev/nbd0 differs from the squashfs image padded to 4 KiB"
+
+
+def test_squashfs_release_mounts_and_files_match(vm):
+    assert vm.get("sq.mount").split(" ", 1)[0] == "0", vm.get("sq.mount")
+    got = vm.run.files.get("sq", {})
+    assert int(vm.get("sq.entries")) == len(got), "FILE lines went missing"
+    assert_same_entries(got, vm.expected.sq.entries)
+    assert vm.get("sq.umount") == "0"
+    assert vm.get("sq.exit") == "0", vm.log("sq")
+    assert vm.get("sq.size_after") == "0"
+
+
+def assert_same_entries(got: dict, want: dict):
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    wrong = sorted((p, got[p], want[p]) for p in set(got) & set(want) if got[p] != want[p])
+    assert not (missing or extra or wrong), \
+        f"missing {missing[:10]}, unexpected {extra[:10]}, different (path, got, want) {wrong[:10]}"
+    assert len(want) >= 8, "the source tree is too small to tell anything"
 
 
 def test_kernel_saw_no_nbd_errors(vm):

@@ -28,6 +28,11 @@
 #          ignored; then disconnected from outside
 #   many   each release /disk/store/rN... (tens of thousands of chunk
 #          files, on the virtual disk) under 'ulimit -n 1024'
+#   gpt    /store/disk, a whole disk with a GPT (ext4, squashfs, vfat at odd
+#          sectors), --detach: the partitions are there as soon as it
+#          returns; each one read whole, mounted, every entry reported
+#   sq     /store/squashfs, a squashfs root file system as a whole release,
+#          --block-size 4096: read whole, mounted, every entry reported
 
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -168,6 +173,36 @@ checks() {
                 umount /mnt
                 res "$p.umount" $?
         fi
+}
+
+# tree PHASE DIR: a "FILE PHASE VALUE ./path" line for every entry under DIR,
+# VALUE the SHA-256 of a file, "symlink:TARGET" or "dir"; then their number.
+tree() {
+        stall_watch "$1: reading the files"
+        (cd "$2" && find . -mindepth 1) | while read -r f; do
+                if [ -L "$2/$f" ]; then
+                        v="symlink:$(readlink "$2/$f")"
+                elif [ -d "$2/$f" ]; then
+                        v=dir
+                elif [ -f "$2/$f" ]; then
+                        v=$(sha256sum <"$2/$f" | cut -d' ' -f1)
+                else
+                        v=other
+                fi
+                echo "FILE $1 $v $f" >"$OUT"
+        done
+        stall_unwatch
+        res "$1.entries" "$(cd "$2" && find . -mindepth 1 | wc -l)"
+}
+
+# parts: the partitions the kernel shows of the device, as
+# "nbd0p1:START:SIZE ..." (512-byte sectors), from sysfs: this opens nothing.
+parts() {
+        l=
+        for p in "$SYS"/nbd0p*; do
+                [ -e "$p" ] && l="$l ${p##*/}:$(cat "$p"/start):$(cat "$p"/size)"
+        done
+        echo "${l# }"
 }
 
 # log PHASE: ihop's own messages, on the console and in one result line.
@@ -350,10 +385,85 @@ for rel in $(ls /disk/store 2>/dev/null | grep '^r[0-9]'); do
         res "many.$rel.errors" "$(grep -c error /tmp/many.log)"
 done
 
+t gpt
+# --- gpt: a whole disk with a GPT; block size 512, --detach
+if [ -f /store/disk ]; then
+        timeout -s KILL 60 ihop mount --detach --pid-file /tmp/gpt.pid /store/disk $DEV >/tmp/gpt.log 2>&1 </dev/null
+        res gpt.rc $?
+        # As --detach returned, before anything here opens the device: a
+        # script mounting nbd0p1 next must find it.
+        res gpt.parts_at_return "$(parts)"
+        gpid=$(cat /tmp/gpt.pid 2>/dev/null)
+        res gpt.size "$(size)"
+        # Later, still without opening it: would they come at all?
+        i=0
+        while [ ! -e $SYS/nbd0p3 ] && [ $i -lt 50 ]; do
+                sleep 0.1
+                i=$((i + 1))
+        done
+        res gpt.parts "$(parts)"
+        n=0
+        for fs in ext4 squashfs vfat; do # partitions 1, 2, 3: see disk_images.py
+                n=$((n + 1))
+                part=gpt.p$n
+                res "$part.node" "$([ -b ${DEV}p$n ] && echo 1 || echo 0)"
+                t "$part.dev"
+                stall_watch "gpt: reading ${DEV}p$n"
+                res "$part.dev" "$(sha256sum ${DEV}p$n | cut -d' ' -f1)"
+                stall_unwatch
+                mount -o ro -t $fs ${DEV}p$n /mnt 2>/tmp/$part.mount
+                res "$part.mount" $? "$(head -n1 /tmp/$part.mount)"
+                if grep -q ' /mnt ' /proc/mounts; then
+                        tree "$part" /mnt
+                        umount /mnt
+                        res "$part.umount" $?
+                fi
+        done
+        if [ -n "$gpid" ]; then
+                kill -INT "$gpid"
+                wait_gone "$gpid" 20
+                res gpt.alive_after "$(alive "$gpid" && echo 1 || echo 0)"
+        fi
+        wait_zero
+        res gpt.size_after "$(size)"
+        sed "s/^/[gpt] /" /tmp/gpt.log
+fi
+
+t sq
+# --- sq: a squashfs root file system as the whole release, 4096-byte blocks
+if [ -f /store/squashfs ]; then
+        ihop mount --block-size 4096 /store/squashfs $DEV >/tmp/sq.log 2>&1 </dev/null &
+        pid=$!
+        wait_size $pid
+        res sq.alive "$(alive $pid && echo 1 || echo 0)"
+        res sq.size "$(size)"
+        res sq.ro "$(cat $SYS/ro)"
+        res sq.lbs "$(cat $SYS/queue/logical_block_size)"
+        # none: the previous release's partitions must not linger
+        res sq.parts "$(parts)"
+        stall_watch "sq: reading $DEV"
+        res sq.dev "$(sha256sum $DEV | cut -d' ' -f1)"
+        stall_unwatch
+        mount -o ro -t squashfs $DEV /mnt 2>/tmp/sq.mount
+        res sq.mount $? "$(head -n1 /tmp/sq.mount)"
+        if grep -q ' /mnt ' /proc/mounts; then
+                tree sq /mnt
+                umount /mnt
+                res sq.umount $?
+        fi
+        kill -TERM $pid
+        wait_exit $pid 20
+        res sq.exit $?
+        wait_zero
+        res sq.size_after "$(size)"
+        log sq
+fi
+
 t end
 # What the kernel said about the device, for the host to judge.
-dmesg | grep -E 'nbd|EXT4|I/O error' | sed 's/^/[dmesg] /'
-dmesg | grep -E 'nbd|EXT4|I/O error' | while read -r l; do echo "KMSG $l" >"$OUT"; done
+KMSG='nbd|EXT4|FAT-fs|SQUASHFS|I/O error'
+dmesg | grep -E "$KMSG" | sed 's/^/[dmesg] /'
+dmesg | grep -E "$KMSG" | while read -r l; do echo "KMSG $l" >"$OUT"; done
 res done 1
 sync
 poweroff -f

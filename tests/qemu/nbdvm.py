@@ -18,8 +18,9 @@ runs at install time).
 
 The initramfs, written here as a newc cpio without needing root: static
 busybox and its applet links, ihop with every shared library ldd lists (and
-the dynamic loader) at the same paths, nbd.ko and ext4.ko with what they need,
-the store at /store, tests/qemu/nbd-disconnect (compiled here when a C
+the dynamic loader) at the same paths, nbd.ko and the file systems' modules
+(ext4, squashfs, vfat) with what they need, the store at /store (the
+release v1, and whatever other releases it holds), tests/qemu/nbd-disconnect (compiled here when a C
 compiler exists) and tests/qemu/init.sh as /init. Larger stores go on a
 virtual disk (a squashfs image, mounted by init.sh at /disk). qemu runs under TCG by
 default (env IHOP_TEST_ACCEL=kvm to change), console on the first serial
@@ -45,8 +46,12 @@ DISCONNECT_SRC = HERE / "nbd-disconnect.c"
 META_PACKAGE = "linux-image-amd64"
 # What the guest insmods, dependencies first. crc32c_generic is no declared
 # dependency of ext4 (ext4 asks the crypto API for "crc32c"), but without it
-# mounting fails with ENOENT.
-MODULES = ["nbd", "crc32c_generic", "ext4", "virtio_pci", "virtio_blk", "squashfs"]
+# mounting fails with ENOENT. Likewise vfat asks for its character sets by
+# name: the kernel's defaults, CONFIG_FAT_DEFAULT_CODEPAGE=437 and
+# CONFIG_FAT_DEFAULT_IOCHARSET="ascii" in Debian's config, without which a
+# mount fails with EINVAL.
+MODULES = ["nbd", "crc32c_generic", "ext4", "virtio_pci", "virtio_blk", "squashfs", "fat", "vfat", "nls_cp437",
+           "nls_ascii"]
 CMDLINE = "console=ttyS0 quiet panic=-1 rdinit=/init"
 
 
