@@ -2,22 +2,21 @@
 #include "clone.h"
 
 #include "archive_source.h"
+#include "archive_trust.h"
+#include "chunk_fetch.h"
 #include "cleanup.h"
 #include "codec.h"
 #include "fetch_plan.h"
 #include "log.h"
 #include "progress.h"
 #include "release_file.h"
-#include "release_signature.h"
 #include "seed.h"
 #include "store.h"
-#include "store_version.h"
 #include "units.h"
 #include "worker_pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -62,18 +61,6 @@ struct clone_ctx {
         atomic_uint_fast64_t fetched_compressed;
         uint64_t missing_compressed; /* what the fetch phase is to read */
         atomic_bool failed;
-};
-
-/* One worker's position inside the range it is fetching. */
-struct range_cursor {
-        struct clone_ctx *ctx;
-        const struct fetch_range *range;
-        struct decoder *decoder;
-        struct store_batch *batch;
-        size_t index;      /* chunk within the range */
-        uint64_t received; /* compressed bytes of that chunk so far */
-        bool open;
-        struct chunk_writer writer;
 };
 
 static int check_work(void *opaque, unsigned index)
@@ -129,89 +116,22 @@ static void report_fetch(struct clone_ctx *ctx, bool final)
 static void check_tick(void *opaque) { report_check(opaque, false); }
 static void fetch_tick(void *opaque) { report_fetch(opaque, false); }
 
-static int writer_sink(const uint8_t *data, size_t len, void *opaque)
+static void fetch_received(struct chunk_fetch *f, uint64_t n)
 {
-        return chunk_writer_write(opaque, data, len);
+        struct clone_ctx *ctx = f->opaque;
+
+        atomic_fetch_add(&ctx->fetched_compressed, n);
 }
 
-static void log_bad_chunk(struct range_cursor *cur, const struct chunk *c, const char *what)
+/* Counts each chunk stored, and makes the batch durable as it grows. */
+static int fetch_stored(struct chunk_fetch *f, size_t index)
 {
-        char hex[2 * HASH_MAX_LEN + 1];
+        struct clone_ctx *ctx = f->opaque;
 
-        hash_to_hex(c->hash, cur->ctx->hash_len, hex);
-        log_error("%s: chunk %s at archive offset %llu %s", cur->ctx->src->where, hex,
-                  (unsigned long long)c->archive_offset, what);
-}
-
-static int finish_chunk(struct range_cursor *cur, const struct chunk *c)
-{
-        int err = decoder_end(cur->decoder, writer_sink, &cur->writer);
-
-        if (err == -EBADMSG) {
-                log_bad_chunk(cur, c, "is corrupt: its compressed data ends early");
-                return err;
-        }
-        if (err < 0)
-                return err;
-        err = chunk_writer_finish(&cur->writer);
-        cur->open = false;
-        if (err == -EBADMSG) {
-                log_bad_chunk(cur, c, "is corrupt: its content does not match its hash");
-                return err;
-        }
-        if (err < 0)
-                return err;
-        err = store_batch_add(cur->batch, &cur->writer);
-        if (err < 0)
-                return err;
-        atomic_fetch_add(&cur->ctx->fetched_chunks, 1);
-        atomic_fetch_add(&cur->ctx->fetched_bytes, c->source_size);
-        if (cur->batch->bytes >= BATCH_MAX_BYTES || cur->batch->n >= BATCH_MAX_CHUNKS)
-                return store_batch_commit(cur->batch);
-        return 0;
-}
-
-/* Splits the range's byte stream at chunk boundaries and streams each chunk
- * through the decoder into its temp file. */
-static int range_sink(const uint8_t *data, size_t len, void *opaque)
-{
-        struct range_cursor *cur = opaque;
-        struct clone_ctx *ctx = cur->ctx;
-        int err;
-
-        if (atomic_load(&ctx->failed))
-                return -ECANCELED;
-        atomic_fetch_add(&ctx->fetched_compressed, len);
-        while (len > 0) {
-                const struct chunk *c = ctx->missing[cur->range->first + cur->index];
-                if (!cur->open) {
-                        err = chunk_writer_begin(&cur->writer, ctx->store, c, ctx->hash_len);
-                        if (err < 0)
-                                return err;
-                        cur->open = true;
-                        cur->received = 0;
-                        err = decoder_begin(cur->decoder, c->archive_size == c->source_size);
-                        if (err < 0)
-                                return log_errno(err, "cannot start a %s decoder", codec_name(ctx->archive->codec));
-                }
-                size_t take = len < c->archive_size - cur->received ? len : (size_t)(c->archive_size - cur->received);
-                err = decoder_feed(cur->decoder, data, take, writer_sink, &cur->writer);
-                if (err == -EBADMSG) {
-                        log_bad_chunk(cur, c, "is corrupt: it does not decompress to its size");
-                        return err;
-                }
-                if (err < 0)
-                        return err;
-                cur->received += take;
-                data += take;
-                len -= take;
-                if (cur->received == c->archive_size) {
-                        err = finish_chunk(cur, c);
-                        if (err < 0)
-                                return err;
-                        cur->index++;
-                }
-        }
+        atomic_fetch_add(&ctx->fetched_chunks, 1);
+        atomic_fetch_add(&ctx->fetched_bytes, f->chunks[index]->source_size);
+        if (f->batch->bytes >= BATCH_MAX_BYTES || f->batch->n >= BATCH_MAX_CHUNKS)
+                return store_batch_commit(f->batch);
         return 0;
 }
 
@@ -230,12 +150,14 @@ static int fetch_work(void *opaque, unsigned index)
                 size_t i = atomic_fetch_add(&ctx->next_range, 1);
                 if (i >= ctx->n_ranges || atomic_load(&ctx->failed))
                         break;
-                struct range_cursor cur = {
-                        .ctx = ctx, .range = &ctx->ranges[i], .decoder = decoder, .batch = &batch,
+                const struct fetch_range *range = &ctx->ranges[i];
+                struct chunk_fetch f = {
+                        .store = ctx->store, .hash_len = ctx->hash_len, .where = ctx->src->where,
+                        .codec = ctx->archive->codec, .decoder = decoder, .batch = &batch,
+                        .chunks = ctx->missing + range->first, .n_chunks = range->count,
+                        .cancel = &ctx->failed, .received = fetch_received, .stored = fetch_stored, .opaque = ctx,
                 };
-                err = source_read_range(&ctx->conns[index], cur.range->start, cur.range->len, range_sink, &cur);
-                if (cur.open)
-                        chunk_writer_abort(&cur.writer);
+                err = chunk_fetch_range(&ctx->conns[index], range->start, range->len, &f);
                 if (err < 0) {
                         atomic_store(&ctx->failed, true);
                         break;
@@ -340,85 +262,28 @@ static int apply_seeds(struct clone_ctx *ctx, struct clone_result *res, atomic_u
         return 0;
 }
 
-/* Before the header is read: the signature, by a trusted key, of a
- * version the store may take. */
-static int load_signature(struct clone_ctx *ctx, struct release_signature *sig)
-{
-        const struct clone_options *o = ctx->opts;
-        /* --signature, or beside the archive: at SOURCE, then at each mirror. */
-        size_t n = o->signature ? 1 : 1 + ctx->http.n_mirrors;
-        _cleanup_free_ char **locations = calloc(n, sizeof(*locations));
-        uint64_t remembered;
-        bool known;
-        int err = 0;
-
-        if (!locations)
-                return log_errno(-ENOMEM, "checking %s", o->source);
-        for (size_t i = 0; i < n && err == 0; i++) {
-                const char *base = i == 0 ? o->source : ctx->http.mirrors[i - 1];
-                locations[i] = o->signature ? strdup(o->signature) : release_signature_location(base);
-                if (!locations[i])
-                        err = -ENOMEM;
-        }
-        if (err == 0)
-                err = release_signature_load((const char *const *)locations, n, o->source, &ctx->http, o->trusted,
-                                             sig);
-        else
-                log_errno(err, "checking %s", o->source);
-        for (size_t i = 0; i < n; i++)
-                free(locations[i]);
-        if (err < 0)
-                return err;
-        err = store_version_read(ctx->store, &remembered, &known);
-        if (err < 0)
-                return err;
-        if (known && sig->version < remembered && !o->allow_downgrade)
-                return store_version_refuse(ctx->store, sig->version, remembered, o->source);
-        return 0;
-}
-
-/* The header signed by it: then, and only then, the store takes its version. */
-static int accept_signature(struct clone_ctx *ctx, struct release_signature *sig, struct clone_result *res)
-{
-        const struct clone_options *o = ctx->opts;
-        char id[MINISIGN_KEY_ID_STR_MAX];
-        int err;
-
-        err = release_signature_check_archive(sig, ctx->archive, o->source);
-        if (err < 0)
-                return err;
-        err = store_version_accept(ctx->store, sig->version, o->allow_downgrade, o->source);
-        if (err < 0)
-                return err;
-        log_debug("%s: signed by trusted key %s (%s), release version %" PRIu64, o->source,
-                 minisign_key_id_str(sig->key->key.id, id), sig->key->path, sig->version);
-        if (res) {
-                res->signature_checked = true;
-                res->release_version = sig->version;
-                memcpy(res->signer_id, sig->key->key.id, sizeof(res->signer_id));
-        }
-        return 0;
-}
-
 /* Connections, the signature when trusted keys are given, then the archive
  * header (pinned by it, and by --verify-header if given). */
 static int open_archive(struct clone_ctx *ctx, struct clone_result *res)
 {
         const struct clone_options *o = ctx->opts;
-        bool signed_only = o->trusted && o->trusted->n > 0;
-        struct release_signature sig = {};
+        struct archive_trust trust = {
+                .source = o->source, .http = &ctx->http, .trusted = o->trusted, .signature = o->signature,
+                .allow_downgrade = o->allow_downgrade,
+        };
+        struct archive_trust_result tr = {};
         int err;
 
         err = open_connections(ctx);
-        if (err == 0 && signed_only)
-                err = load_signature(ctx, &sig);
         if (err == 0)
-                err = archive_source_read_header(ctx->src, &ctx->conns[0], &ctx->archive);
-        if (err == 0 && signed_only)
-                err = accept_signature(ctx, &sig, res);
-        release_signature_clear(&sig);
+                err = archive_trust_read_header(&trust, ctx->store, ctx->src, &ctx->conns[0], &ctx->archive, &tr);
         if (err < 0)
                 return err;
+        if (res && tr.signature_checked) {
+                res->signature_checked = true;
+                res->release_version = tr.release_version;
+                memcpy(res->signer_id, tr.signer_id, sizeof(res->signer_id));
+        }
         if (o->header_checksum_len &&
             memcmp(o->header_checksum, ctx->archive->header_checksum, o->header_checksum_len) != 0) {
                 char hex[2 * HASH_MAX_LEN + 1];

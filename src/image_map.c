@@ -115,6 +115,8 @@ void image_map_free(struct image_map *m)
 {
         if (!m)
                 return;
+        if (m->provider)
+                m->provider->free(m->provider);
         if (m->files && m->cached)
                 fd_cache_forget(m->files, m->cached, m->release->n_chunks);
         free(m->starts);
@@ -190,6 +192,12 @@ static int chunk_acquire(struct image_map *m, uint32_t idx, bool nowait, struct 
         err = fd_cache_get(m->files, &m->cached[idx], open_chunk, &o, ref);
         if (err < 0 && nowait)
                 return -EAGAIN;
+        if (err == -ENOENT && m->provider) {
+                err = m->provider->fetch(m->provider, idx);
+                if (err < 0)
+                        return -EIO; /* the provider said why */
+                err = fd_cache_get(m->files, &m->cached[idx], open_chunk, &o, ref);
+        }
         if (err < 0) {
                 report_chunk(m, idx, err == -ENOENT ? "is missing" : "cannot be opened", err == -ENOENT ? 0 : err);
                 return -EIO;
@@ -363,28 +371,38 @@ static int check_some(void *opaque, unsigned thread)
  * store each look is a read of a directory and an inode: on flash (or a
  * virtual disk) those wait on the device one by one, so many threads keep
  * many of them in flight. */
-static int check_complete(struct image_map *m, const char *arg)
+int image_map_scan(struct image_map *m, enum chunk_state *state, const char *arg)
 {
         const struct release *r = m->release;
-        struct completeness c = { .map = m };
-        size_t missing = 0, damaged = 0, first = SIZE_MAX;
+        struct completeness c = { .map = m, .state = state };
         unsigned threads = (unsigned)(r->n_chunks / CHECK_MIN_CHUNKS_PER_THREAD);
-        char shown[STORE_CHUNK_SHOWN_MAX];
         int err;
 
-        c.state = calloc(r->n_chunks ? r->n_chunks : 1, sizeof(*c.state));
-        if (!c.state)
-                return log_errno(-ENOMEM, "cannot check release %s", arg);
         threads = threads < 1 ? 1 : threads > CHECK_THREADS ? CHECK_THREADS : threads;
         err = pool_run_light(threads, check_some, &c, NULL);
         if (err == 0 && (err = atomic_load(&c.err)) < 0)
                 store_log_chunk_error(m->store, r->chunks[atomic_load(&c.err_index)].hash, r->hash_len, err, "open");
         else if (err < 0)
                 log_errno(err, "cannot check release %s", arg);
+        return err;
+}
+
+static int check_complete(struct image_map *m, const char *arg)
+{
+        const struct release *r = m->release;
+        size_t missing = 0, damaged = 0, first = SIZE_MAX;
+        char shown[STORE_CHUNK_SHOWN_MAX];
+        enum chunk_state *state;
+        int err;
+
+        state = calloc(r->n_chunks ? r->n_chunks : 1, sizeof(*state));
+        if (!state)
+                return log_errno(-ENOMEM, "cannot check release %s", arg);
+        err = image_map_scan(m, state, arg);
         for (size_t i = 0; err == 0 && i < r->n_chunks; i++) {
-                missing += c.state[i] == CHUNK_MISSING;
-                damaged += c.state[i] == CHUNK_CORRUPT;
-                if (c.state[i] != CHUNK_PRESENT && first == SIZE_MAX)
+                missing += state[i] == CHUNK_MISSING;
+                damaged += state[i] == CHUNK_CORRUPT;
+                if (state[i] != CHUNK_PRESENT && first == SIZE_MAX)
                         first = i;
         }
         if (err == 0 && first != SIZE_MAX) {
@@ -392,10 +410,10 @@ static int check_complete(struct image_map *m, const char *arg)
                           "`ihop verify` lists them, `ihop verify --repair ARCHIVE` fetches them again",
                           arg, missing, r->n_chunks, damaged,
                           store_chunk_path(m->store, r->chunks[first].hash, r->hash_len, shown),
-                          c.state[first] == CHUNK_MISSING ? "is missing" : "has the wrong size");
+                          state[first] == CHUNK_MISSING ? "is missing" : "has the wrong size");
                 err = -EIO;
         }
-        free(c.state);
+        free(state);
         return err;
 }
 

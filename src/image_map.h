@@ -15,6 +15,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Where the chunks missing from the store come from while the map is read
+ * (ondemand.h); a stored release, whose chunks are all there, has none. */
+struct chunk_provider {
+        /* Makes chunk idx of the release (an index into release->chunks)
+         * present in the store, waiting on the network if need be: 0, or
+         * -EIO (said why). */
+        int (*fetch)(struct chunk_provider *p, uint32_t idx);
+        void (*free)(struct chunk_provider *p);
+};
+
 struct image_map {
         struct store *store;
         struct release *release;
@@ -25,6 +35,7 @@ struct image_map {
         atomic_uchar *state; /* per unique chunk: what is known of it */
         bool verify;
         struct store_use *use; /* the release registered as in use, or NULL */
+        struct chunk_provider *provider; /* NULL: every chunk is in the store */
 };
 
 /* Opens "STORE/NAME" for reading, registered as in use (store_use.h) until
@@ -59,3 +70,9 @@ int image_map_check_range_nowait(struct image_map *m, uint64_t offset, uint64_t 
  * sets *zero. From the map alone: no chunk file is touched. (NBD block
  * status: a run of zeros is reported as such, so a client may skip it.) */
 uint64_t image_map_extent(const struct image_map *m, uint64_t offset, uint64_t max_len, bool *zero);
+
+/* The state of each of the release's chunks in the store (presence and
+ * size; a chunk of the wrong size is CHUNK_CORRUPT), looked at from many
+ * threads (a cold store waits on the device for each). arg names the
+ * release in messages. */
+int image_map_scan(struct image_map *m, enum chunk_state *state, const char *arg);

@@ -16,7 +16,7 @@
 
 #define PRE_SIZE (STORE_RELEASE_MAGIC_LEN + 8u)
 
-int release_file_write(struct store *s, const char *name, const struct release *r)
+int release_file_encode(const struct release *r, uint8_t **out, size_t *out_len)
 {
         StoreDictionary__StoreDictionary d = STORE_DICTIONARY__STORE_DICTIONARY__INIT;
         ChunkDictionary__ChunkerParameters cp;
@@ -59,7 +59,19 @@ int release_file_write(struct store *s, const char *name, const struct release *
         memcpy(buf + STORE_RELEASE_MAGIC_LEN, &le, sizeof(le));
         store_dictionary__store_dictionary__pack(&d, buf + PRE_SIZE);
         hash_buffer(buf, PRE_SIZE + n, buf + PRE_SIZE + n);
-        return store_release_write(s, name, buf, total);
+        *out = buf;
+        *out_len = total;
+        buf = NULL;
+        return 0;
+}
+
+int release_file_write(struct store *s, const char *name, const struct release *r)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int err = release_file_encode(r, &buf, &len);
+
+        return err < 0 ? err : store_release_write(s, name, buf, len);
 }
 
 static int release_from_dictionary(const StoreDictionary__StoreDictionary *d, const char *where,

@@ -17,6 +17,9 @@
 #include <stdint.h>
 
 int release_file_write(struct store *s, const char *name, const struct release *r);
+
+/* The description of r as release_file_write writes it (*out malloc'ed). */
+int release_file_encode(const struct release *r, uint8_t **out, size_t *out_len);
 /* Reads and checks STORE/NAME; logs the reason on failure. */
 int release_file_read(struct store *s, const char *name, struct release **out);
 /* The same, also handing back the bytes read (*raw, malloc'ed). */

@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: MIT
+/* Reading an archive's header for a store, as far as the store may trust
+ * it: with trusted keys, the signature first (before any header byte is
+ * read), then the header, checked against it, and only then does the store
+ * take the signed release version (rollback protection, store_version.h).
+ * What clone does before it stores a byte, and what on-demand reads do. */
+#pragma once
+
+#include "archive.h"
+#include "archive_source.h"
+#include "http.h"
+#include "minisign.h"
+#include "store.h"
+#include "trusted_keys.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct archive_trust {
+        const char *source;                 /* as given: for messages, and where the signature is beside */
+        const struct http_options *http;    /* its mirrors hold signatures too */
+        const struct trusted_keys *trusted; /* NULL or empty: no signature is asked for */
+        const char *signature;              /* where it is, instead of SOURCE.minisig */
+        bool allow_downgrade;               /* take a version below the store's */
+};
+
+struct archive_trust_result {
+        bool signature_checked;
+        uint64_t release_version; /* when signature_checked */
+        uint8_t signer_id[MINISIGN_KEY_ID_LEN];
+};
+
+/* The header of src, read on conn, as the store may take it; res may be NULL. */
+int archive_trust_read_header(const struct archive_trust *t, struct store *store, struct archive_source *src,
+                              struct source_conn *conn, struct archive **out, struct archive_trust_result *res);
