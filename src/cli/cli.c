@@ -205,6 +205,8 @@ void cli_parser_init(struct cli_parser *p, const struct cli_command *cmd, int ar
         s = p->shortopts;
         if (cmd->options_first)
                 *s++ = '+';
+        else if (cmd->operands_in_order)
+                *s++ = '-';
         *s++ = ':'; /* a missing value is ':', told apart from an unknown option */
         *s++ = 'h';
         p->longopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
@@ -232,9 +234,32 @@ int cli_next(struct cli_parser *p)
                 report_bad_option(p, c);
                 p->result = cli_usage_error(p);
                 return -1;
+        case CLI_OPERAND:
+                if (p->n_ordered == CLI_MAX_ORDERED_OPERANDS) {
+                        log_error("%s: at most %d operands", cmd->name, CLI_MAX_ORDERED_OPERANDS);
+                        p->result = cli_usage_error(p);
+                        return -1;
+                }
+                p->ordered[p->n_ordered++] = optarg;
+                p->arg = optarg;
+                p->option = NULL;
+                return CLI_OPERAND;
         case -1:
-                p->operands = p->argv + optind;
-                p->n_operands = p->argc - optind;
+                if (cmd->operands_in_order) {
+                        /* after "--": operands too */
+                        while (optind < p->argc && p->n_ordered < CLI_MAX_ORDERED_OPERANDS)
+                                p->ordered[p->n_ordered++] = p->argv[optind++];
+                        if (optind < p->argc) {
+                                log_error("%s: at most %d operands", cmd->name, CLI_MAX_ORDERED_OPERANDS);
+                                p->result = cli_usage_error(p);
+                                return -1;
+                        }
+                        p->operands = p->ordered;
+                        p->n_operands = p->n_ordered;
+                } else {
+                        p->operands = p->argv + optind;
+                        p->n_operands = p->argc - optind;
+                }
                 if (p->n_operands < cmd->min_operands || (cmd->max_operands >= 0 && p->n_operands > cmd->max_operands)) {
                         p->result = cli_usage_error(p);
                         return -1;

@@ -32,6 +32,7 @@ enum cli_result {
 #define CLI_OPT_BASE_SIGNING 0x500
 #define CLI_OPT_BASE_PROGRESS 0x600
 #define CLI_OPT_BASE_JSON 0x700
+#define CLI_OPT_BASE_ONDEMAND 0x800
 
 struct cli_option {
         const char *name; /* long name without "--"; NULL: a heading (help set) or the table's end */
@@ -50,10 +51,15 @@ struct cli_command {
         const struct cli_option *groups[CLI_MAX_GROUPS]; /* groups shared with others (chunking, HTTP); unused: NULL */
         int min_operands, max_operands;      /* max -1: no limit */
         bool options_first;                  /* options stop at the first operand (ihop's own) */
+        bool operands_in_order;              /* cli_next returns each operand as CLI_OPERAND, in place */
         void (*print_more)(FILE *f);         /* after the description (ihop's list of commands) */
 };
 
 #define CLI_MAX_OPTIONS 32
+/* Operands a command with operands_in_order takes at most. */
+#define CLI_MAX_ORDERED_OPERANDS 64
+/* cli_next's key for an operand, with operands_in_order (p->arg is it). */
+#define CLI_OPERAND 1
 
 struct cli_parser {
         const struct cli_command *cmd;
@@ -65,7 +71,9 @@ struct cli_parser {
         char **operands;   /* once cli_next returned 0 */
         int n_operands;
         struct option longopts[CLI_MAX_OPTIONS + 2];
-        char shortopts[3 * CLI_MAX_OPTIONS + 4];
+        char shortopts[3 * CLI_MAX_OPTIONS + 5];
+        char *ordered[CLI_MAX_ORDERED_OPERANDS]; /* operands_in_order: as they came */
+        int n_ordered;
 };
 
 void cli_parser_init(struct cli_parser *p, const struct cli_command *cmd, int argc, char **argv);
@@ -74,7 +82,10 @@ void cli_parser_init(struct cli_parser *p, const struct cli_command *cmd, int ar
  * and the operands (p->operands) are as many as the command takes; -1 when
  * the command is to return p->result now: 0 after --help, CLI_USAGE after
  * an unknown option or a wrong number of operands (usage shown). Options
- * may follow operands, unless cmd->options_first. */
+ * may follow operands, unless cmd->options_first. With
+ * cmd->operands_in_order, each operand comes as CLI_OPERAND where it
+ * stands among the options (for an option that applies to the operand
+ * after it). */
 int cli_next(struct cli_parser *p);
 
 /* For an option that takes two values (KEY VALUE): the second, or NULL. */

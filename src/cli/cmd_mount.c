@@ -12,6 +12,7 @@
 #include "fuse_file.h"
 #endif
 #include "nbd_kernel.h"
+#include "ondemand_options.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -48,7 +49,7 @@ int cmd_mount(int argc, char **argv)
                           "who mounted it can" },
                 {}
         };
-        static const struct cli_command cmd = {
+        const struct cli_command cmd = {
                 .name = "mount",
                 .synopsis = "[OPTIONS] STORE/NAME /dev/nbdN|FILE",
                 .description =
@@ -58,12 +59,16 @@ int cmd_mount(int argc, char **argv)
                         "CONFIG_BLK_DEV_NBD). FILE, a regular file: the release appears as that file\n"
                         "through FUSE, so 'mount -o loop,ro FILE /mnt' works on kernels without NBD.\n"
                         "While it runs, the release is in use: gc keeps its chunks, even after\n"
-                        "'ihop rm' of it.\n",
+                        "'ihop rm' of it. With --source, the release need not be in STORE: its\n"
+                        "chunks are fetched from SOURCE as they are read (and with --fill, all of\n"
+                        "them), checked and kept; once all are in, it is an ordinary release.\n",
                 .options = options,
+                .groups = { ondemand_cli_options(), trust_cli_options(), http_cli_options() },
                 .min_operands = 2,
                 .max_operands = 2,
         };
         _cleanup_free_ char *name = NULL;
+        _cleanup_ondemand_cli_ struct ondemand_cli od;
         struct cli_parser p;
         struct image_map *map = NULL;
         bool verify = false, detach = false, root_storage = false, allow_other = false;
@@ -74,6 +79,7 @@ int cmd_mount(int argc, char **argv)
         struct stat st;
         int c, err;
 
+        ondemand_cli_init(&od);
         cli_parser_init(&p, &cmd, argc, argv);
         while ((c = cli_next(&p)) > 0) {
                 switch (c) {
@@ -112,10 +118,18 @@ int cmd_mount(int argc, char **argv)
                 case OPT_ALLOW_OTHER:
                         allow_other = true;
                         break;
+                default:
+                        err = ondemand_cli_parse(&od, &p, c);
+                        if (err != 0)
+                                return err;
+                        break;
                 }
         }
         if (c < 0)
                 return p.result;
+        err = ondemand_cli_finish(&od, od.source != NULL);
+        if (err != 0)
+                return err;
         if (pid_file && !detach) {
                 log_error("--pid-file goes with --detach");
                 return CLI_USAGE;
@@ -134,9 +148,20 @@ int cmd_mount(int argc, char **argv)
                           root_storage ? "root-storage" : "timeout");
                 return CLI_USAGE;
         }
+        if (root_storage && od.source) {
+                /* Fetching resolves names and reads certificates: files of
+                 * the very root the device would hold. */
+                log_error("--source cannot go with --root-storage: clone the release first");
+                return CLI_USAGE;
+        }
         if (root_storage && (err = daemon_check_root_storage()) < 0)
                 return err;
-        err = image_map_open(release, verify, &map, &name);
+        if (od.source) {
+                struct ondemand_options oo = ondemand_cli_options_for(&od, od.source);
+                err = ondemand_open(release, &oo, verify, &map, &name);
+        } else {
+                err = image_map_open(release, verify, &map, &name);
+        }
         if (err < 0)
                 return err;
         /* Fork before any thread exists; the parent returns once attached. */
@@ -149,6 +174,11 @@ int cmd_mount(int argc, char **argv)
         }
         /* After the fork: a child inherits neither memory locks nor argv. */
         if (root_storage && (err = daemon_become_root_storage(program_argv0)) < 0) {
+                image_map_free(map);
+                return err;
+        }
+        err = ondemand_start(map);
+        if (err < 0) {
                 image_map_free(map);
                 return err;
         }

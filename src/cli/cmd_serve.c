@@ -5,6 +5,7 @@
 #include "image_map.h"
 #include "log.h"
 #include "nbd_listener.h"
+#include "ondemand_options.h"
 #include "units.h"
 #include "release_file.h"
 #include "store.h"
@@ -119,14 +120,18 @@ int cmd_serve(int argc, char **argv)
                   .number = NBD_LISTENER_DEFAULT_HANDSHAKE_TIMEOUT_S },
                 {}
         };
-        static const struct cli_command cmd = {
+        const struct cli_command cmd = {
                 .name = "serve",
                 .synopsis = "[OPTIONS] (--unix PATH | --listen [HOST:]PORT) STORE/NAME...",
                 .description = "Serve releases read-only over the NBD protocol (export name = release name;\n"
                                "the first release is also the default export). Runs until SIGINT or SIGTERM;\n"
                                "meanwhile the releases are in use: gc keeps their chunks, even after 'ihop rm'.\n"
-                               "No TLS and no authentication: whoever reaches the socket reads the releases.\n",
+                               "No TLS and no authentication: whoever reaches the socket reads the releases.\n"
+                               "--source SOURCE applies to the release after it: that one need not be in\n"
+                               "STORE; its chunks are fetched from SOURCE as they are read, and kept.\n",
                 .options = options,
+                .groups = { ondemand_cli_options(), trust_cli_options(), http_cli_options() },
+                .operands_in_order = true,
                 .min_operands = 1,
                 .max_operands = -1,
         };
@@ -141,10 +146,26 @@ int cmd_serve(int argc, char **argv)
         uint64_t secs;
         size_t n = 0;
         int c, err = 0, listen_fd;
+        _cleanup_ondemand_cli_ struct ondemand_cli od;
+        const char *sources[CLI_MAX_ORDERED_OPERANDS] = {}, *pending = NULL;
+        bool any_source = false;
 
+        ondemand_cli_init(&od);
         cli_parser_init(&p, &cmd, argc, argv);
         while ((c = cli_next(&p)) > 0) {
                 switch (c) {
+                case CLI_OPERAND:
+                        sources[p.n_ordered - 1] = pending;
+                        pending = NULL;
+                        break;
+                case OPT_SOURCE:
+                        if (pending) {
+                                log_error("--source %s: two sources for one release", p.arg);
+                                return CLI_USAGE;
+                        }
+                        pending = p.arg;
+                        any_source = true;
+                        break;
                 case OPT_UNIX:
                         unix_path = p.arg;
                         break;
@@ -161,10 +182,22 @@ int cmd_serve(int argc, char **argv)
                         }
                         lo.handshake_timeout_ms = (unsigned)secs * 1000;
                         break;
+                default:
+                        err = ondemand_cli_parse(&od, &p, c);
+                        if (err != 0)
+                                return err;
+                        break;
                 }
         }
         if (c < 0)
                 return p.result;
+        if (pending) {
+                log_error("--source %s is for the release named after it, and none is", pending);
+                return CLI_USAGE;
+        }
+        err = ondemand_cli_finish(&od, any_source);
+        if (err != 0)
+                return err;
         if (!!unix_path == !!tcp)
                 return cli_usage_error(&p);
         if (tcp) {
@@ -184,7 +217,12 @@ int cmd_serve(int argc, char **argv)
                 return -ENOMEM;
         for (int i = 0; i < p.n_operands && err == 0; i++) {
                 char *name;
-                err = image_map_open(p.operands[i], verify, &exports[n].map, &name);
+                if (sources[i]) {
+                        struct ondemand_options oo = ondemand_cli_options_for(&od, sources[i]);
+                        err = ondemand_open(p.operands[i], &oo, verify, &exports[n].map, &name);
+                } else {
+                        err = image_map_open(p.operands[i], verify, &exports[n].map, &name);
+                }
                 if (err == 0)
                         exports[n++].name = name;
         }
@@ -200,6 +238,9 @@ int cmd_serve(int argc, char **argv)
                 if (stop < 0)
                         err = log_errno(-errno, "signalfd");
         }
+        /* With the stop signals blocked: the fills' threads inherit that. */
+        for (size_t i = 0; i < n && err == 0; i++)
+                err = ondemand_start(exports[i].map);
         if (err == 0) {
                 listen_fd = unix_path ? listen_unix(unix_path) : listen_tcp(tcp, host, port);
                 if (listen_fd < 0) {

@@ -1,0 +1,259 @@
+# SPDX-License-Identifier: MIT
+"""`mount --source` and `serve --source`: a release used before it is
+cloned, its chunks fetched as they are read (ondemand.h).
+
+The archives come from the real nginx of the session (its access log says
+what was fetched, byte for byte) or from the fault-injecting server; what
+is read is compared with the image `ihop cat` makes of a normal clone, and
+files with what debugfs reads from that image."""
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from bita_archive import parse_archive
+from fault_server import FaultServer
+from ihop_run import FIXTURES, IHOP, clone_ok, ihop, run
+from store_checks import check_store, releases
+from test_fuse_mount import (DEBUGFS, STEP, PAIR_V1, FuseMount, debugfs_cat, fuse_mount, loop_mount,  # noqa: F401
+                             umount, v1, v1_archive)
+from test_serve import EIO, RawNbd, Server, serve  # noqa: F401
+
+PAIR_V2 = "pair/v2.ext4.cba"
+
+
+def chunk_data_fetched(entries, archive) -> int:
+    """Body bytes of the requests for chunk data (past the header)."""
+    total = 0
+    for e in entries:
+        assert e.status in (200, 206), e
+        if e.range != "-":
+            start = int(e.range.split("=")[1].split("-")[0])
+            if start >= archive.chunk_data_offset:
+                total += e.body_bytes
+    return total
+
+
+def unique_archive_bytes(archive, hashes=None) -> int:
+    """Compressed bytes of the archive's chunks (those whose hash is in hashes)."""
+    return sum(c.archive_size for c in archive.chunks if hashes is None or c.hash in hashes)
+
+
+def wait_for(cond, what, timeout=STEP):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def small_file(image) -> str:
+    """A small regular file of the ext4 image (by debugfs), not at its start."""
+    r = subprocess.run([DEBUGFS, "-R", "ls -p /sbin", str(image)], capture_output=True, text=True, timeout=STEP,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    files = []
+    for line in r.stdout.splitlines():
+        f = line.strip("/").split("/")
+        # /inode/mode/uid/gid/name/size/
+        if len(f) >= 6 and f[1].startswith("10") and f[5].isdigit() and 100 < int(f[5]) < 16384:
+            files.append("/sbin/" + f[4])
+    assert files, r.stdout
+    return sorted(files)[len(files) // 2]
+
+
+def test_reading_a_file_fetches_a_little_and_the_whole_device_each_chunk_once(
+        tmp_path, nginx, v1, v1_archive, loop_mount):
+    _, image, data = v1
+    store = tmp_path / "od"
+    url = nginx.url(PAIR_V1)
+    since = nginx.mark()
+    m = FuseMount(store / "v1", tmp_path / "v1.file", len(data), "--source", url)
+    try:
+        assert "on demand from" in m.stderr and "0 of 267 chunks in the store" in m.stderr, m.stderr
+        # Ready before any chunk is fetched: only the header was read.
+        assert chunk_data_fetched(nginx.entries(since), v1_archive) == 0
+        assert not (store / "v1").exists()
+
+        path = small_file(image)
+        mnt = loop_mount(tmp_path / "v1.file", tmp_path / "mnt")
+        assert (mnt / path.lstrip("/")).read_bytes() == debugfs_cat(image, path)
+        fetched = chunk_data_fetched(nginx.entries(since), v1_archive)
+        total = unique_archive_bytes(v1_archive)
+        print(f"mount + reading {path}: {fetched} of {total} bytes of chunk data ({100 * fetched / total:.1f} %)")
+        assert 0 < fetched < total // 4
+        assert not (store / "v1").exists(), "an incomplete release appeared"
+        assert umount(mnt).returncode == 0
+
+        # The whole device: bit-perfect, every chunk fetched once in all.
+        assert hashlib.blake2b((tmp_path / "v1.file").read_bytes()).digest() == v1_archive.source_checksum
+        assert chunk_data_fetched(nginx.entries(since), v1_archive) == total
+        wait_for(lambda: (store / "v1").exists(), "the release description")
+        assert "it is now an ordinary release" in m.stderr
+    finally:
+        rc = m.unmount()
+    assert rc == 0, m.stderr
+    check_store(store)
+    assert releases(store) == ["v1"]
+    r = ihop("verify", store / "v1")
+    assert r.returncode == 0, r.stderr
+
+
+def test_fill_makes_an_ordinary_release_and_shared_chunks_come_once(tmp_path, nginx, serve):
+    a1, a2 = parse_archive(FIXTURES / PAIR_V1), parse_archive(FIXTURES / PAIR_V2)
+    store = tmp_path / "store"
+    since = nginx.mark()
+    srv = serve([store / "v1"], "--source", nginx.url(PAIR_V1), "--fill")
+    wait_for(lambda: (store / "v1").exists(), "the fill of v1", timeout=60)
+    assert srv.stop() == 0
+    assert chunk_data_fetched(nginx.entries(since), a1) == unique_archive_bytes(a1)
+    r = ihop("verify", store / "v1")
+    assert r.returncode == 0, r.stderr
+
+    # v2 beside it: only the chunks v1 lacks come over the network.
+    since = nginx.mark()
+    srv = serve([store / "v1", "--source", nginx.url(PAIR_V2), "--fill", store / "v2"])
+    wait_for(lambda: (store / "v2").exists(), "the fill of v2", timeout=60)
+    assert srv.stop() == 0
+    new = {c.hash for c in a2.chunks} - {c.hash for c in a1.chunks}
+    assert 0 < len(new) < len(a2.chunks)
+    assert chunk_data_fetched(nginx.entries(since), a2) == unique_archive_bytes(a2, new)
+    assert ihop("verify", store / "v2").returncode == 0
+    check_store(store)
+    assert releases(store) == ["v1", "v2"]
+
+
+def test_a_release_already_in_the_store_is_read_from_it(tmp_path, nginx, serve):
+    store = tmp_path / "store"
+    clone_ok(FIXTURES / PAIR_V1, store / "v1")
+    since = nginx.mark()
+    srv = serve([store / "v1"], "--source", nginx.url(PAIR_V1))
+    r = run(["nbdcopy", srv.uri("v1"), tmp_path / "copy"], timeout=STEP)
+    assert r.returncode == 0, r.stderr
+    assert srv.stop() == 0
+    a = parse_archive(FIXTURES / PAIR_V1)
+    assert hashlib.blake2b((tmp_path / "copy").read_bytes()).digest() == a.source_checksum
+    assert chunk_data_fetched(nginx.entries(since), a) == 0
+
+
+def test_another_image_under_the_name_is_refused(tmp_path, nginx):
+    store = tmp_path / "store"
+    clone_ok(FIXTURES / PAIR_V1, store / "v1")
+    (tmp_path / "f").touch()
+    r = ihop("mount", "--source", nginx.url(PAIR_V2), store / "v1", tmp_path / "f")
+    assert r.returncode == 1
+    assert "exists and holds another image" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["mount", "--fill", "S/v1", "/dev/null"], "--fill goes with --source"),
+    (["serve", "--unix", "/tmp/x.sock", "S/v1", "--source", "a.cba"], "is for the release named after it"),
+    (["serve", "--unix", "/tmp/x.sock", "--source", "a.cba", "--source", "b.cba", "S/v1"], "two sources"),
+    (["mount", "--source", "a.cba", "--root-storage", "S/v1", "/dev/nbd0"], "cannot go with --root-storage"),
+    (["mount", "--signature", "x.minisig", "--source", "a.cba", "S/v1", "/dev/nbd0"], "needs --trusted-key"),
+])
+def test_on_demand_usage_errors(tmp_path, args, message):
+    r = ihop(*[str(tmp_path / a) if a.startswith("S/") else a for a in args])
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr, r.stderr
+    assert not (tmp_path / "S").exists()
+
+
+def nbd_read(srv, name, offset, length):
+    with RawNbd(srv.sock, timeout=STEP) as c:
+        c.go(name)
+        return c.read(offset, length)
+
+
+@pytest.mark.parametrize("mode", ["status", "flip", "stall"])
+def test_a_failing_fetch_fails_its_read_only_and_a_later_read_succeeds(tmp_path, serve, mode):
+    """The server answers the first chunk-data requests with a 500, a
+    flipped byte or silence: that read fails with EIO, or for the flipped
+    byte is fetched again (nothing wrong is stored or served), the server
+    stays up, and once the archive's server recovers the same read returns
+    the right bytes."""
+    archive = FIXTURES / PAIR_V1
+    a = parse_archive(archive)
+    store = tmp_path / "store"
+    clone_ok(archive, tmp_path / "ref" / "v1")
+    want = subprocess.run([IHOP, "cat", str(tmp_path / "ref" / "v1")], capture_output=True, timeout=STEP).stdout
+    kw = {"times": 2} if mode != "stall" else {"cuts": 1}
+    with FaultServer(archive, mode=mode, **kw) as fs:
+        srv = serve([store / "v1"], "--source", fs.url, "--http-retry-count", "0", "--http-timeout", "2")
+        # A read as long as a first fetch may be: whichever of its chunks
+        # the fault hits, the read needs it.
+        off, n = len(want) // 2, 1 << 20
+        error, got = nbd_read(srv, "v1", off, n)
+        if mode == "status":
+            assert error == EIO
+        else:
+            # Each fetch starts at the chunk the read needs next, and the
+            # fault falls in the middle of its range: the chunks before it
+            # are kept, those after it fetched again by the read's next
+            # fetch. Never wrong data.
+            assert error == EIO or got == want[off:off + n]
+        assert srv.alive()
+        check_store(store)  # nothing wrong stored
+        for _ in range(3):
+            error, got = nbd_read(srv, "v1", off, n)
+            if error == 0:
+                break
+        assert (error, got) == (0, want[off:off + n])
+        assert srv.stop() == 0
+    said = {"status": "could not be fetched", "flip": "is corrupt", "stall": "no data for 2 s"}
+    assert said[mode] in srv.stderr, srv.stderr
+    check_store(store)
+    assert releases(store) == []
+    assert a.chunk_data_offset > 0
+
+
+def test_gc_keeps_what_an_on_demand_mount_fetched(tmp_path, nginx, serve):
+    store = tmp_path / "store"
+    srv = serve([store / "v1"], "--source", nginx.url(PAIR_V1))
+    error, _ = nbd_read(srv, "v1", 1 << 20, 1 << 20)
+    assert error == 0
+    before = sorted(p.name for p in (store / "chunks").rglob("*.chunk"))
+    assert before
+    r = ihop("gc", store)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (store / "chunks").rglob("*.chunk")) == before
+    assert srv.stop() == 0
+
+
+def test_kill_9_at_random_moments_leaves_the_store_consistent(tmp_path, nginx):
+    """serve --source --fill killed with SIGKILL ten times at random
+    moments: the store holds only whole, right chunks and no release until
+    one run finishes; a clone afterwards fetches only what is missing."""
+    a = parse_archive(FIXTURES / PAIR_V1)
+    store = tmp_path / "store"
+    sock = tmp_path / "s.sock"
+    rnd = random.Random(1234)
+    for i in range(10):
+        p = subprocess.Popen([IHOP, "serve", "--unix", str(sock), "--source", nginx.url(PAIR_V1), "--fill",
+                              str(store / "v1")], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(rnd.uniform(0.05, 0.6))
+        p.send_signal(signal.SIGKILL)
+        p.wait(STEP)
+        if sock.exists():
+            sock.unlink()
+        check_store(store, allowed_temp=".tmp-")
+        if (store / "v1").exists():
+            break
+        assert releases(store) == []
+    have = check_store(store, allowed_temp=".tmp-")
+    assert have, "no chunk was fetched in ten runs"
+    since = nginx.mark()
+    clone_ok(nginx.url(PAIR_V1), store / "v1b")
+    # What is in the store is not fetched again (a complete temp file of a
+    # killed fetch may be taken over too, as from a killed clone).
+    missing = {c.hash for c in a.chunks if c.hash.hex() not in have}
+    fetched = chunk_data_fetched(nginx.entries(since), a)
+    assert fetched <= unique_archive_bytes(a, missing) < unique_archive_bytes(a)
+    check_store(store)
+    assert ihop("verify", store / "v1b").returncode == 0
