@@ -24,6 +24,9 @@ root=/dev/vda (the initramfs's ihop script stays out of it):
   served-unix    ihop serve --unix SOCK STORE/v1
   served-tcp     ihop serve --verify --listen 127.0.0.1:PORT STORE/v1v STORE/v1,
                  v1 asked for by name (v1v, the default export, is larger)
+  served-ondemand ihop serve --unix SOCK --source http://127.0.0.1:PORT/v1.cba
+                 EMPTY/v1: v1 is not in that store; the chunks the boot reads
+                 are fetched from nginx as it reads them
 """
 
 import hashlib
@@ -36,6 +39,7 @@ from pathlib import Path
 import pytest
 
 from bita_archive import parse_archive
+from store_checks import check_store
 from ihop_run import IHOP
 from local_http import free_port
 
@@ -69,6 +73,7 @@ BAD_COMMAND_LINE_MESSAGES = {
 SERVED_BOOTS = {
     "served-unix": dict(releases=["v1"], verify=False, unix=True, export="v1"),
     "served-tcp": dict(releases=["v1v", "v1"], verify=True, unix=False, export="v1"),
+    "served-ondemand": dict(releases=["v1"], verify=False, unix=True, export="v1", source=True),
 }
 
 
@@ -102,16 +107,25 @@ class Boots:
         self.runs = {}
         self.fsck = {}
         self.servers = {}  # served boot -> its bootvm.NbdServer, stopped
+        self.ondemand = None  # served-ondemand: (its store, nginx log entries of the boot)
         self.image_sha256 = {}  # HASHED_FILES path -> sha256 of it in v1.ext4
 
 
-def boot_served(b, name, how):
+def boot_served(b, name, how, nginx):
     """One boot of SERVED_BOOTS: ihop serve started, the VM booted from it,
     the server stopped (whatever the boot did)."""
     work = b.work / f"boot-{name}"
     store = b.system.store_tree / bootvm.STOREPATH.lstrip("/")
+    releases = [store / r for r in how["releases"]]
+    if how.get("source"):
+        # An empty store, v1's archive published by nginx.
+        published = nginx.www / f"boot-{os.getpid()}-v1.cba"
+        published.symlink_to(b.work / "v1.cba")
+        store = work / "ondemand-store"
+        releases = ["--source", nginx.url(published.name), store / "v1"]
+        since = nginx.mark()
     where = {"unix": work / "serve.sock"} if how["unix"] else {"listen": f"127.0.0.1:{free_port()}"}
-    server = bootvm.NbdServer(IHOP, [store / r for r in how["releases"]], work, verify=how["verify"], **where)
+    server = bootvm.NbdServer(IHOP, releases, work, verify=how["verify"], **where)
     b.servers[name] = server
     try:
         server.start()
@@ -122,10 +136,12 @@ def boot_served(b, name, how):
         b.runs[name] = bootvm.boot(b.system, bootvm.served_cmdline(), work, drives=[server.drive(how["export"])])
     finally:
         server.stop()
+        if how.get("source"):
+            b.ondemand = (store, nginx.entries(since))
 
 
 @pytest.fixture(scope="module")
-def boots(tmp_path_factory):
+def boots(tmp_path_factory, nginx):
     if os.geteuid() != 0:
         pytest.skip("building the system needs root (debootstrap, chroot)")
     work = Path(os.environ.get("IHOP_TEST_BOOT_WORK", "/var/tmp")) / f"ihop-boot-{os.getpid()}"
@@ -167,7 +183,7 @@ def boots(tmp_path_factory):
         for path in bootvm.HASHED_FILES:
             b.image_sha256[path] = bootvm.image_file_sha256(s.images["v1"], path)
         for name, how in SERVED_BOOTS.items():
-            boot_served(b, name, how)
+            boot_served(b, name, how, nginx)
         yield b
     finally:
         if not os.environ.get("IHOP_TEST_BOOT_KEEP"):
@@ -309,7 +325,7 @@ def test_ihop_serve_says_nothing_wrong_and_stops_clean_after_the_boot(boots, nam
     registrations of the releases removed."""
     server = boots.servers[name]
     lines = server.stderr.splitlines()
-    assert lines and lines[0].startswith("ihop: serving "), server.stderr
+    assert any(line.startswith("ihop: serving ") for line in lines), server.stderr
     wrong = [line for line in lines
              if line.startswith(("ihop: error", "ihop: warning")) or not line.startswith("ihop: ")]
     assert wrong == [], server.stderr
@@ -320,3 +336,26 @@ def test_ihop_serve_says_nothing_wrong_and_stops_clean_after_the_boot(boots, nam
         assert server.port_open is False
     in_use = boots.system.store_tree / bootvm.STOREPATH.lstrip("/") / ".in-use"
     assert not in_use.exists() or list(in_use.iterdir()) == []
+
+
+def test_a_vm_boots_from_a_release_fetched_as_it_reads_it(boots):
+    """served-ondemand: the boot fetched part of v1's archive (reported),
+    every chunk once; what it fetched is in the store, each chunk whole and
+    right; and no release v1 appeared, since not every chunk was read."""
+    assert boots.ondemand, "the on-demand boot did not run"
+    store, entries = boots.ondemand
+    archive = parse_archive(boots.work / "v1.cba")
+    size = (boots.work / "v1.cba").stat().st_size
+    assert all(e.status in (200, 206) for e in entries), entries
+    fetched = sum(e.body_bytes for e in entries)
+    stored = check_store(store)
+    chunk_bytes = sum(c.archive_size for c in archive.chunks if c.hash.hex() in stored)
+    print(f"booting to multi-user from v1 on demand fetched {fetched} of its {size} archive bytes "
+          f"({100 * fetched / size:.1f} %), {len(stored)} of {len(archive.chunks)} chunks")
+    # Every byte fetched is the header or a chunk now stored: none twice.
+    data = sum(e.body_bytes for e in entries
+               if e.range != "-" and int(e.range.split("=")[1].split("-")[0]) >= archive.chunk_data_offset)
+    assert data == chunk_bytes
+    assert 0 < fetched < size
+    assert not (store / "v1").exists()
+    assert list((store / ".in-use").iterdir()) == []

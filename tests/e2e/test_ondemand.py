@@ -8,12 +8,10 @@ is read is compared with the image `ihop cat` makes of a normal clone, and
 files with what debugfs reads from that image."""
 
 import hashlib
-import os
 import random
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +21,8 @@ from ihop_run import FIXTURES, IHOP, clone_ok, ihop, run
 from store_checks import check_store, releases
 from test_fuse_mount import (DEBUGFS, STEP, PAIR_V1, FuseMount, debugfs_cat, fuse_mount, loop_mount,  # noqa: F401
                              umount, v1, v1_archive)
-from test_serve import EIO, RawNbd, Server, serve  # noqa: F401
+from test_in_use import wait_for
+from test_serve import EIO, RawNbd, serve  # noqa: F401
 
 PAIR_V2 = "pair/v2.ext4.cba"
 
@@ -43,13 +42,6 @@ def chunk_data_fetched(entries, archive) -> int:
 def unique_archive_bytes(archive, hashes=None) -> int:
     """Compressed bytes of the archive's chunks (those whose hash is in hashes)."""
     return sum(c.archive_size for c in archive.chunks if hashes is None or c.hash in hashes)
-
-
-def wait_for(cond, what, timeout=STEP):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def small_file(image) -> str:
