@@ -17,6 +17,7 @@ import pytest
 
 from bita_archive import parse_archive
 from fault_server import FaultServer
+from slow_server import SlowServer
 from ihop_run import FIXTURES, IHOP, clone_ok, ihop, run
 from store_checks import check_store, releases
 from test_fuse_mount import (DEBUGFS, STEP, PAIR_V1, FuseMount, debugfs_cat, fuse_mount, loop_mount,  # noqa: F401
@@ -218,34 +219,105 @@ def test_gc_keeps_what_an_on_demand_mount_fetched(tmp_path, nginx, serve):
 
 
 def test_kill_9_at_random_moments_leaves_the_store_consistent(tmp_path, nginx):
-    """serve --source --fill killed with SIGKILL ten times at random
-    moments: the store holds only whole, right chunks and no release until
-    one run finishes; a clone afterwards fetches only what is missing."""
+    """serve --source --fill, from a server slow enough that no run can
+    finish, killed with SIGKILL ten times at random moments: the store holds
+    only whole, right chunks (and temp files) and no release; a clone
+    afterwards takes what the killed runs fetched and fetches the rest."""
     a = parse_archive(FIXTURES / PAIR_V1)
     store = tmp_path / "store"
     sock = tmp_path / "s.sock"
     rnd = random.Random(1234)
-    for i in range(10):
-        p = subprocess.Popen([IHOP, "serve", "--unix", str(sock), "--source", nginx.url(PAIR_V1), "--fill",
-                              str(store / "v1")], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(0.05, 0.6))
-        p.send_signal(signal.SIGKILL)
-        p.wait(STEP)
-        if sock.exists():
-            sock.unlink()
-        check_store(store, allowed_temp=".tmp-")
-        if (store / "v1").exists():
-            break
-        assert releases(store) == []
+    with SlowServer(FIXTURES / PAIR_V1, rate=2 << 20) as slow:
+        for i in range(10):
+            p = subprocess.Popen([IHOP, "serve", "--unix", str(sock), "--source", slow.url("v1.ext4.cba"),
+                                  "--fill", str(store / "v1")],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rnd.uniform(0.1, 0.8))
+            p.send_signal(signal.SIGKILL)
+            p.wait(STEP)
+            if sock.exists():
+                sock.unlink()
+            check_store(store, allowed_temp=".tmp-")
+            assert releases(store) == [], f"a release appeared after kill {i + 1}"
     have = check_store(store, allowed_temp=".tmp-")
     assert have, "no chunk was fetched in ten runs"
     since = nginx.mark()
-    clone_ok(nginx.url(PAIR_V1), store / "v1b")
+    r = clone_ok(nginx.url(PAIR_V1), store / "v1")
     # What is in the store is not fetched again (a complete temp file of a
     # killed fetch may be taken over too, as from a killed clone).
     missing = {c.hash for c in a.chunks if c.hash.hex() not in have}
     fetched = chunk_data_fetched(nginx.entries(since), a)
-    assert fetched <= unique_archive_bytes(a, missing) < unique_archive_bytes(a)
+    assert fetched <= unique_archive_bytes(a, missing) < unique_archive_bytes(a), r.stdout
+    # Leftovers of the killed fetches (temp files) go with gc, as a killed
+    # clone's do, and nothing else does.
+    g = ihop("gc", store)
+    assert g.returncode == 0 and "removed 0 unused chunks" in g.stdout, g.stdout + g.stderr
     check_store(store)
-    assert ihop("verify", store / "v1b").returncode == 0
+    assert ihop("verify", store / "v1").returncode == 0
+
+
+def test_a_cut_transfer_is_resumed_and_the_read_answered(tmp_path, serve):
+    """With the HTTP retries (default 3), a transfer cut in the middle is
+    resumed where it stopped: the read gets the right bytes, no EIO."""
+    archive = FIXTURES / PAIR_V1
+    clone_ok(archive, tmp_path / "ref" / "v1")
+    want = subprocess.run([IHOP, "cat", str(tmp_path / "ref" / "v1")], capture_output=True, timeout=STEP).stdout
+    with FaultServer(archive, mode="cut", cuts=2) as fs:
+        srv = serve([tmp_path / "store" / "v1"], "--source", fs.url, "--http-retry-delay", "0")
+        off, n = 3 << 20, 2 << 20
+        assert nbd_read(srv, "v1", off, n) == (0, want[off:off + n])
+        assert len(fs.cut_at) == 2, fs.cut_at
+        assert srv.stop() == 0
+    assert "could not be fetched" not in srv.stderr, srv.stderr
+    check_store(tmp_path / "store")
+
+
+@pytest.fixture(scope="module")
+def signed_v1(tmp_path_factory, nginx):
+    """pair/v1 signed as version 3 by a vendor key, published by nginx with
+    its signature: (URL, vendor public key, another public key)."""
+    d = tmp_path_factory.mktemp("signed")
+    for name in ("vendor", "other"):
+        r = ihop("keygen", "-W", "-p", d / f"{name}.pub", "-s", d / f"{name}.key")
+        assert r.returncode == 0, r.stderr
+    archive = nginx.www / "signed" / "v1.ext4.cba"
+    archive.parent.mkdir()
+    archive.write_bytes((FIXTURES / PAIR_V1).read_bytes())
+    r = ihop("sign", "-s", d / "vendor.key", "--release-version", "3", archive)
+    assert r.returncode == 0, r.stderr
+    return nginx.url("signed/v1.ext4.cba"), d / "vendor.pub", d / "other.pub"
+
+
+def test_a_signed_release_on_demand_is_checked_before_its_header(tmp_path, nginx, signed_v1, serve):
+    url, vendor, _ = signed_v1
+    store = tmp_path / "store"
+    since = nginx.mark()
+    srv = serve(["--trusted-key", vendor, "--source", url, store / "v1"])
+    entries = nginx.entries(since)
+    assert entries[0].path.endswith(".minisig"), entries
+    assert (store / ".release-version").read_text().startswith("ihop-release-version=3\n")
+    a = parse_archive(FIXTURES / PAIR_V1)
+    error, data = nbd_read(srv, "v1", 0, 1 << 20)
+    assert error == 0 and len(data) == 1 << 20
+    assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("how", ["untrusted key", "no signature", "wrong signature"])
+def test_an_unsigned_or_untrusted_release_is_refused_before_anything_is_stored(tmp_path, nginx, signed_v1, how):
+    url, vendor, other = signed_v1
+    key, extra = vendor, []
+    if how == "untrusted key":
+        key = other
+    elif how == "no signature":
+        extra = ["--signature", nginx.url("signed/none.minisig")]
+    else:
+        sig = nginx.www / "signed" / "v2.minisig"
+        sig.write_bytes(b"")
+        extra = ["--signature", nginx.url("signed/v2.minisig")]
+    (tmp_path / "f").touch()
+    r = ihop("mount", "--trusted-key", key, *extra, "--source", url, tmp_path / "store" / "v1", tmp_path / "f")
+    assert r.returncode == 1, r.stderr
+    assert len([line for line in r.stderr.splitlines() if "error" in line]) == 1, r.stderr
+    store = tmp_path / "store"
+    assert not (store / "v1").exists() and not (store / ".release-version").exists()
+    assert check_store(store) == set()
