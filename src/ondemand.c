@@ -22,18 +22,40 @@
 #define ONDEMAND_CONNECTIONS 4u
 /* A read's fetch: at least its chunk, and the missing ones after it up to
  * this much of the archive; doubled for each read that follows on from the
- * last, up to FETCH_MAX_RANGE (the read-ahead of a sequential reader). */
+ * last of its stream, up to FETCH_MAX_RANGE (the read-ahead of a sequential
+ * reader). */
 #define RANGE_FIRST (256u << 10)
+/* Sequential readers told apart (a kernel or nbdcopy reads several regions
+ * at once); the least recently used makes room for a new one. */
+#define STREAMS 8u
+/* A sequential reader's next range is fetched by one of these while the
+ * reader waits on its own: fetching, decompressing, hashing and storing
+ * overlap (one range ahead, so a reader that stops costs one range). */
+#define PREFETCHERS 2u
+#define PREFETCH_QUEUE 8u
 /* Chunks in one fetch at most (a range of tiny compressed chunks). */
 #define RANGE_MAX_CHUNKS 1024u
 /* The fill's ranges: short enough that a read waiting on one of its chunks
  * waits little longer than for its own. */
-#define FILL_RANGE (1u << 20)
+#define FILL_RANGE (4u << 20)
 /* The fill waits this long after a failure, doubling up to the most. */
 #define FILL_RETRY_FIRST_S 1u
 #define FILL_RETRY_MOST_S 30u
 
 enum { OD_MISSING, OD_FETCHING, OD_PRESENT };
+
+enum fetch_kind { FETCH_READ, FETCH_AHEAD, FETCH_FILL };
+
+struct stream {
+        uint64_t next;  /* where in the archive its last range ended */
+        uint64_t range; /* its next range's length */
+        uint64_t used;  /* od->clock when last used */
+};
+
+struct ahead {
+        uint32_t idx;    /* the first chunk of the range to fetch */
+        unsigned stream; /* for whom */
+};
 
 struct od_conn {
         struct source_conn conn;
@@ -61,9 +83,13 @@ struct ondemand {
         size_t n_present;
         uint32_t *by_offset; /* chunk indices in archive order */
         size_t *rank;        /* a chunk's place in by_offset */
-        uint64_t next_offset; /* where the last read's fetch ended in the archive */
-        uint64_t range;       /* the next sequential read's fetch */
-        unsigned foreground;  /* reads' fetches in flight: the fill waits */
+        struct stream streams[STREAMS];
+        uint64_t clock;
+        struct ahead queue[PREFETCH_QUEUE];
+        unsigned queue_head, queue_len;
+        pthread_t prefetchers[PREFETCHERS];
+        unsigned n_prefetchers;
+        unsigned foreground; /* reads' fetches in flight: the fill waits */
         bool described;       /* the description is in the store */
         atomic_bool stopping;
         bool filler_started;
@@ -90,17 +116,55 @@ static struct od_conn *take_conn(struct ondemand *od)
         }
 }
 
+/* One range being fetched: its chunks are made durable and present a
+ * piece at a time, so that a read waiting on one goes on before the range
+ * is over, and a killed fetch of a long range keeps what it had. */
+#define SETTLE_BYTES (1u << 20)
+
 struct fetched {
         struct ondemand *od;
-        bool *stored; /* per chunk of the range */
+        const uint32_t *indices; /* the range's chunks */
+        size_t n;
+        size_t stored;  /* indices[0..stored) are in the batch or settled */
+        size_t settled; /* indices[0..settled) are present */
+        int err;        /* a commit's failure */
+        bool complete;  /* the last chunk of the release came in */
 };
+
+/* Commits the batch: the chunks in it become present, readers waiting on
+ * them go on. With last, the chunks never stored go back to missing. */
+static void settle(struct fetched *x, struct store_batch *b, bool last)
+{
+        struct ondemand *od = x->od;
+        int err = b->n ? store_batch_commit(b) : 0;
+
+        if (err < 0) {
+                store_batch_discard(b);
+                x->stored = x->settled; /* none of those became durable */
+                x->err = err;
+        }
+        pthread_mutex_lock(&od->lock);
+        for (size_t i = x->settled; i < x->stored; i++)
+                od->state[x->indices[i]] = OD_PRESENT;
+        od->n_present += x->stored - x->settled;
+        x->settled = x->stored;
+        if (last)
+                for (size_t i = x->stored; i < x->n; i++)
+                        od->state[x->indices[i]] = OD_MISSING;
+        if (od->n_present == od->r->n_chunks && !od->described)
+                x->complete = od->described = true;
+        pthread_cond_broadcast(&od->changed);
+        pthread_mutex_unlock(&od->lock);
+}
 
 static int mark_stored(struct chunk_fetch *f, size_t index)
 {
         struct fetched *x = f->opaque;
 
-        x->stored[index] = true;
-        return 0;
+        x->stored = index + 1;
+        if (f->batch->bytes >= SETTLE_BYTES && x->err == 0)
+                settle(x, f->batch, false);
+        return x->err;
 }
 
 /* The chunks picked (lock held): idx, then those after it in the archive
@@ -141,16 +205,58 @@ static void describe(struct ondemand *od)
         log_info("%s: every chunk is in the store: it is now an ordinary release", od->arg);
 }
 
-/* Fetches idx with the missing chunks that follow it (within max bytes of
- * the archive; 0: as reads grow it), and stores them. Returns 0 once idx is
- * in the store, -EIO when it could not be fetched (said why). */
-static int fetch_chunk(struct ondemand *od, uint32_t idx, uint64_t max)
+/* The stream a read at archive offset at continues, or a new one in
+ * place of the least recently used; its next range's length. (lock held) */
+static unsigned stream_of(struct ondemand *od, uint64_t at)
+{
+        unsigned s = 0;
+
+        for (unsigned i = 0; i < STREAMS; i++) {
+                if (od->streams[i].next == at) {
+                        s = i;
+                        uint64_t r = od->streams[s].range * 2;
+                        od->streams[s].range = r < FETCH_MAX_RANGE ? r : FETCH_MAX_RANGE;
+                        od->streams[s].used = ++od->clock;
+                        return s;
+                }
+                if (od->streams[i].used < od->streams[s].used)
+                        s = i;
+        }
+        od->streams[s] = (struct stream){ UINT64_MAX, RANGE_FIRST, ++od->clock };
+        return s;
+}
+
+/* Asks a prefetcher for the range after the one just picked for stream s,
+ * if it is missing and follows on. (lock held) */
+static void queue_ahead(struct ondemand *od, unsigned s, uint32_t last)
+{
+        size_t k = od->rank[last] + 1;
+
+        if (k >= od->r->n_chunks || od->queue_len == PREFETCH_QUEUE || od->n_prefetchers == 0)
+                return;
+        uint32_t next = od->by_offset[k];
+        if (od->state[next] != OD_MISSING || od->r->chunks[next].archive_offset != od->streams[s].next)
+                return;
+        od->queue[(od->queue_head + od->queue_len++) % PREFETCH_QUEUE] = (struct ahead){ next, s };
+        pthread_cond_broadcast(&od->changed);
+}
+
+/* Fetches idx with the missing chunks that follow it, and stores them: for
+ * a read (FETCH_READ: as far as its stream has grown, s ignored), ahead of
+ * stream s's reader (FETCH_AHEAD: as far as that stream, unless it has
+ * moved on), or for the fill (max bytes of the archive). Returns 0 once idx
+ * is in the store, -EIO when it could not be fetched (said why). */
+static int fetch_chunk(struct ondemand *od, uint32_t idx, enum fetch_kind kind, uint64_t max, unsigned s)
 {
         const struct chunk *c = &od->r->chunks[idx];
-        bool foreground = max == 0, waited = false, complete = false;
+        bool waited = false;
         int err;
 
         pthread_mutex_lock(&od->lock);
+        if (kind == FETCH_AHEAD && (od->state[idx] != OD_MISSING || od->streams[s].next != c->archive_offset)) {
+                pthread_mutex_unlock(&od->lock); /* a read got there first, or the reader went elsewhere */
+                return 0;
+        }
         while (od->state[idx] == OD_FETCHING) {
                 pthread_cond_wait(&od->changed, &od->lock);
                 waited = true;
@@ -161,16 +267,13 @@ static int fetch_chunk(struct ondemand *od, uint32_t idx, uint64_t max)
                 pthread_mutex_unlock(&od->lock);
                 return err;
         }
-        if (foreground) {
-                od->range = c->archive_offset == od->next_offset
-                                    ? (od->range * 2 < FETCH_MAX_RANGE ? od->range * 2 : FETCH_MAX_RANGE)
-                                    : RANGE_FIRST;
-                max = od->range;
-        }
+        if (kind == FETCH_READ)
+                s = stream_of(od, c->archive_offset);
+        if (kind != FETCH_FILL)
+                max = od->streams[s].range;
         _cleanup_free_ const struct chunk **picked = calloc(RANGE_MAX_CHUNKS, sizeof(*picked));
         _cleanup_free_ uint32_t *indices = calloc(RANGE_MAX_CHUNKS, sizeof(*indices));
-        _cleanup_free_ bool *stored = calloc(RANGE_MAX_CHUNKS, sizeof(*stored));
-        if (!picked || !indices || !stored) {
+        if (!picked || !indices) {
                 pthread_mutex_unlock(&od->lock);
                 log_errno(-ENOMEM, "%s: cannot fetch a chunk", od->arg);
                 return -EIO;
@@ -179,15 +282,19 @@ static int fetch_chunk(struct ondemand *od, uint32_t idx, uint64_t max)
         for (size_t i = 0; i < n; i++)
                 od->state[indices[i]] = OD_FETCHING;
         uint64_t start = c->archive_offset, len = picked[n - 1]->archive_offset + picked[n - 1]->archive_size - start;
-        if (foreground) {
-                od->next_offset = start + len;
+        if (kind != FETCH_FILL)
+                od->streams[s].next = start + len;
+        if (kind == FETCH_READ) {
                 od->foreground++;
+                /* A reader past its first range reads on: fetch its next one meanwhile. */
+                if (od->streams[s].range > RANGE_FIRST)
+                        queue_ahead(od, s, indices[n - 1]);
         }
         struct od_conn *conn = take_conn(od);
         pthread_mutex_unlock(&od->lock);
 
         struct store_batch batch;
-        struct fetched x = { od, stored };
+        struct fetched x = { .od = od, .indices = indices, .n = n };
         struct chunk_fetch f = {
                 .store = od->store, .hash_len = od->r->hash_len, .where = od->where, .codec = od->codec,
                 .decoder = conn->decoder, .batch = &batch, .chunks = picked, .n_chunks = n,
@@ -196,41 +303,31 @@ static int fetch_chunk(struct ondemand *od, uint32_t idx, uint64_t max)
         store_batch_init(&batch, od->store);
         err = chunk_fetch_range(&conn->conn, start, len, &f);
         /* What was checked is kept, even when the range failed further on. */
-        int commit_err = store_batch_commit(&batch);
-        if (commit_err < 0) {
-                store_batch_discard(&batch);
-                memset(stored, 0, n * sizeof(*stored));
-        }
+        settle(&x, &batch, true);
         store_batch_free(&batch);
 
         pthread_mutex_lock(&od->lock);
         conn->busy = false;
-        for (size_t i = 0; i < n; i++) {
-                od->state[indices[i]] = stored[i] ? OD_PRESENT : OD_MISSING;
-                od->n_present += stored[i];
-        }
-        if (foreground)
+        if (kind == FETCH_READ)
                 od->foreground--;
-        if (od->n_present == od->r->n_chunks && !od->described)
-                complete = od->described = true;
         pthread_cond_broadcast(&od->changed);
         pthread_mutex_unlock(&od->lock);
 
-        if (complete)
+        if (x.complete)
                 describe(od);
-        if (stored[0])
+        if (x.settled > 0)
                 return 0;
         if (!atomic_load(&od->stopping))
                 log_error("%s: chunk at archive offset %llu of %s could not be fetched (%s): its reads fail with "
                           "EIO until it can be",
                           od->arg, (unsigned long long)c->archive_offset, od->where,
-                          strerror(-(err < 0 ? err : commit_err < 0 ? commit_err : EIO)));
+                          strerror(-(x.err < 0 ? x.err : err < 0 ? err : EIO)));
         return -EIO;
 }
 
 static int od_fetch(struct chunk_provider *p, uint32_t idx)
 {
-        return fetch_chunk((struct ondemand *)p, idx, 0);
+        return fetch_chunk((struct ondemand *)p, idx, FETCH_READ, 0, 0);
 }
 
 /* Waits up to secs, or until stopping: false once stopping. */
@@ -261,7 +358,7 @@ static void *fill(void *arg)
                         pthread_cond_wait(&od->changed, &od->lock);
                 bool present = od->state[idx] == OD_PRESENT;
                 pthread_mutex_unlock(&od->lock);
-                if (present || fetch_chunk(od, idx, FILL_RANGE) == 0) {
+                if (present || fetch_chunk(od, idx, FETCH_FILL, FILL_RANGE, 0) == 0) {
                         k++;
                         retry = FILL_RETRY_FIRST_S;
                         continue;
@@ -276,6 +373,27 @@ static void *fill(void *arg)
         return NULL;
 }
 
+static void *prefetch(void *arg)
+{
+        struct ondemand *od = arg;
+
+        pthread_mutex_lock(&od->lock);
+        for (;;) {
+                while (od->queue_len == 0 && !atomic_load(&od->stopping))
+                        pthread_cond_wait(&od->changed, &od->lock);
+                if (atomic_load(&od->stopping))
+                        break;
+                struct ahead a = od->queue[od->queue_head];
+                od->queue_head = (od->queue_head + 1) % PREFETCH_QUEUE;
+                od->queue_len--;
+                pthread_mutex_unlock(&od->lock);
+                fetch_chunk(od, a.idx, FETCH_AHEAD, 0, a.stream);
+                pthread_mutex_lock(&od->lock);
+        }
+        pthread_mutex_unlock(&od->lock);
+        return NULL;
+}
+
 static void od_free(struct chunk_provider *p)
 {
         struct ondemand *od = (struct ondemand *)p;
@@ -286,6 +404,8 @@ static void od_free(struct chunk_provider *p)
         pthread_mutex_unlock(&od->lock);
         if (od->filler_started)
                 pthread_join(od->filler, NULL);
+        for (unsigned i = 0; i < od->n_prefetchers; i++)
+                pthread_join(od->prefetchers[i], NULL);
         for (unsigned i = 0; i < od->n_conns; i++) {
                 source_conn_close(&od->conns[i].conn);
                 decoder_free(od->conns[i].decoder);
@@ -304,10 +424,21 @@ static void od_free(struct chunk_provider *p)
 int ondemand_start(struct image_map *m)
 {
         struct ondemand *od = (struct ondemand *)m->provider;
+        int err;
 
-        if (!od || !od->fill || od->described)
+        if (!od || od->n_present == od->r->n_chunks)
                 return 0;
-        int err = pthread_create(&od->filler, NULL, fill, od);
+        for (unsigned i = 0; i < PREFETCHERS; i++) {
+                pthread_mutex_lock(&od->lock);
+                err = pthread_create(&od->prefetchers[od->n_prefetchers], NULL, prefetch, od);
+                od->n_prefetchers += err == 0;
+                pthread_mutex_unlock(&od->lock);
+                if (err)
+                        return log_errno(-err, "%s: cannot start a prefetcher", od->arg);
+        }
+        if (!od->fill || od->described)
+                return 0;
+        err = pthread_create(&od->filler, NULL, fill, od);
         if (err)
                 return log_errno(-err, "%s: cannot start the fill", od->arg);
         od->filler_started = true;
@@ -445,8 +576,8 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
         od->http = o->http;
         od->http.cancel = &od->stopping;
         od->fill = o->fill;
-        od->range = RANGE_FIRST;
-        od->next_offset = UINT64_MAX;
+        for (unsigned i = 0; i < STREAMS; i++)
+                od->streams[i] = (struct stream){ UINT64_MAX, RANGE_FIRST, 0 };
         pthread_mutex_init(&od->lock, NULL);
         pthread_cond_init(&od->changed, NULL);
         od->arg = strdup(arg);

@@ -191,7 +191,7 @@ def test_a_failing_fetch_fails_its_read_only_and_a_later_read_succeeds(tmp_path,
             # fetch. Never wrong data.
             assert error == EIO or got == want[off:off + n]
         assert srv.alive()
-        check_store(store)  # nothing wrong stored
+        check_store(store, allowed_temp=".tmp-")  # nothing wrong stored (a prefetch may be writing)
         for _ in range(3):
             error, got = nbd_read(srv, "v1", off, n)
             if error == 0:
@@ -227,12 +227,14 @@ def test_kill_9_at_random_moments_leaves_the_store_consistent(tmp_path, nginx):
     store = tmp_path / "store"
     sock = tmp_path / "s.sock"
     rnd = random.Random(1234)
-    with SlowServer(FIXTURES / PAIR_V1, rate=2 << 20) as slow:
+    # 600 KB/s: a run stores its first MiB or so of image within the window,
+    # and ten runs cannot fetch the archive's 8.1 MB.
+    with SlowServer(FIXTURES / PAIR_V1, rate=600_000) as slow:
         for i in range(10):
             p = subprocess.Popen([IHOP, "serve", "--unix", str(sock), "--source", slow.url("v1.ext4.cba"),
                                   "--fill", str(store / "v1")],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rnd.uniform(0.1, 0.8))
+            time.sleep(rnd.uniform(0.3, 1.3))
             p.send_signal(signal.SIGKILL)
             p.wait(STEP)
             if sock.exists():
