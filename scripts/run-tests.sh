@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # The whole test suite: unit tests (cmocka) and end-to-end tests (pytest,
 # real nginx), on a normal build and on an ASan+UBSan build, then every fuzz
-# target for 30 s (scripts/fuzz.sh, one pass or fail each), then an arm64
+# target for 20 s (scripts/fuzz.sh, one pass or fail each), then an arm64
 # cross build's unit tests and round trip under qemu-user
 # (scripts/cross-build.sh). Installs what it needs first. Ends with one
 # line: "N passed, N failed".
@@ -83,7 +83,7 @@ for b in build build-asan; do
 done
 
 echo "=== fuzz targets"
-bash scripts/fuzz.sh all 30 2>&1 | tee "$log"
+bash scripts/fuzz.sh all 20 2>&1 | tee "$log"
 count_fuzz
 
 echo "=== kernel NBD tests (build-asan)"

@@ -20,7 +20,7 @@ One boot runs every phase, one after the other on /dev/nbd0:
   d      the ioctl interface (IHOP_NBD_INTERFACE=ioctl: NBD_SET_SOCK and
          NBD_DO_IT), the fallback for kernels without the netlink family;
          SIGTERM disconnects and ihop exits 0
-  many   releases of 6,144 and 65,536 unique chunks (512-byte chunks of
+  many   releases of 6,144 and 32,768 unique chunks (512-byte chunks of
          random data), each mounted with 'ulimit -n 1024': far more chunk
          files than the process may open; the whole device is read
   gpt    a whole disk with a GPT (tests/e2e/disk_images.py): ext4, squashfs
@@ -81,7 +81,7 @@ PROTOCOL_ERRORS = re.compile(r"Wrong magic|Double reply|Suspicious reply|Unexpec
 # phase -> (NBD block size, connections, whether the guest mounts the ext4)
 PHASES = {"a": (512, 4, True), "b": (4096, 1, True), "c": (512, 16, False), "d": (512, 1, True)}
 # release -> unique chunks of 512 bytes, for the 'many' phase
-MANY = {"r6k": 6144, "r64k": 65536}
+MANY = {"r6k": 6144, "r32k": 32768}
 
 
 def sha256_file(path) -> str:

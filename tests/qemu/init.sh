@@ -241,7 +241,7 @@ if [ -b /dev/vda ]; then
         mount -o ro -t squashfs /dev/vda /disk
         res disk.mount $?
         # Warm the kernel's caches of the disk's directories and inodes in
-        # their own order: looked up cold in a release's order, 65,536 chunk
+        # their own order: looked up cold in a release's order, 32,768 chunk
         # files cost minutes under TCG (each lookup reads metadata blocks
         # at random), in the same order as find, seconds. What is tested is
         # reading them under a descriptor limit, not TCG's speed.
