@@ -57,6 +57,33 @@ static const struct nbd_export *find_export(const struct nbd_export *exports, si
         return NULL;
 }
 
+/* The export an option names: len bytes at name, not NUL-terminated. */
+static const struct nbd_export *find_export_named(const struct nbd_export *exports, size_t n, const uint8_t *name,
+                                                  uint32_t len)
+{
+        char s[NBD_MAX_OPTION_LEN + 1];
+
+        memcpy(s, name, len); /* len <= NBD_MAX_OPTION_LEN: options are read into a buffer that size */
+        s[len] = '\0';
+        return find_export(exports, n, s);
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+        uint32_t v;
+
+        memcpy(&v, p, sizeof(v));
+        return be32toh(v);
+}
+
+static uint16_t get_be16(const uint8_t *p)
+{
+        uint16_t v;
+
+        memcpy(&v, p, sizeof(v));
+        return be16toh(v);
+}
+
 static int reply_list(int fd, const struct nbd_export *exports, size_t n)
 {
         for (size_t i = 0; i < n; i++) {
@@ -70,14 +97,6 @@ static int reply_list(int fd, const struct nbd_export *exports, size_t n)
                         return err;
         }
         return send_option_reply(fd, NBD_OPT_LIST, NBD_REP_ACK, NULL, 0);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-        uint32_t v;
-
-        memcpy(&v, p, sizeof(v));
-        return be32toh(v);
 }
 
 /* "base:allocation" itself, or its namespace, which selects all of it. */
@@ -97,7 +116,6 @@ static bool selects_base_allocation(const uint8_t *query, uint32_t len)
 static int reply_meta_context(int fd, uint32_t option, const uint8_t *data, uint32_t len,
                               const struct nbd_export *exports, size_t n, struct negotiation *ng)
 {
-        char name[NBD_MAX_OPTION_LEN + 1];
         uint32_t name_len, n_queries, at;
         bool selected = false;
 
@@ -123,9 +141,7 @@ static int reply_meta_context(int fd, uint32_t option, const uint8_t *data, uint
                 return send_option_reply(fd, option, NBD_REP_ERR_INVALID, NULL, 0);
         if (n_queries == 0 && option == NBD_OPT_LIST_META_CONTEXT)
                 selected = true;
-        memcpy(name, data + 4, name_len);
-        name[name_len] = '\0';
-        const struct nbd_export *e = find_export(exports, n, name);
+        const struct nbd_export *e = find_export_named(exports, n, data + 4, name_len);
         if (!e)
                 return send_option_reply(fd, option, NBD_REP_ERR_UNKNOWN, NULL, 0);
 
@@ -149,23 +165,18 @@ static int reply_meta_context(int fd, uint32_t option, const uint8_t *data, uint
 static int reply_info(int fd, uint32_t option, const uint8_t *data, uint32_t len,
                       const struct nbd_export *exports, size_t n, const struct nbd_export **chosen)
 {
-        char name[NBD_MAX_OPTION_LEN + 1];
         uint32_t name_len;
         uint16_t n_req;
 
         if (len < 6)
                 return send_option_reply(fd, option, NBD_REP_ERR_INVALID, NULL, 0);
-        memcpy(&name_len, data, 4);
-        name_len = be32toh(name_len);
+        name_len = get_be32(data);
         if (name_len > len - 6)
                 return send_option_reply(fd, option, NBD_REP_ERR_INVALID, NULL, 0);
-        memcpy(&n_req, data + 4 + name_len, 2);
-        n_req = be16toh(n_req);
+        n_req = get_be16(data + 4 + name_len);
         if (len != 6 + name_len + 2u * n_req)
                 return send_option_reply(fd, option, NBD_REP_ERR_INVALID, NULL, 0);
-        memcpy(name, data + 4, name_len);
-        name[name_len] = '\0';
-        const struct nbd_export *e = find_export(exports, n, name);
+        const struct nbd_export *e = find_export_named(exports, n, data + 4, name_len);
         if (!e)
                 return send_option_reply(fd, option, NBD_REP_ERR_UNKNOWN, NULL, 0);
 
@@ -176,9 +187,7 @@ static int reply_info(int fd, uint32_t option, const uint8_t *data, uint32_t len
         } info = { htobe16(NBD_INFO_EXPORT), htobe64(e->map->size), htobe16(nbd_transmission_flags()) };
         int err = send_option_reply(fd, option, NBD_REP_INFO, &info, sizeof(info));
         for (uint16_t i = 0; err == 0 && i < n_req; i++) {
-                uint16_t want;
-                memcpy(&want, data + 6 + name_len + 2u * i, 2);
-                if (be16toh(want) != NBD_INFO_BLOCK_SIZE)
+                if (get_be16(data + 6 + name_len + 2u * i) != NBD_INFO_BLOCK_SIZE)
                         continue;
                 struct __attribute__((packed)) {
                         uint16_t type;
@@ -242,10 +251,7 @@ static int negotiate(int fd, const struct nbd_export *exports, size_t n, int64_t
                         return err;
                 switch (option) {
                 case NBD_OPT_EXPORT_NAME: {
-                        char name[NBD_MAX_OPTION_LEN + 1];
-                        memcpy(name, data, len);
-                        name[len] = '\0';
-                        const struct nbd_export *e = find_export(exports, n, name);
+                        const struct nbd_export *e = find_export_named(exports, n, data, len);
                         if (!e)
                                 return -ENOENT; /* this option has no error reply: hang up */
                         struct __attribute__((packed)) {
