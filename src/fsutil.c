@@ -330,6 +330,11 @@ int write_file_atomic_at(int dirfd, const char *name, const char *tmp_prefix, co
         return write_atomic(dirfd, name, tmp_prefix, data, len, false, true);
 }
 
+int write_file_new_at(int dirfd, const char *name, const char *tmp_prefix, const void *data, size_t len)
+{
+        return write_atomic(dirfd, name, tmp_prefix, data, len, false, false);
+}
+
 int write_file_atomic_opts(const char *path, const void *data, size_t len, bool private, bool replace)
 {
         char prefix[PATH_MAX];

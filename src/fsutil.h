@@ -52,6 +52,8 @@ int link_unique_at(int dirfd, const char *oldname, int new_dirfd, const char *pr
  * never a mix, and the new survives a power cut once this returns. The file
  * gets mode 0666 less the umask. */
 int write_file_atomic_at(int dirfd, const char *name, const char *tmp_prefix, const void *data, size_t len);
+/* The same, but never replacing: -EEXIST, and nothing written, when name exists. */
+int write_file_new_at(int dirfd, const char *name, const char *tmp_prefix, const void *data, size_t len);
 /* The same, the temp file being path + ".tmp-XXXXXX". */
 int write_file_atomic(const char *path, const void *data, size_t len);
 /* The same; private: mode 0600 (a secret key), set before any byte is

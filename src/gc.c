@@ -13,9 +13,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* "<hex>.chunk" → hash bytes; false for names that are not chunk files. */
 static bool parse_chunk_name(const char *name, uint8_t *hash, size_t *len)
@@ -82,6 +85,20 @@ struct gc_refs {
         struct store_usage releases, in_use;
 };
 
+/* A chunk's temp file names its writer ("HASH.tmp-PID.N"). One whose
+ * writer still runs is a fetch in flight, not garbage: an on-demand mount
+ * (ondemand.h) stores chunks without holding the store's lock. */
+static bool writer_runs(const char *name)
+{
+        const char *p = strstr(name, STORE_TMP_MARK) + strlen(STORE_TMP_MARK);
+        char *end;
+        long pid = strtol(p, &end, 10);
+
+        if (end == p || *end != '.' || pid <= 0 || pid == (long)getpid())
+                return false;
+        return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
 /* chunks_fd: the store's chunks/ directory; sub: one of its fan-out directories. */
 static int collect_dir(struct store *s, int chunks_fd, const struct gc_refs *refs, const char *sub, bool dry_run,
                        struct gc_result *res)
@@ -104,6 +121,8 @@ static int collect_dir(struct store *s, int chunks_fd, const struct gc_refs *ref
                 if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                         continue;
                 if (strstr(e->d_name, STORE_TMP_MARK)) {
+                        if (writer_runs(e->d_name))
+                                continue;
                         drop(fd, path, e->d_name, (uint64_t)st.st_size, dry_run, "left by an interrupted clone");
                         res->tmp_removed++;
                         res->bytes_removed += (uint64_t)st.st_size;

@@ -175,6 +175,14 @@ static int open_chunk(void *opaque)
         return fd == -EOPNOTSUPP ? -EAGAIN : fd;
 }
 
+static int open_provided(void *opaque)
+{
+        struct chunk_opener *o = opaque;
+        int fd = o->map->provider->open(o->map->provider, o->idx);
+
+        return fd == -EMFILE || fd == -ENFILE || fd >= 0 ? fd : -EIO;
+}
+
 /* The chunk's file, open (and with verify, checked once), or -EIO. With
  * nowait, -EAGAIN instead of anything that could wait on the device (a
  * lookup of a directory not cached, a first check with verify) and of any
@@ -193,10 +201,12 @@ static int chunk_acquire(struct image_map *m, uint32_t idx, bool nowait, struct 
         if (err < 0 && nowait)
                 return -EAGAIN;
         if (err == -ENOENT && m->provider) {
-                err = m->provider->fetch(m->provider, idx);
+                err = fd_cache_get(m->files, &m->cached[idx], open_provided, &o, ref);
                 if (err < 0)
                         return -EIO; /* the provider said why */
-                err = fd_cache_get(m->files, &m->cached[idx], open_chunk, &o, ref);
+                /* Checked on its way in: no second hash under verify. */
+                atomic_fetch_or(&m->state[idx], STATE_READABLE);
+                return 0;
         }
         if (err < 0) {
                 report_chunk(m, idx, err == -ENOENT ? "is missing" : "cannot be opened", err == -ENOENT ? 0 : err);
@@ -210,6 +220,8 @@ static int chunk_acquire(struct image_map *m, uint32_t idx, bool nowait, struct 
                 report_chunk(m, idx, "is corrupt: reads of it fail with EIO", 0);
                 return -EIO;
         }
+        if (m->provider)
+                m->provider->found(m->provider, idx);
         atomic_fetch_or(&m->state[idx], STATE_READABLE);
         return 0;
 }

@@ -18,10 +18,15 @@
 /* Where the chunks missing from the store come from while the map is read
  * (ondemand.h); a stored release, whose chunks are all there, has none. */
 struct chunk_provider {
-        /* Makes chunk idx of the release (an index into release->chunks)
-         * present in the store, waiting on the network if need be: 0, or
-         * -EIO (said why). */
-        int (*fetch)(struct chunk_provider *p, uint32_t idx);
+        /* An open file of chunk idx of the release (an index into
+         * release->chunks) whose content the provider checked against the
+         * chunk's hash: the store's, or one on its way there. Waits on the
+         * network if need be. An fd, -EMFILE or -ENFILE (the cache makes
+         * room and asks again), or -EIO (said why). */
+        int (*open)(struct chunk_provider *p, uint32_t idx);
+        /* A read found chunk idx in the store, for the first time (another
+         * process may have stored it). Waits on nothing but a lock. */
+        void (*found)(struct chunk_provider *p, uint32_t idx);
         void (*free)(struct chunk_provider *p);
 };
 

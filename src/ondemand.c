@@ -13,13 +13,16 @@
 #include "units.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-/* Connections to the archive: reads waiting on the network at once. */
-#define ONDEMAND_CONNECTIONS 4u
+/* Workers, each with its connection to the archive: fetches at once. */
+#define HTTP_WORKERS 4u
+#define FILE_WORKERS 2u
 /* A read's fetch: at least its chunk, and the missing ones after it up to
  * this much of the archive; doubled for each read that follows on from the
  * last of its stream, up to FETCH_MAX_RANGE (the read-ahead of a sequential
@@ -28,23 +31,55 @@
 /* Sequential readers told apart (a kernel or nbdcopy reads several regions
  * at once); the least recently used makes room for a new one. */
 #define STREAMS 8u
-/* A sequential reader's next range is fetched by one of these while the
- * reader waits on its own: fetching, decompressing, hashing and storing
- * overlap (one range ahead, so a reader that stops costs one range). */
-#define PREFETCHERS 2u
-#define PREFETCH_QUEUE 8u
+/* A sequential reader's next range is queued with its own, so that
+ * fetching, decompressing, hashing and storing overlap with its reading;
+ * at most this many such ranges wait for a worker. */
+#define AHEAD_QUEUED_MAX 8u
 /* Chunks in one fetch at most (a range of tiny compressed chunks). */
 #define RANGE_MAX_CHUNKS 1024u
-/* The fill's ranges: short enough that a read waiting on one of its chunks
- * waits little longer than for its own. */
+/* The fill's ranges: short enough that a read waiting for a worker waits
+ * little longer than for its own range. */
 #define FILL_RANGE (4u << 20)
 /* The fill waits this long after a failure, doubling up to the most. */
 #define FILL_RETRY_FIRST_S 1u
 #define FILL_RETRY_MOST_S 30u
+/* A fetched chunk becomes durable and takes its place in the store with
+ * its batch (one syncfs each) of about this many bytes: what a killed fetch
+ * loses. */
+#define SETTLE_BYTES (2u << 20)
+/* Until then it is readable from its temp file as soon as it is checked,
+ * through one of at most this many descriptors (the rest of the process's
+ * reserve, fd_cache.h, is for sockets and files being written). */
+#define EARLY_MAX 128u
 
-enum { OD_MISSING, OD_FETCHING, OD_PRESENT };
+enum {
+        OD_MISSING,  /* not in the store: a read or the fill fetches it */
+        OD_FAILED,   /* missing, and a read's fetch of it failed: the reads waiting on it fail */
+        OD_FETCHING, /* in a job, queued or running */
+        OD_VERIFIED, /* checked, readable through early[], not yet durable */
+        OD_PRESENT,  /* durable, in the store */
+};
 
-enum fetch_kind { FETCH_READ, FETCH_AHEAD, FETCH_FILL };
+static bool fetchable(uint8_t state)
+{
+        return state == OD_MISSING || state == OD_FAILED;
+}
+
+enum job_kind { JOB_READ, JOB_AHEAD, JOB_FILL };
+
+/* A range of the archive to fetch: chunks back to back, in archive order. */
+struct job {
+        struct job *next;
+        enum job_kind kind;
+        uint64_t start, len;
+        size_t n;
+        uint32_t indices[RANGE_MAX_CHUNKS];
+        const struct chunk *picked[RANGE_MAX_CHUNKS];
+};
+
+struct job_queue {
+        struct job *head, **tail;
+};
 
 struct stream {
         uint64_t next;  /* where in the archive its last range ended */
@@ -52,15 +87,11 @@ struct stream {
         uint64_t used;  /* od->clock when last used */
 };
 
-struct ahead {
-        uint32_t idx;    /* the first chunk of the range to fetch */
-        unsigned stream; /* for whom */
-};
-
-struct od_conn {
+struct od_worker {
+        struct ondemand *od;
         struct source_conn conn;
         struct decoder *decoder;
-        bool busy;
+        pthread_t thread;
 };
 
 struct ondemand {
@@ -74,26 +105,33 @@ struct ondemand {
         const struct release *r;  /* the map's: the archive's release */
         struct archive_source *src;
         enum codec codec;
-        struct od_conn conns[ONDEMAND_CONNECTIONS];
-        unsigned n_conns;
+        struct od_worker workers[HTTP_WORKERS];
+        unsigned n_conns;   /* workers with a connection */
+        unsigned n_started; /* workers running */
 
         pthread_mutex_t lock;
-        pthread_cond_t changed; /* a chunk's state, a connection, foreground, stopping */
+        pthread_cond_t changed; /* a chunk's state, stopping: for readers */
+        pthread_cond_t work;    /* a job, a job done, stopping: for workers */
         uint8_t *state;         /* per chunk of r */
-        size_t n_present;
+        int *early;             /* per chunk: its temp file while OD_VERIFIED, else -1 */
+        unsigned n_early;
+        size_t n_present, n_missing;
         uint32_t *by_offset; /* chunk indices in archive order */
         size_t *rank;        /* a chunk's place in by_offset */
         struct stream streams[STREAMS];
         uint64_t clock;
-        struct ahead queue[PREFETCH_QUEUE];
-        unsigned queue_head, queue_len;
-        pthread_t prefetchers[PREFETCHERS];
-        unsigned n_prefetchers;
-        unsigned foreground; /* reads' fetches in flight: the fill waits */
-        bool described;       /* the description is in the store */
+        struct job_queue reads, aheads;
+        unsigned n_aheads;
+        unsigned foreground; /* read jobs queued or running: the fill waits */
+        unsigned filling, fill_max;
+        size_t fill_cursor;  /* in by_offset */
+        struct timespec fill_after;
+        unsigned fill_retry;
+        bool described;     /* the description is in the store, or a worker is to write it */
+        bool describe_due;  /* for the next worker free */
+        uint8_t *desc;      /* the description, as it is to be written */
+        size_t desc_len;
         atomic_bool stopping;
-        bool filler_started;
-        pthread_t filler;
 };
 
 static int by_archive_offset(const void *a, const void *b, void *chunks)
@@ -104,109 +142,98 @@ static int by_archive_offset(const void *a, const void *b, void *chunks)
         return x < y ? -1 : x > y;
 }
 
-static struct od_conn *take_conn(struct ondemand *od)
+/* (lock held, as for everything that touches state) */
+static void set_state(struct ondemand *od, uint32_t idx, uint8_t s)
 {
-        for (;;) {
-                for (unsigned i = 0; i < od->n_conns; i++)
-                        if (!od->conns[i].busy) {
-                                od->conns[i].busy = true;
-                                return &od->conns[i];
-                        }
-                pthread_cond_wait(&od->changed, &od->lock);
+        uint8_t was = od->state[idx];
+
+        od->n_missing -= fetchable(was);
+        od->n_missing += fetchable(s);
+        od->n_present -= was == OD_PRESENT;
+        od->n_present += s == OD_PRESENT;
+        if (was == OD_VERIFIED) {
+                close(od->early[idx]);
+                od->early[idx] = -1;
+                od->n_early--;
+        }
+        od->state[idx] = s;
+}
+
+/* idx is in the store: when it was the last, a worker writes the description. */
+static void now_present(struct ondemand *od, uint32_t idx)
+{
+        set_state(od, idx, OD_PRESENT);
+        if (od->n_present == od->r->n_chunks && !od->described) {
+                od->described = od->describe_due = true;
+                pthread_cond_broadcast(&od->work);
         }
 }
 
-/* One range being fetched: its chunks are made durable and present a
- * piece at a time, so that a read waiting on one goes on before the range
- * is over, and a killed fetch of a long range keeps what it had. */
-#define SETTLE_BYTES (1u << 20)
-
-struct fetched {
-        struct ondemand *od;
-        const uint32_t *indices; /* the range's chunks */
-        size_t n;
-        size_t stored;  /* indices[0..stored) are in the batch or settled */
-        size_t settled; /* indices[0..settled) are present */
-        int err;        /* a commit's failure */
-        bool complete;  /* the last chunk of the release came in */
-};
-
-/* Commits the batch: the chunks in it become present, readers waiting on
- * them go on. With last, the chunks never stored go back to missing. */
-static void settle(struct fetched *x, struct store_batch *b, bool last)
+/* A chunk not fetched here may have been stored by another process since
+ * (a clone into the same store): then it is not fetched again. */
+static bool stored_meanwhile(struct ondemand *od, uint32_t idx)
 {
-        struct ondemand *od = x->od;
-        int err = b->n ? store_batch_commit(b) : 0;
+        enum chunk_state st;
 
-        if (err < 0) {
-                store_batch_discard(b);
-                x->stored = x->settled; /* none of those became durable */
-                x->err = err;
-        }
-        pthread_mutex_lock(&od->lock);
-        for (size_t i = x->settled; i < x->stored; i++)
-                od->state[x->indices[i]] = OD_PRESENT;
-        od->n_present += x->stored - x->settled;
-        x->settled = x->stored;
-        if (last)
-                for (size_t i = x->stored; i < x->n; i++)
-                        od->state[x->indices[i]] = OD_MISSING;
-        if (od->n_present == od->r->n_chunks && !od->described)
-                x->complete = od->described = true;
-        pthread_cond_broadcast(&od->changed);
-        pthread_mutex_unlock(&od->lock);
+        if (store_chunk_state(od->store, &od->r->chunks[idx], od->r->hash_len, false, &st) < 0 ||
+            st != CHUNK_PRESENT)
+                return false;
+        now_present(od, idx);
+        return true;
 }
 
-static int mark_stored(struct chunk_fetch *f, size_t index)
+static void push(struct job_queue *q, struct job *j)
 {
-        struct fetched *x = f->opaque;
-
-        x->stored = index + 1;
-        if (f->batch->bytes >= SETTLE_BYTES && x->err == 0)
-                settle(x, f->batch, false);
-        return x->err;
+        j->next = NULL;
+        *q->tail = j;
+        q->tail = &j->next;
 }
 
-/* The chunks picked (lock held): idx, then those after it in the archive
- * that are missing and follow on byte for byte, up to max bytes in all. */
-static size_t pick_range(struct ondemand *od, uint32_t idx, uint64_t max, const struct chunk **picked,
-                         uint32_t *indices)
+static struct job *pop(struct job_queue *q)
+{
+        struct job *j = q->head;
+
+        if (j && !(q->head = j->next))
+                q->tail = &q->head;
+        return j;
+}
+
+/* A job for idx, then those after it in the archive that are missing and
+ * follow on byte for byte, up to max bytes in all; its chunks are marked
+ * fetching. NULL when out of memory (said). */
+static struct job *make_job(struct ondemand *od, uint32_t idx, uint64_t max, enum job_kind kind)
 {
         const struct chunk *first = &od->r->chunks[idx];
         uint64_t end = first->archive_offset + first->archive_size;
-        size_t n = 0;
+        struct job *j = malloc(sizeof(*j));
 
-        picked[n] = first;
-        indices[n++] = idx;
-        for (size_t k = od->rank[idx] + 1; k < od->r->n_chunks; k++) {
-                uint32_t j = od->by_offset[k];
-                const struct chunk *c = &od->r->chunks[j];
-                if (n == RANGE_MAX_CHUNKS || od->state[j] != OD_MISSING || c->archive_offset != end ||
-                    end + c->archive_size - first->archive_offset > max)
+        if (!j) {
+                log_errno(-ENOMEM, "%s: cannot fetch a chunk", od->arg);
+                return NULL;
+        }
+        j->kind = kind;
+        j->n = 0;
+        j->picked[j->n] = first;
+        j->indices[j->n++] = idx;
+        for (size_t k = od->rank[idx] + 1; k < od->r->n_chunks && j->n < RANGE_MAX_CHUNKS; k++) {
+                uint32_t i = od->by_offset[k];
+                const struct chunk *c = &od->r->chunks[i];
+                if (!fetchable(od->state[i]) || c->archive_offset != end ||
+                    end + c->archive_size - first->archive_offset > max || stored_meanwhile(od, i))
                         break;
-                picked[n] = c;
-                indices[n++] = j;
+                j->picked[j->n] = c;
+                j->indices[j->n++] = i;
                 end += c->archive_size;
         }
-        return n;
-}
-
-/* Every chunk durable, then the description: the release is complete. */
-static void describe(struct ondemand *od)
-{
-        int err = store_sync(od->store);
-
-        if (err == 0)
-                err = release_file_write(od->store, od->name, od->r);
-        if (err < 0) {
-                log_errno(err, "%s: every chunk is in the store, but its description cannot be written", od->arg);
-                return;
-        }
-        log_info("%s: every chunk is in the store: it is now an ordinary release", od->arg);
+        for (size_t i = 0; i < j->n; i++)
+                set_state(od, j->indices[i], OD_FETCHING);
+        j->start = first->archive_offset;
+        j->len = end - j->start;
+        return j;
 }
 
 /* The stream a read at archive offset at continues, or a new one in
- * place of the least recently used; its next range's length. (lock held) */
+ * place of the least recently used. */
 static unsigned stream_of(struct ondemand *od, uint64_t at)
 {
         unsigned s = 0;
@@ -226,172 +253,336 @@ static unsigned stream_of(struct ondemand *od, uint64_t at)
         return s;
 }
 
-/* Asks a prefetcher for the range after the one just picked for stream s,
- * if it is missing and follows on. (lock held) */
+/* Queues the range that follows stream s's last, if it is missing and
+ * follows on. */
 static void queue_ahead(struct ondemand *od, unsigned s, uint32_t last)
 {
         size_t k = od->rank[last] + 1;
 
-        if (k >= od->r->n_chunks || od->queue_len == PREFETCH_QUEUE || od->n_prefetchers == 0)
+        if (k >= od->r->n_chunks || od->n_aheads == AHEAD_QUEUED_MAX)
                 return;
         uint32_t next = od->by_offset[k];
-        if (od->state[next] != OD_MISSING || od->r->chunks[next].archive_offset != od->streams[s].next)
+        if (!fetchable(od->state[next]) || od->r->chunks[next].archive_offset != od->streams[s].next)
                 return;
-        od->queue[(od->queue_head + od->queue_len++) % PREFETCH_QUEUE] = (struct ahead){ next, s };
-        pthread_cond_broadcast(&od->changed);
+        struct job *j = make_job(od, next, od->streams[s].range, JOB_AHEAD);
+        if (!j)
+                return;
+        od->streams[s].next = j->start + j->len;
+        push(&od->aheads, j);
+        od->n_aheads++;
 }
 
-/* Fetches idx with the missing chunks that follow it, and stores them: for
- * a read (FETCH_READ: as far as its stream has grown, s ignored), ahead of
- * stream s's reader (FETCH_AHEAD: as far as that stream, unless it has
- * moved on), or for the fill (max bytes of the archive). Returns 0 once idx
- * is in the store, -EIO when it could not be fetched (said why). */
-static int fetch_chunk(struct ondemand *od, uint32_t idx, enum fetch_kind kind, uint64_t max, unsigned s)
+/* Queues a read's fetch of idx (and of the range after it, for a reader
+ * that reads on). */
+static int queue_read(struct ondemand *od, uint32_t idx)
 {
-        const struct chunk *c = &od->r->chunks[idx];
-        bool waited = false;
-        int err;
+        unsigned s = stream_of(od, od->r->chunks[idx].archive_offset);
+        struct job *j = make_job(od, idx, od->streams[s].range, JOB_READ);
 
+        if (!j)
+                return -ENOMEM;
+        od->streams[s].next = j->start + j->len;
+        push(&od->reads, j);
+        od->foreground++;
+        if (od->streams[s].range > RANGE_FIRST)
+                queue_ahead(od, s, j->indices[j->n - 1]);
+        pthread_cond_broadcast(&od->work);
+        return 0;
+}
+
+/* One job being fetched: each chunk is readable once checked, and becomes
+ * durable and present with its batch. */
+struct fetched {
+        struct ondemand *od;
+        const struct job *job;
+        size_t stored;  /* the job's chunks [0, stored) are in the batch or settled */
+        size_t settled; /* [0, settled) are present */
+        int err;        /* a commit's failure */
+};
+
+/* Commits the batch: its chunks become present. With last, the chunks
+ * never stored are missing again (failed, for a read's: its waiting reads
+ * fail). */
+static void settle(struct fetched *x, struct store_batch *b, bool last)
+{
+        struct ondemand *od = x->od;
+        const struct job *j = x->job;
+        uint8_t gone = j->kind == JOB_READ ? OD_FAILED : OD_MISSING;
+        int err = b->n ? store_batch_commit(b) : 0;
+
+        if (err < 0) {
+                store_batch_discard(b);
+                x->err = err;
+        }
         pthread_mutex_lock(&od->lock);
-        if (kind == FETCH_AHEAD && (od->state[idx] != OD_MISSING || od->streams[s].next != c->archive_offset)) {
-                pthread_mutex_unlock(&od->lock); /* a read got there first, or the reader went elsewhere */
-                return 0;
+        for (size_t i = x->settled; i < x->stored; i++) {
+                if (err < 0)
+                        set_state(od, j->indices[i], gone);
+                else
+                        now_present(od, j->indices[i]);
         }
-        while (od->state[idx] == OD_FETCHING) {
-                pthread_cond_wait(&od->changed, &od->lock);
-                waited = true;
-        }
-        if (od->state[idx] == OD_PRESENT || waited) {
-                /* Fetched meanwhile, or its fetch failed: that one answered for it. */
-                err = od->state[idx] == OD_PRESENT ? 0 : -EIO;
-                pthread_mutex_unlock(&od->lock);
-                return err;
-        }
-        if (kind == FETCH_READ)
-                s = stream_of(od, c->archive_offset);
-        if (kind != FETCH_FILL)
-                max = od->streams[s].range;
-        _cleanup_free_ const struct chunk **picked = calloc(RANGE_MAX_CHUNKS, sizeof(*picked));
-        _cleanup_free_ uint32_t *indices = calloc(RANGE_MAX_CHUNKS, sizeof(*indices));
-        if (!picked || !indices) {
-                pthread_mutex_unlock(&od->lock);
-                log_errno(-ENOMEM, "%s: cannot fetch a chunk", od->arg);
-                return -EIO;
-        }
-        size_t n = pick_range(od, idx, max, picked, indices);
-        for (size_t i = 0; i < n; i++)
-                od->state[indices[i]] = OD_FETCHING;
-        uint64_t start = c->archive_offset, len = picked[n - 1]->archive_offset + picked[n - 1]->archive_size - start;
-        if (kind != FETCH_FILL)
-                od->streams[s].next = start + len;
-        if (kind == FETCH_READ) {
-                od->foreground++;
-                /* A reader past its first range reads on: fetch its next one meanwhile. */
-                if (od->streams[s].range > RANGE_FIRST)
-                        queue_ahead(od, s, indices[n - 1]);
-        }
-        struct od_conn *conn = take_conn(od);
+        if (err < 0)
+                x->stored = x->settled; /* none of those became durable */
+        else
+                x->settled = x->stored;
+        if (last)
+                for (size_t i = x->stored; i < j->n; i++)
+                        set_state(od, j->indices[i], gone);
+        pthread_cond_broadcast(&od->changed);
         pthread_mutex_unlock(&od->lock);
+}
 
+static int mark_stored(struct chunk_fetch *f, size_t index)
+{
+        struct fetched *x = f->opaque;
+        struct ondemand *od = x->od;
+        uint32_t idx = x->job->indices[index];
+
+        /* Past the budget (or out of descriptors), readers wait for the batch. */
+        pthread_mutex_lock(&od->lock);
+        if (od->n_early < EARLY_MAX) {
+                int fd = chunk_writer_open_finished(&f->writer);
+                if (fd >= 0) {
+                        set_state(od, idx, OD_VERIFIED);
+                        od->early[idx] = fd;
+                        od->n_early++;
+                        pthread_cond_broadcast(&od->changed);
+                }
+        }
+        pthread_mutex_unlock(&od->lock);
+        x->stored = index + 1;
+        if (f->batch->bytes >= SETTLE_BYTES && x->err == 0)
+                settle(x, f->batch, false);
+        return x->err;
+}
+
+/* Does STORE/NAME hold the archive's image? */
+static int holds_image(struct store *store, const char *name, const struct release *r, bool *same)
+{
+        struct release *have = NULL;
+        int err = release_file_read(store, name, &have);
+
+        if (err < 0)
+                return err;
+        *same = have->source_total_size == r->source_total_size &&
+                have->source_checksum_len == r->source_checksum_len &&
+                memcmp(have->source_checksum, r->source_checksum, r->source_checksum_len) == 0;
+        release_free(have);
+        return 0;
+}
+
+/* Every chunk durable, then the description: the release is complete. A
+ * release under the name that appeared meanwhile (a clone) is kept. */
+static void describe(struct ondemand *od)
+{
+        bool same;
+        int err = store_sync(od->store);
+
+        if (err == 0)
+                err = store_release_create(od->store, od->name, od->desc, od->desc_len);
+        if (err == 0) {
+                log_info("%s: every chunk is in the store: it is now an ordinary release", od->arg);
+                return;
+        }
+        if (err == -EEXIST && (err = holds_image(od->store, od->name, od->r, &same)) == 0) {
+                if (same)
+                        log_info("%s: every chunk is in the store, and the release was written meanwhile", od->arg);
+                else
+                        log_error("%s: every chunk is in the store, but a release of another image took the name "
+                                  "meanwhile: it is left as it is",
+                                  od->arg);
+                return;
+        }
+        /* Why was said where it failed. */
+        log_warn("%s: every chunk is in the store, but it is no release until its description is written (when "
+                 "next opened)",
+                 od->arg);
+}
+
+/* Fetches the job's range into the store: true when every chunk came in. */
+static bool run_job(struct ondemand *od, struct od_worker *w, const struct job *j)
+{
         struct store_batch batch;
-        struct fetched x = { .od = od, .indices = indices, .n = n };
+        struct fetched x = { .od = od, .job = j };
         struct chunk_fetch f = {
                 .store = od->store, .hash_len = od->r->hash_len, .where = od->where, .codec = od->codec,
-                .decoder = conn->decoder, .batch = &batch, .chunks = picked, .n_chunks = n,
+                .decoder = w->decoder, .batch = &batch, .chunks = j->picked, .n_chunks = j->n,
                 .cancel = &od->stopping, .stored = mark_stored, .opaque = &x,
         };
+
         store_batch_init(&batch, od->store);
-        err = chunk_fetch_range(&conn->conn, start, len, &f);
+        int err = chunk_fetch_range(&w->conn, j->start, j->len, &f);
         /* What was checked is kept, even when the range failed further on. */
         settle(&x, &batch, true);
         store_batch_free(&batch);
-
-        pthread_mutex_lock(&od->lock);
-        conn->busy = false;
-        if (kind == FETCH_READ)
-                od->foreground--;
-        pthread_cond_broadcast(&od->changed);
-        pthread_mutex_unlock(&od->lock);
-
-        if (x.complete)
-                describe(od);
-        if (x.settled > 0)
-                return 0;
-        if (!atomic_load(&od->stopping))
+        if (x.settled == j->n || atomic_load(&od->stopping))
+                return true;
+        const struct chunk *c = j->picked[x.settled];
+        err = x.err < 0 ? x.err : err < 0 ? err : -EIO;
+        if (j->kind == JOB_READ)
                 log_error("%s: chunk at archive offset %llu of %s could not be fetched (%s): its reads fail with "
                           "EIO until it can be",
-                          od->arg, (unsigned long long)c->archive_offset, od->where,
-                          strerror(-(x.err < 0 ? x.err : err < 0 ? err : EIO)));
-        return -EIO;
+                          od->arg, (unsigned long long)c->archive_offset, od->where, strerror(-err));
+        else
+                log_warn("%s: chunks from archive offset %llu of %s could not be fetched (%s)", od->arg,
+                         (unsigned long long)c->archive_offset, od->where, strerror(-err));
+        return false;
 }
 
-static int od_fetch(struct chunk_provider *p, uint32_t idx)
+static bool fill_wanted(const struct ondemand *od)
 {
-        return fetch_chunk((struct ondemand *)p, idx, FETCH_READ, 0, 0);
+        return od->fill && !od->described && od->n_missing > 0 && od->foreground == 0 && od->filling < od->fill_max;
 }
 
-/* Waits up to secs, or until stopping: false once stopping. */
-static bool pause_unless_stopping(struct ondemand *od, unsigned secs)
+/* The next missing chunk in archive order from the fill's cursor, as a
+ * job, or NULL when every missing one is being fetched. */
+static struct job *fill_job(struct ondemand *od)
 {
-        struct timespec until;
+        size_t n = od->r->n_chunks;
 
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += secs;
-        pthread_mutex_lock(&od->lock);
-        while (!atomic_load(&od->stopping) && pthread_cond_timedwait(&od->changed, &od->lock, &until) == 0)
-                ;
-        pthread_mutex_unlock(&od->lock);
-        return !atomic_load(&od->stopping);
-}
-
-/* The fill: every missing chunk in archive order, in ranges of FILL_RANGE,
- * each started only while no read waits on a fetch. */
-static void *fill(void *arg)
-{
-        struct ondemand *od = arg;
-        unsigned retry = FILL_RETRY_FIRST_S;
-
-        for (size_t k = 0; k < od->r->n_chunks && !atomic_load(&od->stopping);) {
-                uint32_t idx = od->by_offset[k];
-                pthread_mutex_lock(&od->lock);
-                while (od->foreground > 0 && !atomic_load(&od->stopping))
-                        pthread_cond_wait(&od->changed, &od->lock);
-                bool present = od->state[idx] == OD_PRESENT;
-                pthread_mutex_unlock(&od->lock);
-                if (present || fetch_chunk(od, idx, FETCH_FILL, FILL_RANGE, 0) == 0) {
-                        k++;
-                        retry = FILL_RETRY_FIRST_S;
-                        continue;
+        for (size_t k = 0; k < n; k++) {
+                size_t pos = (od->fill_cursor + k) % n;
+                uint32_t idx = od->by_offset[pos];
+                if (fetchable(od->state[idx]) && !stored_meanwhile(od, idx)) {
+                        od->fill_cursor = pos;
+                        return make_job(od, idx, FILL_RANGE, JOB_FILL);
                 }
-                if (atomic_load(&od->stopping))
-                        break;
-                log_warn("%s: filling goes on in %u s", od->arg, retry);
-                if (!pause_unless_stopping(od, retry))
-                        break;
-                retry = retry * 2 < FILL_RETRY_MOST_S ? retry * 2 : FILL_RETRY_MOST_S;
         }
         return NULL;
 }
 
-static void *prefetch(void *arg)
+static bool before(const struct timespec *a, const struct timespec *b)
 {
-        struct ondemand *od = arg;
+        return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* What a worker does next: reads first, then read-ahead, then the fill
+ * (while no read waits); NULL once stopping. */
+static struct job *next_job(struct ondemand *od)
+{
+        for (;;) {
+                struct job *j;
+                struct timespec now;
+                if (atomic_load(&od->stopping))
+                        return NULL;
+                if (od->describe_due) {
+                        od->describe_due = false;
+                        pthread_mutex_unlock(&od->lock);
+                        describe(od);
+                        pthread_mutex_lock(&od->lock);
+                        continue;
+                }
+                if ((j = pop(&od->reads)))
+                        return j;
+                if ((j = pop(&od->aheads))) {
+                        od->n_aheads--;
+                        return j;
+                }
+                if (!fill_wanted(od)) {
+                        pthread_cond_wait(&od->work, &od->lock);
+                        continue;
+                }
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (before(&now, &od->fill_after)) {
+                        pthread_cond_timedwait(&od->work, &od->lock, &od->fill_after);
+                        continue;
+                }
+                if ((j = fill_job(od))) {
+                        od->filling++;
+                        return j;
+                }
+                pthread_cond_wait(&od->work, &od->lock);
+        }
+}
+
+static void job_done(struct ondemand *od, struct job *j, bool ok)
+{
+        if (j->kind == JOB_READ)
+                od->foreground--;
+        if (j->kind == JOB_FILL) {
+                od->filling--;
+                if (ok) {
+                        od->fill_retry = FILL_RETRY_FIRST_S;
+                } else if (!atomic_load(&od->stopping)) {
+                        log_warn("%s: filling goes on in %u s", od->arg, od->fill_retry);
+                        clock_gettime(CLOCK_MONOTONIC, &od->fill_after);
+                        od->fill_after.tv_sec += od->fill_retry;
+                        od->fill_retry = od->fill_retry * 2 < FILL_RETRY_MOST_S ? od->fill_retry * 2 : FILL_RETRY_MOST_S;
+                }
+        }
+        free(j);
+        pthread_cond_broadcast(&od->work);
+}
+
+static void *work(void *arg)
+{
+        struct od_worker *w = arg;
+        struct ondemand *od = w->od;
+        struct job *j;
+
+        pthread_mutex_lock(&od->lock);
+        while ((j = next_job(od))) {
+                pthread_mutex_unlock(&od->lock);
+                bool ok = run_job(od, w, j);
+                pthread_mutex_lock(&od->lock);
+                job_done(od, j, ok);
+        }
+        pthread_mutex_unlock(&od->lock);
+        return NULL;
+}
+
+/* The provider's open: the chunk's file in the store, or its checked temp
+ * file on the way there, fetched first if need be. */
+static int od_open(struct chunk_provider *p, uint32_t idx)
+{
+        struct ondemand *od = (struct ondemand *)p;
+        const struct chunk *c = &od->r->chunks[idx];
+        bool waited = false;
+        int fd;
 
         pthread_mutex_lock(&od->lock);
         for (;;) {
-                while (od->queue_len == 0 && !atomic_load(&od->stopping))
-                        pthread_cond_wait(&od->changed, &od->lock);
-                if (atomic_load(&od->stopping))
+                uint8_t s = od->state[idx];
+                if (s == OD_PRESENT || s == OD_VERIFIED || atomic_load(&od->stopping))
                         break;
-                struct ahead a = od->queue[od->queue_head];
-                od->queue_head = (od->queue_head + 1) % PREFETCH_QUEUE;
-                od->queue_len--;
+                if (s == OD_FETCHING) {
+                        pthread_cond_wait(&od->changed, &od->lock);
+                        waited = true;
+                        continue;
+                }
+                /* The read's own fetch failed (said why); the chunk is
+                 * fetched again by a later read. */
+                if (s == OD_FAILED && waited)
+                        break;
+                if (od->n_started == 0 || queue_read(od, idx) < 0)
+                        break;
+        }
+        uint8_t s = od->state[idx];
+        if (s == OD_VERIFIED) {
+                fd = fcntl(od->early[idx], F_DUPFD_CLOEXEC, 0);
                 pthread_mutex_unlock(&od->lock);
-                fetch_chunk(od, a.idx, FETCH_AHEAD, 0, a.stream);
-                pthread_mutex_lock(&od->lock);
+                return fd >= 0 ? fd : log_errno(-errno, "%s: cannot read a chunk just fetched", od->arg);
         }
         pthread_mutex_unlock(&od->lock);
-        return NULL;
+        if (s != OD_PRESENT)
+                return -EIO;
+        fd = store_chunk_open(od->store, c, od->r->hash_len);
+        if (fd == -EMFILE || fd == -ENFILE || fd >= 0)
+                return fd;
+        log_errno(fd, "%s: cannot open a chunk just fetched", od->arg);
+        return -EIO;
+}
+
+/* The provider's found: a read opened idx in the store, maybe stored by
+ * another process since the release was opened. */
+static void od_found(struct chunk_provider *p, uint32_t idx)
+{
+        struct ondemand *od = (struct ondemand *)p;
+
+        pthread_mutex_lock(&od->lock);
+        if (fetchable(od->state[idx]))
+                now_present(od, idx);
+        pthread_mutex_unlock(&od->lock);
 }
 
 static void od_free(struct chunk_provider *p)
@@ -401,19 +592,29 @@ static void od_free(struct chunk_provider *p)
         pthread_mutex_lock(&od->lock);
         atomic_store(&od->stopping, true);
         pthread_cond_broadcast(&od->changed);
+        pthread_cond_broadcast(&od->work);
         pthread_mutex_unlock(&od->lock);
-        if (od->filler_started)
-                pthread_join(od->filler, NULL);
-        for (unsigned i = 0; i < od->n_prefetchers; i++)
-                pthread_join(od->prefetchers[i], NULL);
+        for (unsigned i = 0; i < od->n_started; i++)
+                pthread_join(od->workers[i].thread, NULL);
+        if (od->describe_due) /* the last chunk came in as it stopped */
+                describe(od);
+        for (struct job *j; (j = pop(&od->reads)) || (j = pop(&od->aheads));)
+                free(j);
         for (unsigned i = 0; i < od->n_conns; i++) {
-                source_conn_close(&od->conns[i].conn);
-                decoder_free(od->conns[i].decoder);
+                source_conn_close(&od->workers[i].conn);
+                decoder_free(od->workers[i].decoder);
         }
+        if (od->early)
+                for (size_t i = 0; i < od->r->n_chunks; i++)
+                        if (od->early[i] >= 0)
+                                close(od->early[i]);
         archive_source_close(od->src);
         pthread_cond_destroy(&od->changed);
+        pthread_cond_destroy(&od->work);
         pthread_mutex_destroy(&od->lock);
+        free(od->desc);
         free(od->state);
+        free(od->early);
         free(od->by_offset);
         free(od->rank);
         free(od->arg);
@@ -424,24 +625,18 @@ static void od_free(struct chunk_provider *p)
 int ondemand_start(struct image_map *m)
 {
         struct ondemand *od = (struct ondemand *)m->provider;
-        int err;
 
         if (!od || od->n_present == od->r->n_chunks)
                 return 0;
-        for (unsigned i = 0; i < PREFETCHERS; i++) {
+        od->fill_max = od->n_conns > 2 ? od->n_conns - 2 : 1;
+        for (unsigned i = 0; i < od->n_conns; i++) {
                 pthread_mutex_lock(&od->lock);
-                err = pthread_create(&od->prefetchers[od->n_prefetchers], NULL, prefetch, od);
-                od->n_prefetchers += err == 0;
+                int err = pthread_create(&od->workers[i].thread, NULL, work, &od->workers[i]);
+                od->n_started += err == 0;
                 pthread_mutex_unlock(&od->lock);
                 if (err)
-                        return log_errno(-err, "%s: cannot start a prefetcher", od->arg);
+                        return log_errno(-err, "%s: cannot start a fetching thread", od->arg);
         }
-        if (!od->fill || od->described)
-                return 0;
-        err = pthread_create(&od->filler, NULL, fill, od);
-        if (err)
-                return log_errno(-err, "%s: cannot start the fill", od->arg);
-        od->filler_started = true;
         return 0;
 }
 
@@ -458,19 +653,19 @@ static int open_archive(struct ondemand *od, const struct ondemand_options *o, s
         if (err < 0)
                 return err;
         od->where = od->src->where;
-        unsigned n = od->src->is_http ? ONDEMAND_CONNECTIONS : 2;
+        unsigned n = od->src->is_http ? HTTP_WORKERS : FILE_WORKERS;
         for (unsigned i = 0; i < n; i++) {
-                err = source_conn_open(od->src, &od->conns[i].conn);
+                err = source_conn_open(od->src, &od->workers[i].conn);
                 if (err < 0)
                         return log_errno(err, "cannot set up a connection to %s", od->where);
                 od->n_conns++;
         }
-        err = archive_trust_read_header(&trust, store, od->src, &od->conns[0].conn, out, NULL);
+        err = archive_trust_read_header(&trust, store, od->src, &od->workers[0].conn, out, NULL);
         if (err < 0)
                 return err;
         od->codec = (*out)->codec;
         for (unsigned i = 0; i < od->n_conns; i++) {
-                err = decoder_new(od->codec, &od->conns[i].decoder);
+                err = decoder_new(od->codec, &od->workers[i].decoder);
                 if (err < 0)
                         return log_errno(err, "cannot create a decoder");
         }
@@ -480,18 +675,14 @@ static int open_archive(struct ondemand *od, const struct ondemand_options *o, s
 /* A release NAME already in the store must be this archive's image. */
 static int check_existing(struct ondemand *od, struct store *store, const struct release *r)
 {
-        struct release *have = NULL;
+        bool same;
         int err;
 
         if (!store_release_exists(store, od->name))
                 return 0;
-        err = release_file_read(store, od->name, &have);
+        err = holds_image(store, od->name, r, &same);
         if (err < 0)
                 return err;
-        bool same = have->source_total_size == r->source_total_size &&
-                    have->source_checksum_len == r->source_checksum_len &&
-                    memcmp(have->source_checksum, r->source_checksum, r->source_checksum_len) == 0;
-        release_free(have);
         if (!same) {
                 log_error("%s exists and holds another image than %s (ihop rm it first, or choose another name)",
                           od->arg, od->where);
@@ -510,16 +701,20 @@ static int take_stock(struct ondemand *od, struct image_map *m)
         int err;
 
         od->state = calloc(n, sizeof(*od->state));
+        od->early = malloc(n * sizeof(*od->early));
         od->by_offset = calloc(n, sizeof(*od->by_offset));
         od->rank = calloc(n, sizeof(*od->rank));
-        if (!st || !od->state || !od->by_offset || !od->rank)
+        if (!st || !od->state || !od->early || !od->by_offset || !od->rank)
                 return log_errno(-ENOMEM, "cannot map release %s", od->arg);
+        for (size_t i = 0; i < n; i++)
+                od->early[i] = -1;
         err = image_map_scan(m, st, od->arg);
         if (err < 0)
                 return err;
         for (size_t i = 0; i < r->n_chunks; i++) {
                 od->state[i] = st[i] == CHUNK_PRESENT ? OD_PRESENT : OD_MISSING;
                 od->n_present += st[i] == CHUNK_PRESENT;
+                od->n_missing += st[i] != CHUNK_PRESENT;
                 od->by_offset[i] = (uint32_t)i;
         }
         qsort_r(od->by_offset, r->n_chunks, sizeof(*od->by_offset), by_archive_offset, r->chunks);
@@ -532,9 +727,7 @@ static int open_locked(struct ondemand *od, const struct ondemand_options *o, bo
                        struct image_map **out)
 {
         _cleanup_archive_ struct archive *a = NULL;
-        _cleanup_free_ uint8_t *desc = NULL;
         struct image_map *m = NULL;
-        size_t desc_len;
         int err;
 
         err = open_archive(od, o, store, &a);
@@ -542,7 +735,7 @@ static int open_locked(struct ondemand *od, const struct ondemand_options *o, bo
                 return err;
         err = check_existing(od, store, a->release);
         if (err == 0)
-                err = release_file_encode(a->release, &desc, &desc_len);
+                err = release_file_encode(a->release, &od->desc, &od->desc_len);
         if (err < 0)
                 return err;
         err = image_map_new(store, a->release, verify, &m);
@@ -553,7 +746,7 @@ static int open_locked(struct ondemand *od, const struct ondemand_options *o, bo
         od->r = m->release;
         m->provider = &od->provider;
         *out = m;
-        err = store_use_begin(store, od->name, desc, desc_len, &m->use);
+        err = store_use_begin(store, od->name, od->desc, od->desc_len, &m->use);
         if (err == 0)
                 err = take_stock(od, m);
         return err;
@@ -572,14 +765,24 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
         *out = NULL;
         if (!od)
                 return -ENOMEM;
-        od->provider = (struct chunk_provider){ od_fetch, od_free };
+        od->provider = (struct chunk_provider){ od_open, od_found, od_free };
         od->http = o->http;
         od->http.cancel = &od->stopping;
         od->fill = o->fill;
         for (unsigned i = 0; i < STREAMS; i++)
                 od->streams[i] = (struct stream){ UINT64_MAX, RANGE_FIRST, 0 };
+        od->reads.tail = &od->reads.head;
+        od->aheads.tail = &od->aheads.head;
+        od->fill_retry = FILL_RETRY_FIRST_S;
+        for (unsigned i = 0; i < HTTP_WORKERS; i++)
+                od->workers[i].od = od;
         pthread_mutex_init(&od->lock, NULL);
         pthread_cond_init(&od->changed, NULL);
+        pthread_condattr_t monotonic;
+        pthread_condattr_init(&monotonic);
+        pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC); /* the fill's retry times */
+        pthread_cond_init(&od->work, &monotonic);
+        pthread_condattr_destroy(&monotonic);
         od->arg = strdup(arg);
         err = od->arg ? store_split_release_path(arg, &store_path, &od->name) : -ENOMEM;
         if (err == 0)

@@ -311,6 +311,11 @@ int chunk_writer_finish(struct chunk_writer *w)
         return err;
 }
 
+int chunk_writer_open_finished(const struct chunk_writer *w)
+{
+        return openat_beneath(w->store->chunks_dirfd, w->tmp, O_RDONLY, 0);
+}
+
 void chunk_writer_abort(struct chunk_writer *w)
 {
         if (w->fd >= 0) {
@@ -510,7 +515,7 @@ int store_release_read(struct store *s, const char *name, uint8_t **buf, size_t 
         return 0;
 }
 
-int store_release_write(struct store *s, const char *name, const uint8_t *buf, size_t len)
+static int release_write(struct store *s, const char *name, const uint8_t *buf, size_t len, bool replace)
 {
         char path[PATH_MAX], tmp_prefix[NAME_MAX];
         int err;
@@ -520,10 +525,23 @@ int store_release_write(struct store *s, const char *name, const uint8_t *buf, s
         snprintf(path, sizeof(path), "%s/%s", s->path, name);
         if (snprintf(tmp_prefix, sizeof(tmp_prefix), ".%s%s", name, STORE_TMP_MARK) >= (int)sizeof(tmp_prefix))
                 return log_errno(-ENAMETOOLONG, "cannot write release description %s", path);
-        err = write_file_atomic_at(s->dirfd, name, tmp_prefix, buf, len);
+        err = replace ? write_file_atomic_at(s->dirfd, name, tmp_prefix, buf, len)
+                      : write_file_new_at(s->dirfd, name, tmp_prefix, buf, len);
+        if (err == -EEXIST && !replace)
+                return err;
         if (err < 0)
                 return log_errno(err, "cannot write release description %s", path);
         return 0;
+}
+
+int store_release_write(struct store *s, const char *name, const uint8_t *buf, size_t len)
+{
+        return release_write(s, name, buf, len, true);
+}
+
+int store_release_create(struct store *s, const char *name, const uint8_t *buf, size_t len)
+{
+        return release_write(s, name, buf, len, false);
 }
 
 int store_release_remove(struct store *s, const char *name)

@@ -124,6 +124,11 @@ int chunk_writer_begin(struct chunk_writer *w, struct store *s, const struct chu
 int chunk_writer_write(struct chunk_writer *w, const uint8_t *data, size_t len);
 /* Checks size and hash; on success the temp file waits for a batch commit. */
 int chunk_writer_finish(struct chunk_writer *w);
+/* The finished writer's temp file, open for reading (an fd or negative
+ * errno): its content is checked, though neither durable nor in place until
+ * its batch is committed. For a reader that needs the chunk now; the fd
+ * goes on reading it once committed (a rename keeps the file). */
+int chunk_writer_open_finished(const struct chunk_writer *w);
 void chunk_writer_abort(struct chunk_writer *w);
 
 /* Verified chunks waiting to be made durable and renamed into place. */
@@ -168,6 +173,8 @@ int store_release_read(struct store *s, const char *name, uint8_t **buf, size_t 
 /* Replaces STORE/NAME with buf atomically and durably (temp file
  * ".NAME.tmp-XXXXXX", fsync, rename, fsync of STORE); logs why not. */
 int store_release_write(struct store *s, const char *name, const uint8_t *buf, size_t len);
+/* The same, but never replacing: -EEXIST (not logged) when STORE/NAME exists. */
+int store_release_create(struct store *s, const char *name, const uint8_t *buf, size_t len);
 
 /* Removes release NAME, durably; its chunks stay until gc. -ENOENT (logged)
  * when there is no such release. Wants the exclusive store lock. */

@@ -205,17 +205,30 @@ def test_a_failing_fetch_fails_its_read_only_and_a_later_read_succeeds(tmp_path,
     assert a.chunk_data_offset > 0
 
 
-def test_gc_keeps_what_an_on_demand_mount_fetched(tmp_path, nginx, serve):
+def test_gc_keeps_what_an_on_demand_mount_fetched_and_is_fetching(tmp_path, serve):
+    """A read is answered as soon as its chunk is checked, while the rest of
+    its range still comes in (slowly here): gc then leaves the fetch's temp
+    files alone (their writer runs), the fetch settles without an error, and
+    gc keeps every chunk the mount fetched."""
     store = tmp_path / "store"
-    srv = serve([store / "v1"], "--source", nginx.url(PAIR_V1))
-    error, _ = nbd_read(srv, "v1", 1 << 20, 1 << 20)
-    assert error == 0
-    before = sorted(p.name for p in (store / "chunks").rglob("*.chunk"))
-    assert before
-    r = ihop("gc", store)
-    assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (store / "chunks").rglob("*.chunk")) == before
-    assert srv.stop() == 0
+    # 1 MB/s: the read's first range (256 KiB of archive) takes a quarter
+    # of a second, the 4 KiB read far less.
+    with SlowServer(FIXTURES / PAIR_V1, rate=1_000_000) as slow:
+        srv = serve([store / "v1"], "--source", slow.url("v1.ext4.cba"))
+        error, _ = nbd_read(srv, "v1", 1 << 20, 4096)
+        assert error == 0
+        temps = [p.name for p in (store / "chunks").rglob("*.tmp-*")]
+        r = ihop("gc", store)
+        assert r.returncode == 0, r.stderr
+        assert temps, "the range was over before gc: nothing in flight to keep"
+        wait_for(lambda: not list((store / "chunks").rglob("*.tmp-*")), "the read's range to settle")
+        before = check_store(store)
+        assert len(before) > 1
+        r = ihop("gc", store)
+        assert r.returncode == 0, r.stderr
+        assert check_store(store) == before
+        assert srv.stop() == 0
+    assert "cannot" not in srv.stderr and "could not" not in srv.stderr, srv.stderr
 
 
 def test_kill_9_at_random_moments_leaves_the_store_consistent(tmp_path, nginx):
@@ -268,7 +281,9 @@ def test_a_cut_transfer_is_resumed_and_the_read_answered(tmp_path, serve):
         srv = serve([tmp_path / "store" / "v1"], "--source", fs.url, "--http-retry-delay", "0")
         off, n = 3 << 20, 2 << 20
         assert nbd_read(srv, "v1", off, n) == (0, want[off:off + n])
-        assert len(fs.cut_at) == 2, fs.cut_at
+        # The read is answered once its chunks are in: a second cut may
+        # fall on the rest of its range, after it.
+        assert fs.cut_at, "no transfer was cut"
         assert srv.stop() == 0
     assert "could not be fetched" not in srv.stderr, srv.stderr
     check_store(tmp_path / "store")
