@@ -149,6 +149,7 @@ int cmd_serve(int argc, char **argv)
         _cleanup_ondemand_cli_ struct ondemand_cli od;
         const char *sources[CLI_MAX_ORDERED_OPERANDS] = {}, *pending = NULL;
         bool any_source = false;
+        int named = 0; /* operands seen as such; those after "--" come at the end */
 
         ondemand_cli_init(&od);
         cli_parser_init(&p, &cmd, argc, argv);
@@ -157,6 +158,7 @@ int cmd_serve(int argc, char **argv)
                 case CLI_OPERAND:
                         sources[p.n_ordered - 1] = pending;
                         pending = NULL;
+                        named = p.n_ordered;
                         break;
                 case OPT_SOURCE:
                         if (pending) {
@@ -191,6 +193,10 @@ int cmd_serve(int argc, char **argv)
         }
         if (c < 0)
                 return p.result;
+        if (pending && p.n_operands > named) { /* "--source SOURCE -- STORE/NAME" */
+                sources[named] = pending;
+                pending = NULL;
+        }
         if (pending) {
                 log_error("--source %s is for the release named after it, and none is", pending);
                 return CLI_USAGE;
