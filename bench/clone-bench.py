@@ -243,6 +243,30 @@ def build_archive(image, args):
 
 # ------------------------------------------------------------------ nginx --
 
+def nginx_config(d, listen, www, http_extra=""):
+    """The nginx.conf of a private nginx serving the files in www on listen
+    (ADDR:PORT), its pid file, logs and temp files in d; also
+    bench/ondemand_bench.py's. Its access log, d/access.log, has a line a
+    request: the URI, the status, the body bytes, the bytes sent with the
+    headers and the Range asked for (what the benchmarks count)."""
+    return """%sworker_processes 1;
+pid %s/nginx.pid;
+error_log %s/error.log;
+events { worker_connections 256; }
+http {
+    log_format bench '$request_uri $status $body_bytes_sent $bytes_sent "$http_range"';
+    access_log %s/access.log bench;
+    client_body_temp_path %s/tmp;
+    sendfile on;
+%s    server {
+        listen %s;
+        root %s;
+    }
+}
+""" % ("user root root;\n" if os.geteuid() == 0 else "", d, d, d, d,
+       "".join("    %s\n" % line for line in http_extra.splitlines()), listen, www)
+
+
 class Nginx:
     def __init__(self, rundir, files):
         self.dir = os.path.join(rundir, "nginx")
@@ -255,24 +279,9 @@ class Nginx:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.access_log = os.path.join(self.dir, "access.log")
-        user = "user root root;\n" if os.geteuid() == 0 else ""
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write("""%sworker_processes 1;
-pid %s/nginx.pid;
-error_log %s/error.log;
-events { worker_connections 256; }
-http {
-    log_format bench '$request_uri $status $body_bytes_sent $bytes_sent "$http_range"';
-    access_log %s bench;
-    client_body_temp_path %s/tmp;
-    sendfile on;
-    server {
-        listen 127.0.0.1:%d;
-        root %s;
-    }
-}
-""" % (user, self.dir, self.dir, self.access_log, self.dir, self.port, www))
+            f.write(nginx_config(self.dir, "127.0.0.1:%d" % self.port, www))
         self.proc = subprocess.Popen(["/usr/sbin/nginx", "-p", self.dir, "-c", conf, "-g", "daemon off;"])
         for _ in range(100):
             try:

@@ -6,11 +6,14 @@
 # multi-user.target with its root on `ihop serve --source`; (c) --fill to
 # completion against clone; (d) sequential read throughput of a cold
 # on-demand `ihop serve` against nbdkit's curl plugin reading the raw image
-# from the same nginx (target >= 1x). Rounds take turns; medians and ratios.
+# from the same nginx (target >= 1x), over loopback and over emulated links
+# (two private network namespaces joined by a veth pair shaped by tbf).
+# Rounds take turns; medians and ratios.
 # The measuring is bench/ondemand_bench.py's (see its --help); this installs
 # what it needs, builds ihop, gives it a run directory under bench/work and,
 # whatever happens, unmounts, stops and removes what was left in it.
 #   bench/ondemand-bench.sh [--rounds N] [--boot-rounds N] [--no-boot] [--quick]
+#                           [--links RATE,...|none] [--link-rounds N]
 #                           [--drop-caches] [--store-dir DIR] [--rebuild-boot]   (as root)
 set -eu
 cd "$(dirname "$0")/.."
@@ -21,8 +24,9 @@ if [ "$(id -u)" != 0 ]; then
 	echo "ondemand-bench: run as root (FUSE and loop mounts, nginx, debootstrap, qemu)" >&2
 	exit 2
 fi
-# nbdkit ships the curl plugin; nbdcopy is libnbd-bin's (in the base list).
-scripts/install-deps.sh nbdkit || { echo "ondemand-bench: installing packages failed" >&2; exit 2; }
+# nbdkit ships the curl plugin; nbdcopy is libnbd-bin's (in the base list);
+# the links take ip and tc (iproute2) and curl.
+scripts/install-deps.sh nbdkit iproute2 curl || { echo "ondemand-bench: installing packages failed" >&2; exit 2; }
 ninja -C build >/dev/null || { echo "ondemand-bench: ninja -C build failed" >&2; exit 2; }
 mkdir -p bench/work
 run=$(mktemp -d "$PWD/bench/work/ondemand-run.XXXXXX")
@@ -35,7 +39,8 @@ cleanup() {
 		wait "$child" 2>/dev/null || true
 	fi
 	# What the script left mounted under the run directory, the latest first
-	# (a loop mount before the FUSE file it is made of).
+	# (a loop mount before the FUSE file it is made of; the links' network
+	# namespaces, bind-mounted files, go once their processes are gone).
 	awk -v run="$run/" 'index($5, run) == 1 { m[n++] = $5 } END { while (n) print m[--n] }' /proc/self/mountinfo |
 		while read -r m; do
 			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
