@@ -202,11 +202,13 @@ static int chunk_acquire(struct image_map *m, uint32_t idx, bool nowait, struct 
                 return -EAGAIN;
         if (err == -ENOENT && m->provider) {
                 err = fd_cache_get(m->files, &m->cached[idx], open_provided, &o, ref);
-                if (err < 0)
+                if (err == -EIO)
                         return -EIO; /* the provider said why */
-                /* Checked on its way in: no second hash under verify. */
-                atomic_fetch_or(&m->state[idx], STATE_READABLE);
-                return 0;
+                if (err == 0) {
+                        /* Checked on its way in: no second hash under verify. */
+                        atomic_fetch_or(&m->state[idx], STATE_READABLE);
+                        return 0;
+                }
         }
         if (err < 0) {
                 report_chunk(m, idx, err == -ENOENT ? "is missing" : "cannot be opened", err == -ENOENT ? 0 : err);
