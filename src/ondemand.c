@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -629,14 +630,26 @@ int ondemand_start(struct image_map *m)
         if (!od || od->n_present == od->r->n_chunks)
                 return 0;
         od->fill_max = od->n_conns > 2 ? od->n_conns - 2 : 1;
-        for (unsigned i = 0; i < od->n_conns; i++) {
+        /* The stop signals blocked in the fetching threads: one that the
+         * caller takes through a signalfd (nbd_kernel.c blocks them in its
+         * own thread only, later) must not fall to one of them and kill
+         * the process with its default action. (Not every signal: a
+         * SIGSEGV blocked would bypass ASan's handler.) */
+        sigset_t stop, old;
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &stop, &old);
+        int err = 0;
+        for (unsigned i = 0; i < od->n_conns && !err; i++) {
                 pthread_mutex_lock(&od->lock);
-                int err = pthread_create(&od->workers[i].thread, NULL, work, &od->workers[i]);
+                err = pthread_create(&od->workers[i].thread, NULL, work, &od->workers[i]);
                 od->n_started += err == 0;
                 pthread_mutex_unlock(&od->lock);
-                if (err)
-                        return log_errno(-err, "%s: cannot start a fetching thread", od->arg);
         }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (err)
+                return log_errno(-err, "%s: cannot start a fetching thread", od->arg);
         return 0;
 }
 

@@ -34,6 +34,14 @@ One boot runs every phase, one after the other on /dev/nbd0:
          padding: it ends inside a 4 KiB block), --block-size 4096: the
          device is the image padded with zeros, no partitions of the GPT
          disk before it linger, it mounts with every entry of its tree
+  od     --source: v1 not in the store (an empty one on the guest's tmpfs),
+         its chunks fetched as the kernel reads them from v1.ext4.cba on the
+         virtual disk (a path: the guest has no network); the ext4 mounted
+         with every file read first, then the whole device: the release
+         then is an ordinary one of that store ('ihop verify' passes);
+         SIGTERM disconnects and ihop exits 0
+  odf    --source --fill --detach into another empty store: the release
+         completes without a read, the device reads as the image; SIGINT
 
 The guest only reports (SHA-256 -- busybox has no b2sum -- of the whole
 device and of every file of the mounted file systems, sizes, partitions,
@@ -47,9 +55,9 @@ diagnostics (see test_kernel_saw_no_nbd_errors).
 
 The kernel package is downloaded once into a cache (see nbdvm.py); the boot
 then takes about 2.5 minutes here (TCG, one vCPU), most of it in 'many',
-about 5 s in gpt and sq. The test is skipped only when no VM can be booted
-here at all (no qemu, no kernel to be had); set IHOP_REQUIRE_KERNEL_TEST=1 to
-make that a failure instead.
+about 5 s in gpt and sq, 14 s in od and odf. The test is skipped only when
+no VM can be booted here at all (no qemu, no kernel to be had); set
+IHOP_REQUIRE_KERNEL_TEST=1 to make that a failure instead.
 """
 
 import hashlib
@@ -79,7 +87,8 @@ PROTOCOL_ERRORS = re.compile(r"Wrong magic|Double reply|Suspicious reply|Unexpec
                              r"Send control failed|Send data failed|I/O error|Connection timed out")
 
 # phase -> (NBD block size, connections, whether the guest mounts the ext4)
-PHASES = {"a": (512, 4, True), "b": (4096, 1, True), "c": (512, 16, False), "d": (512, 1, True)}
+PHASES = {"a": (512, 4, True), "b": (4096, 1, True), "c": (512, 16, False), "d": (512, 1, True),
+          "od": (512, 4, True)}
 # release -> unique chunks of 512 bytes, for the 'many' phase
 MANY = {"r6k": 6144, "r32k": 32768}
 
@@ -271,6 +280,8 @@ def vm(tmp_path_factory):
     assert sq.stat().st_size % 4096 != 0, "the squashfs image fills its last 4 KiB block"
     add_release(sq, store / "squashfs")
     expected.sq = ExpectedImage(sq, work / "sq-tree")
+    # od, odf: the archive itself, for --source in the guest
+    shutil.copyfile(FIXTURE, work / "disk" / "v1.cba")
     disk = work / "disk.img"
     nbdvm.make_disk(disk, work / "disk")
     shutil.rmtree(work / "disk")
@@ -498,6 +509,40 @@ def test_squashfs_release_mounts_and_files_match(vm):
     assert vm.get("sq.size_after") == "0"
 
 
+def test_on_demand_release_appears_once_the_whole_device_was_read(vm):
+    """mount --source into an empty store: ready at once with no chunk in
+    the store and no release, which appears once the files and then the
+    whole device were read (each test_*[od] above checks what was read)
+    and verifies; SIGTERM disconnects and ihop exits 0."""
+    log = vm.log("od")
+    assert "ihop: /tmp/od/v1: on demand from /disk/v1.cba: 0 of " in log, log
+    assert vm.get("od.release_at_start") == "0", "a release before its chunks were read"
+    assert vm.get("od.release") == "1", f"no release /tmp/od/v1 after the whole device was read:\n{log}"
+    assert "/tmp/od/v1: every chunk is in the store: it is now an ordinary release" in log, log
+    assert vm.get("od.exit") == "0", log
+    assert vm.get("od.size_after") == "0", "the device is still attached after ihop ended"
+    assert "disconnecting /dev/nbd0" in log
+    assert vm.get("od.verify").startswith("0 /tmp/od/v1: OK "), vm.get("od.verify")
+
+
+def test_on_demand_fill_completes_the_release_without_a_read(vm):
+    """mount --source --fill --detach: attached when it returns; the fill
+    fetches every chunk with nothing reading the device, the release
+    appears and verifies, the device reads as the image; SIGINT ends the
+    daemon."""
+    log = vm.log("odf")
+    assert vm.get("odf.rc") == "0", log
+    assert int(vm.get("odf.size")) == vm.expected.device_size(512) // 512, "size in 512-byte sectors"
+    assert vm.get("odf.pid").isdigit()
+    assert "ihop: /tmp/odf/v1: on demand from /disk/v1.cba: 0 of " in log and "or filled" in log, log
+    assert vm.get("odf.release") == "1", f"the fill did not complete the release in 60 s:\n{log}"
+    assert "/tmp/odf/v1: every chunk is in the store: it is now an ordinary release" in log, log
+    assert vm.get("odf.dev") == vm.expected.device_sha256(512), "/dev/nbd0 differs from 'ihop cat'"
+    assert vm.get("odf.alive_after") == "0", "the daemon did not end on SIGINT"
+    assert vm.get("odf.size_after") == "0"
+    assert vm.get("odf.verify").startswith("0 /tmp/odf/v1: OK "), vm.get("odf.verify")
+
+
 def assert_same_entries(got: dict, want: dict):
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
@@ -513,7 +558,7 @@ def test_kernel_saw_no_nbd_errors(vm):
     if not bad:
         return
     r = vm.run.results
-    phase = r.get("diag.what", "")[:1]
+    phase = r.get("diag.what", "").split(":")[0]
     kernel_stall = (any("Connection timed out" in l for l in bad) and phase in PHASES and
                     r.get("diag.ihop_busy") == "0" and int(r.get("diag.recv_works", "0")) < PHASES[phase][1])
     if kernel_stall:

@@ -33,6 +33,12 @@
 #          returns; each one read whole, mounted, every entry reported
 #   sq     /store/squashfs, a squashfs root file system as a whole release,
 #          --block-size 4096: read whole, mounted, every entry reported
+#   od     --source /disk/v1.cba (the archive on the virtual disk, no
+#          network) into an empty store on tmpfs: the ext4 mounted and its
+#          files read first (scattered fetches), then the whole device; the
+#          release then appears in that store and verifies; SIGTERM
+#   odf    --source --fill --detach into another empty store: the release
+#          appears without a read, the device reads whole; SIGINT
 
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -55,8 +61,10 @@ t() { res "$1.t" "$(cut -d' ' -f1 /proc/uptime)"; }
 
 size() { cat $SYS/size 2>/dev/null || echo none; }
 
-# A process is alive while /proc has it and it is not a zombie.
+# A process is alive while /proc has it and it is not a zombie; no pid
+# (a pid file never written) is none (/proc//stat is /proc/stat).
 alive() {
+        [ -n "$1" ] || return 1
         st=$(sed 's/.*) //' /proc/"$1"/stat 2>/dev/null | cut -c1)
         [ -n "$st" ] && [ "$st" != Z ]
 }
@@ -78,6 +86,18 @@ wait_zero() {
                 sleep 0.1
                 i=$((i + 1))
         done
+}
+
+# stop_detached PHASE PID: SIGINT to a detached ihop (PID may be empty): it
+# must end, and the device go back to size 0.
+stop_detached() {
+        if [ -n "$2" ]; then
+                kill -INT "$2"
+                wait_gone "$2" 20
+                res "$1.alive_after" "$(alive "$2" && echo 1 || echo 0)"
+        fi
+        wait_zero
+        res "$1.size_after" "$(size)"
 }
 
 # wait_exit PID SECONDS: PID's exit status (a child of ours); killed with
@@ -150,29 +170,53 @@ stall_watch() {
 }
 stall_unwatch() { touch /tmp/unwatch.$W; }
 
+# attrs PHASE: the attached device's size, read-only flag and block size.
+attrs() {
+        res "$1.size" "$(size)"
+        res "$1.ro" "$(cat $SYS/ro)"
+        res "$1.lbs" "$(cat $SYS/queue/logical_block_size)"
+}
+
+# devsum PHASE: the SHA-256 of the whole device.
+devsum() {
+        t "$1.dev"
+        stall_watch "$1: reading $DEV"
+        res "$1.dev" "$(sha256sum $DEV | cut -d' ' -f1)"
+        stall_unwatch
+}
+
+# ext4 PHASE: the device mounted read-only as ext4, a "FILE PHASE sha256
+# ./path" line for every file, unmounted.
+ext4() {
+        t "$1.mount"
+        mount -o ro -t ext4 $DEV /mnt 2>/tmp/"$1".mount
+        res "$1.mount" $? "$(head -n1 /tmp/"$1".mount)"
+        if grep -q ' /mnt ' /proc/mounts; then
+                stall_watch "$1: reading the files"
+                (cd /mnt && find . -type f -exec sha256sum {} +) |
+                        while read -r h f; do echo "FILE $1 $h $f" >"$OUT"; done
+                stall_unwatch
+                res "$1.files" "$(find /mnt -type f | wc -l)"
+                t "$1.umount"
+                umount /mnt
+                res "$1.umount" $?
+        fi
+}
+
 # checks PHASE: what every phase reports about the attached device.
 checks() {
-        p=$1
-        res "$p.size" "$(size)"
-        res "$p.ro" "$(cat $SYS/ro)"
-        res "$p.lbs" "$(cat $SYS/queue/logical_block_size)"
-        t "$p.dev"
-        stall_watch "$p: reading $DEV"
-        res "$p.dev" "$(sha256sum $DEV | cut -d' ' -f1)"
-        stall_unwatch
-        t "$p.mount"
-        mount -o ro -t ext4 $DEV /mnt 2>/tmp/"$p".mount
-        res "$p.mount" $? "$(head -n1 /tmp/"$p".mount)"
-        if grep -q ' /mnt ' /proc/mounts; then
-                stall_watch "$p: reading the files"
-                (cd /mnt && find . -type f -exec sha256sum {} +) |
-                        while read -r h f; do echo "FILE $p $h $f" >"$OUT"; done
-                stall_unwatch
-                res "$p.files" "$(find /mnt -type f | wc -l)"
-                t "$p.umount"
-                umount /mnt
-                res "$p.umount" $?
-        fi
+        attrs "$1"
+        devsum "$1"
+        ext4 "$1"
+}
+
+# wait_file PATH PID SECONDS: until PATH exists, PID died, or SECONDS went by.
+wait_file() {
+        i=0
+        while [ ! -e "$1" ] && [ $i -lt $(($3 * 10)) ] && alive "$2"; do
+                sleep 0.1
+                i=$((i + 1))
+        done
 }
 
 # tree PHASE DIR: a "FILE PHASE VALUE ./path" line for every entry under DIR,
@@ -298,13 +342,7 @@ res c.pid "${dpid:-none}"
 stall_watch "c: reading $DEV"
 res c.dev "$(sha256sum $DEV | cut -d' ' -f1)"
 stall_unwatch
-if [ -n "$dpid" ]; then
-        kill -INT "$dpid"
-        wait_gone "$dpid" 20
-        res c.alive_after "$(alive "$dpid" && echo 1 || echo 0)"
-fi
-wait_zero
-res c.size_after "$(size)"
+stop_detached c "$dpid"
 sed "s/^/[c] /" /tmp/c.log
 
 t d
@@ -419,13 +457,7 @@ if [ -f /store/disk ]; then
                         res "$part.umount" $?
                 fi
         done
-        if [ -n "$gpid" ]; then
-                kill -INT "$gpid"
-                wait_gone "$gpid" 20
-                res gpt.alive_after "$(alive "$gpid" && echo 1 || echo 0)"
-        fi
-        wait_zero
-        res gpt.size_after "$(size)"
+        stop_detached gpt "$gpid"
         sed "s/^/[gpt] /" /tmp/gpt.log
 fi
 
@@ -457,6 +489,69 @@ if [ -f /store/squashfs ]; then
         wait_zero
         res sq.size_after "$(size)"
         log sq
+fi
+
+# free_dev: should ihop have died without disconnecting, the device is
+# disconnected from outside, so that the next phase finds it free.
+free_dev() {
+        if [ "$(size)" != 0 ] && [ -x /bin/nbd-disconnect ]; then
+                nbd-disconnect $DEV
+                wait_zero
+        fi
+}
+
+# verify PHASE RELEASE: ihop verify, its status and last line.
+verify() {
+        timeout -s KILL 60 ihop verify "$2" >/tmp/"$1".verify 2>&1
+        res "$1.verify" $? "$(tail -n1 /tmp/"$1".verify)"
+}
+
+t od
+# --- od: --source, a release not in the (empty) store: its chunks are
+# fetched from the archive on the virtual disk as the kernel reads them
+if [ -f /disk/v1.cba ]; then
+        ihop mount --source /disk/v1.cba /tmp/od/v1 $DEV >/tmp/od.log 2>&1 </dev/null &
+        pid=$!
+        wait_size $pid
+        res od.alive "$(alive $pid && echo 1 || echo 0)"
+        res od.release_at_start "$([ -e /tmp/od/v1 ] && echo 1 || echo 0)"
+        attrs od
+        # The file system's scattered reads first, then the rest of the device.
+        ext4 od
+        devsum od
+        # Every chunk was read: the release description follows the last one.
+        wait_file /tmp/od/v1 $pid 10
+        t od.release
+        res od.release "$([ -f /tmp/od/v1 ] && echo 1 || echo 0)"
+        kill -TERM $pid
+        wait_exit $pid 20
+        res od.exit $?
+        wait_zero
+        res od.size_after "$(size)"
+        free_dev
+        log od
+        verify od /tmp/od/v1
+        rm -rf /tmp/od
+fi
+
+t odf
+# --- odf: --source --fill --detach: the release completes without a read
+if [ -f /disk/v1.cba ]; then
+        timeout -s KILL 30 ihop mount --source /disk/v1.cba --fill --detach --pid-file /tmp/odf.pid \
+                /tmp/odf/v1 $DEV >/tmp/odf.log 2>&1 </dev/null
+        res odf.rc $?
+        res odf.size "$(size)"
+        fpid=$(cat /tmp/odf.pid 2>/dev/null)
+        res odf.pid "${fpid:-none}"
+        wait_file /tmp/odf/v1 "$fpid" 60
+        t odf.release
+        res odf.release "$([ -f /tmp/odf/v1 ] && echo 1 || echo 0)"
+        devsum odf
+        stop_detached odf "$fpid"
+        free_dev
+        sed "s/^/[odf] /" /tmp/odf.log
+        verify odf /tmp/odf/v1
+        rm -rf /tmp/odf
 fi
 
 t end
