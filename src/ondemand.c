@@ -53,6 +53,8 @@
  * reserve, fd_cache.h, is for sockets and files being written). */
 #define EARLY_MAX 128u
 
+#define WAIT_SLOTS 64u
+
 enum {
         OD_MISSING,  /* not in the store: a read or the fill fetches it */
         OD_FAILED,   /* missing, and a read's fetch of it failed: the reads waiting on it fail */
@@ -111,7 +113,9 @@ struct ondemand {
         unsigned n_started; /* workers running */
 
         pthread_mutex_t lock;
-        pthread_cond_t changed; /* a chunk's state, stopping: for readers */
+        /* Readers wait for a chunk on the slot of its index: a chunk that
+         * comes in wakes those that may wait for it, not every reader. */
+        pthread_cond_t arrived[WAIT_SLOTS];
         pthread_cond_t work;    /* a job, a job done, stopping: for workers */
         uint8_t *state;         /* per chunk of r */
         int *early;             /* per chunk: its temp file while OD_VERIFIED, else -1 */
@@ -158,6 +162,8 @@ static void set_state(struct ondemand *od, uint32_t idx, uint8_t s)
                 od->n_early--;
         }
         od->state[idx] = s;
+        if (s != OD_FETCHING)
+                pthread_cond_broadcast(&od->arrived[idx % WAIT_SLOTS]);
 }
 
 /* idx is in the store: when it was the last, a worker writes the description. */
@@ -329,7 +335,6 @@ static void settle(struct fetched *x, struct store_batch *b, bool last)
         if (last)
                 for (size_t i = x->stored; i < j->n; i++)
                         set_state(od, j->indices[i], gone);
-        pthread_cond_broadcast(&od->changed);
         pthread_mutex_unlock(&od->lock);
 }
 
@@ -347,7 +352,6 @@ static int mark_stored(struct chunk_fetch *f, size_t index)
                         set_state(od, idx, OD_VERIFIED);
                         od->early[idx] = fd;
                         od->n_early++;
-                        pthread_cond_broadcast(&od->changed);
                 }
         }
         pthread_mutex_unlock(&od->lock);
@@ -547,7 +551,7 @@ static int od_open(struct chunk_provider *p, uint32_t idx)
                 if (s == OD_PRESENT || s == OD_VERIFIED || atomic_load(&od->stopping))
                         break;
                 if (s == OD_FETCHING) {
-                        pthread_cond_wait(&od->changed, &od->lock);
+                        pthread_cond_wait(&od->arrived[idx % WAIT_SLOTS], &od->lock);
                         waited = true;
                         continue;
                 }
@@ -592,7 +596,8 @@ static void od_free(struct chunk_provider *p)
 
         pthread_mutex_lock(&od->lock);
         atomic_store(&od->stopping, true);
-        pthread_cond_broadcast(&od->changed);
+        for (unsigned i = 0; i < WAIT_SLOTS; i++)
+                pthread_cond_broadcast(&od->arrived[i]);
         pthread_cond_broadcast(&od->work);
         pthread_mutex_unlock(&od->lock);
         for (unsigned i = 0; i < od->n_started; i++)
@@ -610,7 +615,8 @@ static void od_free(struct chunk_provider *p)
                         if (od->early[i] >= 0)
                                 close(od->early[i]);
         archive_source_close(od->src);
-        pthread_cond_destroy(&od->changed);
+        for (unsigned i = 0; i < WAIT_SLOTS; i++)
+                pthread_cond_destroy(&od->arrived[i]);
         pthread_cond_destroy(&od->work);
         pthread_mutex_destroy(&od->lock);
         free(od->desc);
@@ -790,7 +796,8 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
         for (unsigned i = 0; i < HTTP_WORKERS; i++)
                 od->workers[i].od = od;
         pthread_mutex_init(&od->lock, NULL);
-        pthread_cond_init(&od->changed, NULL);
+        for (unsigned i = 0; i < WAIT_SLOTS; i++)
+                pthread_cond_init(&od->arrived[i], NULL);
         pthread_condattr_t monotonic;
         pthread_condattr_init(&monotonic);
         pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC); /* the fill's retry times */
