@@ -269,7 +269,8 @@ static void queue_ahead(struct ondemand *od, unsigned s, uint32_t last)
         if (k >= od->r->n_chunks || od->n_aheads == AHEAD_QUEUED_MAX)
                 return;
         uint32_t next = od->by_offset[k];
-        if (!fetchable(od->state[next]) || od->r->chunks[next].archive_offset != od->streams[s].next)
+        if (!fetchable(od->state[next]) || od->r->chunks[next].archive_offset != od->streams[s].next ||
+            stored_meanwhile(od, next))
                 return;
         struct job *j = make_job(od, next, od->streams[s].range, JOB_AHEAD);
         if (!j)
