@@ -267,6 +267,26 @@ void fd_cache_put(struct fd_cache *c, struct fd_ref *ref)
         ref->fd = ref->slot = -1;
 }
 
+void fd_cache_put_stale(struct fd_cache *c, struct fd_ref *ref)
+{
+        if (ref->slot >= 0) {
+                struct fd_slot *s = &c->slots[ref->slot];
+                int only_us = 1;
+                pthread_mutex_lock(&c->lock);
+                /* From our pin straight to refilling: no reader in between. */
+                if (atomic_compare_exchange_strong(&s->pins, &only_us, -1)) {
+                        empty_slot(c, s, ref->slot);
+                        atomic_store_explicit(&s->pins, 0, memory_order_release);
+                } else {
+                        unpin(s);
+                }
+                pthread_mutex_unlock(&c->lock);
+        } else if (ref->fd >= 0) {
+                close(ref->fd);
+        }
+        ref->fd = ref->slot = -1;
+}
+
 void fd_cache_forget(struct fd_cache *c, atomic_int *keys, size_t n)
 {
         pthread_mutex_lock(&c->lock);

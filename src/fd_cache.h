@@ -42,6 +42,10 @@ size_t fd_cache_capacity(const struct fd_cache *c);
 int fd_cache_get(struct fd_cache *c, atomic_int *key, fd_cache_open_fn open_fn, void *opaque,
                  struct fd_ref *ref);
 void fd_cache_put(struct fd_cache *c, struct fd_ref *ref);
+/* fd_cache_put of a file found stale (its content replaced under its name):
+ * it is closed and its key forgotten, unless another reader holds it too
+ * (then one of them drops it later). */
+void fd_cache_put_stale(struct fd_cache *c, struct fd_ref *ref);
 
 /* Closes the cached files of keys[0..n): their owner is going away. No
  * fd_cache_get or put on these keys may run at the same time. */

@@ -217,6 +217,20 @@ static int chunk_acquire(struct image_map *m, uint32_t idx, bool nowait, struct 
         if (s & STATE_READABLE)
                 return 0;
         if (m->verify && !store_fd_holds_chunk(ref->fd, &m->release->chunks[idx], m->release->hash_len)) {
+                if (m->provider) {
+                        /* Fetched again in its place. The copy is handed
+                         * out uncached: the stale file may still be cached
+                         * for another reader, and is checked again there. */
+                        fd_cache_put_stale(m->files, ref);
+                        int fd = m->provider->replace(m->provider, idx);
+                        if (fd >= 0) {
+                                *ref = (struct fd_ref){ fd, -1 };
+                                return 0;
+                        }
+                        if (fd != -EIO)
+                                report_chunk(m, idx, "cannot be opened", fd);
+                        return -EIO;
+                }
                 fd_cache_put(m->files, ref);
                 atomic_fetch_or(&m->state[idx], STATE_CORRUPT);
                 report_chunk(m, idx, "is corrupt: reads of it fail with EIO", 0);

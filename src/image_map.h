@@ -27,6 +27,9 @@ struct chunk_provider {
         /* A read found chunk idx in the store, for the first time (another
          * process may have stored it). Waits on nothing but a lock. */
         void (*found)(struct chunk_provider *p, uint32_t idx);
+        /* Chunk idx in the store was found corrupt (under verify): a checked
+         * copy in its place, as open returns it. */
+        int (*replace)(struct chunk_provider *p, uint32_t idx);
         void (*free)(struct chunk_provider *p);
 };
 

@@ -82,6 +82,32 @@ static void od_found(struct chunk_provider *p, uint32_t idx)
         pthread_mutex_unlock(&od->lock);
 }
 
+/* The provider's replace: chunk idx in the store is corrupt, so it is
+ * fetched again (a checked copy renamed over it), unless another reader
+ * has done so meanwhile. */
+static int od_replace(struct chunk_provider *p, uint32_t idx)
+{
+        struct ondemand *od = (struct ondemand *)p;
+        const struct chunk *c = &od->r->chunks[idx];
+        int fd = store_chunk_open(od->store, c, od->r->hash_len);
+
+        if (fd >= 0 && store_fd_holds_chunk(fd, c, od->r->hash_len))
+                return fd;
+        if (fd >= 0)
+                close(fd);
+        pthread_mutex_lock(&od->lock);
+        uint8_t s = od->state[idx];
+        if (s == OD_PRESENT || fetchable(s)) { /* else a fetch of it is under way */
+                char hex[2 * HASH_MAX_LEN + 1];
+                hash_to_hex(c->hash, od->r->hash_len, hex);
+                log_warn("%s: chunk %s in the store is corrupt: it is fetched again from %s", od->arg, hex, od->where);
+                if (s == OD_PRESENT)
+                        od_set_state(od, idx, OD_MISSING);
+        }
+        pthread_mutex_unlock(&od->lock);
+        return od_open(p, idx);
+}
+
 static void od_free(struct chunk_provider *p)
 {
         struct ondemand *od = (struct ondemand *)p;
@@ -275,7 +301,7 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
         *out = NULL;
         if (!od)
                 return -ENOMEM;
-        od->provider = (struct chunk_provider){ od_open, od_found, od_free };
+        od->provider = (struct chunk_provider){ od_open, od_found, od_replace, od_free };
         od->http = o->http;
         od->http.cancel = &od->stopping;
         od->fill = o->fill;

@@ -126,6 +126,36 @@ static void test_hits_do_not_open_again(void **state)
                 assert_int_equal(atomic_load(&f->keys[i]), -1);
 }
 
+/* A file found stale is closed and opened again at its next get, but never
+ * under another reader that holds it: that one's put_stale drops it. */
+static void test_a_stale_file_is_dropped_once_its_last_reader_lets_go(void **state)
+{
+        struct files *f = *state;
+        struct opener o = { f, 3 };
+        struct fd_ref a, b;
+        int before = count_open_fds();
+        struct fd_cache *c;
+
+        assert_int_equal(fd_cache_new(8, &c), 0);
+        assert_int_equal(fd_cache_get(c, &f->keys[3], open_file, &o, &a), 0);
+        assert_int_equal(fd_cache_get(c, &f->keys[3], open_file, &o, &b), 0);
+        assert_int_equal(a.fd, b.fd);
+        fd_cache_put_stale(c, &a);
+        /* b still reads it */
+        assert_int_equal(fcntl(b.fd, F_GETFD) >= 0, 1);
+        assert_true(atomic_load(&f->keys[3]) >= 0);
+        fd_cache_put_stale(c, &b);
+        assert_int_equal(atomic_load(&f->keys[3]), -1);
+        assert_int_equal(count_open_fds(), before);
+        assert_int_equal(atomic_load(&f->opens), 1);
+        /* opened again, into the freed slot */
+        read_and_check(c, f, 3);
+        assert_int_equal(atomic_load(&f->opens), 2);
+        assert_int_equal(count_open_fds(), before + 1);
+        fd_cache_free(c);
+        assert_int_equal(count_open_fds(), before);
+}
+
 static void test_more_files_than_slots_stay_bounded(void **state)
 {
         struct files *f = *state;
@@ -282,6 +312,8 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_hits_do_not_open_again, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_stale_file_is_dropped_once_its_last_reader_lets_go, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_more_files_than_slots_stay_bounded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_recently_read_files_stay, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_parallel_readers_never_see_a_recycled_descriptor, setup,
