@@ -31,8 +31,17 @@ enum {
  * (with small chunks, most of a sequential read of a mostly empty image).
  * A chunk is zeros when its hash is the hash of zeros of its size, which
  * is the very test that makes a chunk file stand for its content at all.
- * Only chunks used more than once are candidates, and the hashing is
+ * Only chunks used more than once are candidates, the most used first (an
+ * image's free space is its most repeated chunk), and the hashing is
  * bounded: a release of many distinct sizes costs no more than that. */
+static int more_used(const void *a, const void *b, void *uses)
+{
+        const uint8_t *u = uses;
+        uint8_t x = u[*(const uint32_t *)a], y = u[*(const uint32_t *)b];
+
+        return x > y ? -1 : x < y;
+}
+
 static void find_zero_chunks(struct image_map *m)
 {
         static const uint8_t zeros[64 << 10];
@@ -41,21 +50,25 @@ static void find_zero_chunks(struct image_map *m)
                 uint32_t size;
                 uint8_t digest[HASH_MAX_LEN];
         } known[ZERO_SIZES];
-        size_t n_known = 0;
+        size_t n_known = 0, n_cand = 0;
         uint64_t hashed = 0;
-        uint8_t *uses = calloc(r->n_chunks ? r->n_chunks : 1, 1);
+        size_t slots = r->n_chunks ? r->n_chunks : 1;
+        _cleanup_free_ uint8_t *uses = calloc(slots, 1);
+        _cleanup_free_ uint32_t *cand = calloc(slots, sizeof(*cand));
 
-        if (!uses)
+        if (!uses || !cand)
                 return; /* an optimisation only */
         for (size_t i = 0; i < r->n_order; i++)
-                if (uses[r->order[i]] < 2)
+                if (uses[r->order[i]] < UINT8_MAX)
                         uses[r->order[i]]++;
-        for (size_t i = 0; i < r->n_chunks; i++) {
-                uint32_t size = r->chunks[i].source_size;
+        for (size_t i = 0; i < r->n_chunks; i++)
+                if (uses[i] >= 2)
+                        cand[n_cand++] = (uint32_t)i;
+        qsort_r(cand, n_cand, sizeof(*cand), more_used, uses);
+        for (size_t c = 0; c < n_cand; c++) {
+                uint32_t i = cand[c], size = r->chunks[i].source_size;
                 size_t k = 0;
 
-                if (uses[i] < 2)
-                        continue;
                 while (k < n_known && known[k].size != size)
                         k++;
                 if (k == n_known) {
@@ -76,7 +89,6 @@ static void find_zero_chunks(struct image_map *m)
                 if (memcmp(known[k].digest, r->chunks[i].hash, r->hash_len) == 0)
                         atomic_init(&m->state[i], STATE_ZERO);
         }
-        free(uses);
 }
 
 int image_map_new(struct store *store, struct release *release, bool verify, struct image_map **out)
@@ -309,6 +321,11 @@ int image_map_read(struct image_map *m, void *buf, size_t len, uint64_t offset)
 int image_map_read_nowait(struct image_map *m, void *buf, size_t len, uint64_t offset)
 {
         return map_read(m, buf, len, offset, true);
+}
+
+bool image_map_chunk_is_zero(const struct image_map *m, uint32_t idx)
+{
+        return atomic_load_explicit(&m->state[idx], memory_order_relaxed) & STATE_ZERO;
 }
 
 uint64_t image_map_extent(const struct image_map *m, uint64_t offset, uint64_t max_len, bool *zero)

@@ -79,6 +79,10 @@ int image_map_check_range_nowait(struct image_map *m, uint64_t offset, uint64_t 
  * status: a run of zeros is reported as such, so a client may skip it.) */
 uint64_t image_map_extent(const struct image_map *m, uint64_t offset, uint64_t max_len, bool *zero);
 
+/* Is chunk idx (used more than once) all zeros, its hash that of zeros of
+ * its size? Such a chunk is read without its file. */
+bool image_map_chunk_is_zero(const struct image_map *m, uint32_t idx);
+
 /* The state of each of the release's chunks in the store (presence and
  * size; a chunk of the wrong size is CHUNK_CORRUPT), looked at from many
  * threads (a cold store waits on the device for each). arg names the

@@ -228,6 +228,38 @@ static int check_existing(struct ondemand *od, struct store *store, const struct
         return 0;
 }
 
+/* The chunks of zeros the store lacks are written here, not fetched: their
+ * content is known (and checked against their hash like any). Should that
+ * fail, they are fetched like the rest. */
+static void write_zeros(struct ondemand *od, const struct image_map *m)
+{
+        const struct release *r = od->r;
+        struct store_batch b;
+        bool any = false;
+        int err = 0;
+
+        store_batch_init(&b, od->store);
+        for (uint32_t i = 0; i < r->n_chunks && err == 0; i++)
+                if (od->state[i] == OD_MISSING && image_map_chunk_is_zero(m, i)) {
+                        err = store_batch_add_zeros(&b, &r->chunks[i], r->hash_len);
+                        any = true;
+                }
+        if (any && err == 0)
+                err = store_batch_commit(&b);
+        if (err < 0) {
+                store_batch_discard(&b);
+                log_warn("%s: its chunks of zeros cannot be written into the store: they are fetched as the rest",
+                         od->arg);
+        }
+        store_batch_free(&b);
+        for (uint32_t i = 0; i < r->n_chunks && any && err == 0; i++)
+                if (od->state[i] == OD_MISSING && image_map_chunk_is_zero(m, i)) {
+                        od->state[i] = OD_PRESENT;
+                        od->n_present++;
+                        od->n_missing--;
+                }
+}
+
 /* What the store holds of the release, and its order in the archive. */
 static int take_stock(struct ondemand *od, struct image_map *m)
 {
@@ -256,6 +288,7 @@ static int take_stock(struct ondemand *od, struct image_map *m)
         qsort_r(od->by_offset, r->n_chunks, sizeof(*od->by_offset), by_archive_offset, r->chunks);
         for (size_t k = 0; k < r->n_chunks; k++)
                 od->rank[od->by_offset[k]] = k;
+        write_zeros(od, m);
         return 0;
 }
 

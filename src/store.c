@@ -356,6 +356,25 @@ int store_batch_add(struct store_batch *b, const struct chunk_writer *w)
         return 0;
 }
 
+int store_batch_add_zeros(struct store_batch *b, const struct chunk *c, size_t hash_len)
+{
+        static const uint8_t zeros[64 << 10];
+        struct chunk_writer w = { .fd = -1 };
+        int err = chunk_writer_begin(&w, b->store, c, hash_len);
+
+        for (uint64_t left = c->source_size; err == 0 && left > 0;) {
+                size_t n = left < sizeof(zeros) ? (size_t)left : sizeof(zeros);
+                err = chunk_writer_write(&w, zeros, n);
+                left -= n;
+        }
+        if (err < 0) {
+                chunk_writer_abort(&w);
+                return err;
+        }
+        err = chunk_writer_finish(&w);
+        return err < 0 ? err : store_batch_add(b, &w);
+}
+
 int store_sync(struct store *s)
 {
         if (syncfs(s->dirfd) < 0)

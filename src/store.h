@@ -143,6 +143,9 @@ struct store_batch {
 void store_batch_init(struct store_batch *b, struct store *s);
 /* Takes over the finished writer's temp file; on failure (-ENOMEM) it is removed. */
 int store_batch_add(struct store_batch *b, const struct chunk_writer *w);
+/* Writes chunk c as zeros of its size into the batch, checked against its
+ * hash like any: -EBADMSG (not logged) when c is not a chunk of zeros. */
+int store_batch_add_zeros(struct store_batch *b, const struct chunk *c, size_t hash_len);
 /* syncfs, then rename every temp file to its final name. */
 int store_batch_commit(struct store_batch *b);
 /* Unlinks the temp files of an uncommitted batch. */

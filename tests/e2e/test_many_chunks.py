@@ -14,6 +14,7 @@ it reads as ever."""
 
 import hashlib
 import os
+import random
 import resource
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from bita_archive import parse_archive
 from ihop_run import IHOP, clone_ok, ihop
 from test_serve import EIO, RawNbd, Server, nbdcopy_digest, short_tmpdir
 
@@ -215,3 +217,36 @@ def test_zero_chunks_are_read_without_their_file(tmp_path):
     finally:
         srv.cleanup()
         untouched.cleanup()
+
+
+def test_the_chunk_of_zeros_is_found_among_many_repeated_sizes(tmp_path):
+    """Repeated data before the free space: more than 16 sizes of chunks
+    used twice come before the chunk of zeros in the archive, more than the
+    sizes whose zeros are hashed. The chunk of zeros, the most used, is
+    tried first and still read without its file."""
+    rnd = random.Random(7)
+    blocks = [rnd.randbytes(rnd.randrange(96 << 10, 400 << 10)) for _ in range(24)]
+    data = b"".join(b + b for b in blocks) + bytes(4 << 20) + rnd.randbytes(1 << 20)
+    img = tmp_path / "z.img"
+    img.write_bytes(data)
+    r = ihop("compress", "--max-chunk-size", "1MiB", "--compression", "zstd", "-i", img, tmp_path / "z.cba")
+    assert r.returncode == 0, r.stderr
+    a = parse_archive(tmp_path / "z.cba")
+    uses = {}
+    for i in a.order:
+        uses[i] = uses.get(i, 0) + 1
+    zeros = [i for i, c in enumerate(a.chunks) if c.hash == hashlib.blake2b(bytes(c.source_size)).digest()[:len(c.hash)]]
+    assert len(zeros) == 1 and uses[zeros[0]] >= 3, "the premise: one chunk of zeros, used most"
+    assert len({a.chunks[i].source_size for i in range(zeros[0]) if uses[i] >= 2}) > 16, "the premise"
+    store = tmp_path / "s"
+    clone_ok(tmp_path / "z.cba", store / "z")
+    hx = a.chunks[zeros[0]].hash.hex()
+    srv = Server([store / "z"])
+    try:
+        (store / "chunks" / hx[:4] / f"{hx}.chunk").unlink()
+        rc, digest, msg = nbdcopy_digest(srv.uri("z"), timeout=STEP)
+        assert rc == 0, msg + srv.stderr
+        assert digest == hashlib.blake2b(data).digest()
+        assert srv.stop() == 0
+    finally:
+        srv.cleanup()

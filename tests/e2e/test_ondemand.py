@@ -8,6 +8,7 @@ is read is compared with the image `ihop cat` makes of a normal clone, and
 files with what debugfs reads from that image."""
 
 import hashlib
+import os
 import random
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 
 from bita_archive import parse_archive
 from fault_server import FaultServer
-from slow_server import SlowServer
+from slow_server import SlowServer, chunks_served
 from ihop_run import FIXTURES, IHOP, clone_ok, ihop, run
 from store_checks import check_store, releases
 from test_fuse_mount import (DEBUGFS, STEP, PAIR_V1, FuseMount, debugfs_cat, fuse_mount, loop_mount,  # noqa: F401
@@ -338,3 +339,33 @@ def test_an_unsigned_or_untrusted_release_is_refused_before_anything_is_stored(t
     store = tmp_path / "store"
     assert not (store / "v1").exists() and not (store / ".release-version").exists()
     assert check_store(store) == set()
+
+
+def test_the_chunk_of_zeros_is_written_here_not_fetched(tmp_path, serve):
+    """The chunk of zeros (an image's free space, used many times) is known
+    from its hash: serve --source writes it into the empty store before any
+    read, and no request asks for it; the device reads right, and once the
+    rest is read the release is complete."""
+    data = os.urandom(1 << 20) + bytes(3 << 20) + os.urandom(1 << 20)
+    img = tmp_path / "z.img"
+    img.write_bytes(data)
+    r = ihop("compress", "--fixed-size", "64KiB", "--compression", "zstd", "-i", img, tmp_path / "z.cba")
+    assert r.returncode == 0, r.stderr
+    a = parse_archive(tmp_path / "z.cba")
+    zero = hashlib.blake2b(bytes(64 << 10)).digest()[:a.hash_len]
+    assert sum(1 for c in a.chunks if c.hash == zero) == 1
+    store = tmp_path / "s"
+    with SlowServer(tmp_path / "z.cba") as srv_http:
+        srv = serve([store / "z"], "--source", srv_http.url("z.cba"))
+        assert f"1 of {len(a.chunks)} chunks in the store" in srv.stderr, srv.stderr
+        zero_file = store / "chunks" / zero.hex()[:4] / f"{zero.hex()}.chunk"
+        assert zero_file.read_bytes() == bytes(64 << 10)
+        error, got = nbd_read(srv, "z", 0, len(data))
+        assert (error, got == data) == (0, True)
+        wait_for(lambda: (store / "z").exists(), "the release description")
+        assert srv.stop() == 0
+        served = chunks_served(a, srv_http.entries())
+    assert zero.hex() not in served, "the chunk of zeros was fetched"
+    assert set(served) == {c.hash.hex() for c in a.chunks} - {zero.hex()}
+    check_store(store)
+    assert ihop("verify", store / "z").returncode == 0
