@@ -137,6 +137,7 @@ static void od_free(struct chunk_provider *p)
         pthread_cond_destroy(&od->work);
         pthread_mutex_destroy(&od->lock);
         free(od->desc);
+        free(od->zeros);
         free(od->state);
         free(od->early);
         free(od->by_offset);
@@ -153,6 +154,7 @@ int ondemand_start(struct image_map *m)
         if (!od || od->n_present == od->r->n_chunks)
                 return 0;
         od->fill_max = od->n_conns > 2 ? od->n_conns - 2 : 1;
+        od->zeros_due = od->n_zeros > 0;
         /* The stop signals blocked in the fetching threads: one that the
          * caller takes through a signalfd (nbd_kernel.c blocks them in its
          * own thread only, later) must not fall to one of them and kill
@@ -228,38 +230,6 @@ static int check_existing(struct ondemand *od, struct store *store, const struct
         return 0;
 }
 
-/* The chunks of zeros the store lacks are written here, not fetched: their
- * content is known (and checked against their hash like any). Should that
- * fail, they are fetched like the rest. */
-static void write_zeros(struct ondemand *od, const struct image_map *m)
-{
-        const struct release *r = od->r;
-        struct store_batch b;
-        bool any = false;
-        int err = 0;
-
-        store_batch_init(&b, od->store);
-        for (uint32_t i = 0; i < r->n_chunks && err == 0; i++)
-                if (od->state[i] == OD_MISSING && image_map_chunk_is_zero(m, i)) {
-                        err = store_batch_add_zeros(&b, &r->chunks[i], r->hash_len);
-                        any = true;
-                }
-        if (any && err == 0)
-                err = store_batch_commit(&b);
-        if (err < 0) {
-                store_batch_discard(&b);
-                log_warn("%s: its chunks of zeros cannot be written into the store: they are fetched as the rest",
-                         od->arg);
-        }
-        store_batch_free(&b);
-        for (uint32_t i = 0; i < r->n_chunks && any && err == 0; i++)
-                if (od->state[i] == OD_MISSING && image_map_chunk_is_zero(m, i)) {
-                        od->state[i] = OD_PRESENT;
-                        od->n_present++;
-                        od->n_missing--;
-                }
-}
-
 /* What the store holds of the release, and its order in the archive. */
 static int take_stock(struct ondemand *od, struct image_map *m)
 {
@@ -288,7 +258,17 @@ static int take_stock(struct ondemand *od, struct image_map *m)
         qsort_r(od->by_offset, r->n_chunks, sizeof(*od->by_offset), by_archive_offset, r->chunks);
         for (size_t k = 0; k < r->n_chunks; k++)
                 od->rank[od->by_offset[k]] = k;
-        write_zeros(od, m);
+        /* The chunks of zeros missing: a worker writes them (their content
+         * is known), nothing fetches them meanwhile. */
+        od->zeros = calloc(n, sizeof(*od->zeros));
+        if (!od->zeros)
+                return log_errno(-ENOMEM, "cannot map release %s", od->arg);
+        for (uint32_t i = 0; i < r->n_chunks; i++)
+                if (od->state[i] == OD_MISSING && image_map_chunk_is_zero(m, i)) {
+                        od->state[i] = OD_FETCHING;
+                        od->n_missing--;
+                        od->zeros[od->n_zeros++] = i;
+                }
         return 0;
 }
 
@@ -374,7 +354,7 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
         }
         uint64_t missing_bytes = 0;
         for (size_t i = 0; i < od->r->n_chunks; i++)
-                if (od->state[i] != OD_PRESENT)
+                if (fetchable(od->state[i])) /* not the chunks of zeros, written here */
                         missing_bytes += od->r->chunks[i].archive_size;
         log_info("%s: on demand from %s: %zu of %zu chunks in the store, %s of the archive to fetch as read%s",
                  arg, od->where, od->n_present, od->r->n_chunks, format_size(missing_bytes, size, sizeof(size)),

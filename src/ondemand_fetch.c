@@ -351,6 +351,13 @@ static struct job *next_job(struct ondemand *od)
                 struct timespec now;
                 if (atomic_load(&od->stopping))
                         return NULL;
+                if (od->zeros_due) {
+                        od->zeros_due = false;
+                        pthread_mutex_unlock(&od->lock);
+                        od_write_zeros(od);
+                        pthread_mutex_lock(&od->lock);
+                        continue;
+                }
                 if (od->describe_due) {
                         od->describe_due = false;
                         pthread_mutex_unlock(&od->lock);
@@ -421,4 +428,35 @@ void od_drop_queued(struct ondemand *od)
 {
         for (struct job *j; (j = pop(&od->reads)) || (j = pop(&od->aheads));)
                 free(j);
+}
+
+void od_write_zeros(struct ondemand *od)
+{
+        const struct release *r = od->r;
+        struct store_batch b;
+        int err = 0;
+
+        store_batch_init(&b, od->store);
+        for (size_t k = 0; k < od->n_zeros && err == 0 && !atomic_load(&od->stopping); k++)
+                err = store_batch_add_zeros(&b, &r->chunks[od->zeros[k]], r->hash_len);
+        if (err == 0 && !atomic_load(&od->stopping))
+                err = store_batch_commit(&b);
+        else if (err == 0)
+                err = -ECANCELED;
+        if (err < 0) {
+                store_batch_discard(&b);
+                if (err != -ECANCELED)
+                        log_warn("%s: its chunks of zeros cannot be written into the store: they are fetched as the "
+                                 "rest",
+                                 od->arg);
+        }
+        store_batch_free(&b);
+        pthread_mutex_lock(&od->lock);
+        for (size_t k = 0; k < od->n_zeros; k++) {
+                if (err < 0)
+                        od_set_state(od, od->zeros[k], OD_MISSING);
+                else
+                        od_now_present(od, od->zeros[k]);
+        }
+        pthread_mutex_unlock(&od->lock);
 }

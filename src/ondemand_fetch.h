@@ -121,6 +121,9 @@ struct ondemand {
         unsigned fill_retry;
         bool described;     /* the description is in the store, or a worker is to write it */
         bool describe_due;  /* for the next worker free */
+        uint32_t *zeros;    /* the chunks of zeros missing at the start */
+        size_t n_zeros;
+        bool zeros_due;     /* for the first worker free */
         uint8_t *desc;      /* the description, as it is to be written */
         size_t desc_len;
         atomic_bool stopping;
@@ -145,6 +148,11 @@ void od_drop_queued(struct ondemand *od);
 /* Every chunk durable, then the description: the release is complete. A
  * release under the name written meanwhile (a clone) is kept. */
 void od_describe(struct ondemand *od);
+
+/* Writes the chunks of zeros that were missing at the start (marked
+ * fetching since): their content is known from their hash, so they are
+ * never fetched; failing that, they are fetched like the rest. */
+void od_write_zeros(struct ondemand *od);
 
 /* Does STORE/NAME hold r's image (size and checksum)? 0, or negative errno
  * (said). */
