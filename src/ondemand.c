@@ -154,7 +154,7 @@ int ondemand_start(struct image_map *m)
         if (!od || od->n_present == od->r->n_chunks)
                 return 0;
         od->fill_max = od->n_conns > 2 ? od->n_conns - 2 : 1;
-        od->zeros_due = od->n_zeros > 0;
+        od->zeros_due = od->zeros_started = od->n_zeros > 0 && od->n_present + od->n_zeros == od->r->n_chunks;
         /* The stop signals blocked in the fetching threads: one that the
          * caller takes through a signalfd (nbd_kernel.c blocks them in its
          * own thread only, later) must not fall to one of them and kill
@@ -258,8 +258,8 @@ static int take_stock(struct ondemand *od, struct image_map *m)
         qsort_r(od->by_offset, r->n_chunks, sizeof(*od->by_offset), by_archive_offset, r->chunks);
         for (size_t k = 0; k < r->n_chunks; k++)
                 od->rank[od->by_offset[k]] = k;
-        /* The chunks of zeros missing: a worker writes them (their content
-         * is known), nothing fetches them meanwhile. */
+        /* The chunks of zeros missing: a worker writes them once the rest is
+         * in (their content is known); nothing fetches them meanwhile. */
         od->zeros = calloc(n, sizeof(*od->zeros));
         if (!od->zeros)
                 return log_errno(-ENOMEM, "cannot map release %s", od->arg);

@@ -50,6 +50,10 @@ void od_set_state(struct ondemand *od, uint32_t idx, uint8_t s)
 void od_now_present(struct ondemand *od, uint32_t idx)
 {
         od_set_state(od, idx, OD_PRESENT);
+        if (od->n_zeros && !od->zeros_started && od->n_present + od->n_zeros == od->r->n_chunks) {
+                od->zeros_due = od->zeros_started = true;
+                pthread_cond_broadcast(&od->work);
+        }
         if (od->n_present == od->r->n_chunks && !od->described) {
                 od->described = od->describe_due = true;
                 pthread_cond_broadcast(&od->work);
@@ -352,7 +356,7 @@ static struct job *next_job(struct ondemand *od)
                 if (atomic_load(&od->stopping))
                         return NULL;
                 if (od->zeros_due) {
-                        od->zeros_due = false;
+                        od->zeros_due = false; /* zeros_started stays: once */
                         pthread_mutex_unlock(&od->lock);
                         od_write_zeros(od);
                         pthread_mutex_lock(&od->lock);

@@ -123,7 +123,8 @@ struct ondemand {
         bool describe_due;  /* for the next worker free */
         uint32_t *zeros;    /* the chunks of zeros missing at the start */
         size_t n_zeros;
-        bool zeros_due;     /* for the first worker free */
+        bool zeros_due;     /* every other chunk is in: for the next worker free */
+        bool zeros_started;
         uint8_t *desc;      /* the description, as it is to be written */
         size_t desc_len;
         atomic_bool stopping;
@@ -150,8 +151,9 @@ void od_drop_queued(struct ondemand *od);
 void od_describe(struct ondemand *od);
 
 /* Writes the chunks of zeros that were missing at the start (marked
- * fetching since): their content is known from their hash, so they are
- * never fetched; failing that, they are fetched like the rest. */
+ * fetching since), once every other chunk is in: their content is known
+ * from their hash, so they are never fetched (and written last, they cost
+ * the first reads nothing); failing that, they are fetched like the rest. */
 void od_write_zeros(struct ondemand *od);
 
 /* Does STORE/NAME hold r's image (size and checksum)? 0, or negative errno
