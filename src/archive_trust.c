@@ -16,7 +16,7 @@
 static int load_signature(const struct archive_trust *t, struct store *store, struct release_signature *sig)
 {
         /* --signature, or beside the archive: at SOURCE, then at each mirror. */
-        size_t n = t->signature ? 1 : 1 + t->http->n_mirrors;
+        size_t n = t->policy.signature ? 1 : 1 + t->http->n_mirrors;
         _cleanup_free_ char **locations = calloc(n, sizeof(*locations));
         uint64_t remembered;
         bool known;
@@ -26,12 +26,12 @@ static int load_signature(const struct archive_trust *t, struct store *store, st
                 return log_errno(-ENOMEM, "checking %s", t->source);
         for (size_t i = 0; i < n && err == 0; i++) {
                 const char *base = i == 0 ? t->source : t->http->mirrors[i - 1];
-                locations[i] = t->signature ? strdup(t->signature) : release_signature_location(base);
+                locations[i] = t->policy.signature ? strdup(t->policy.signature) : release_signature_location(base);
                 if (!locations[i])
                         err = -ENOMEM;
         }
         if (err == 0)
-                err = release_signature_load((const char *const *)locations, n, t->source, t->http, t->trusted, sig);
+                err = release_signature_load((const char *const *)locations, n, t->source, t->http, t->policy.trusted, sig);
         else
                 log_errno(err, "checking %s", t->source);
         for (size_t i = 0; i < n; i++)
@@ -41,7 +41,7 @@ static int load_signature(const struct archive_trust *t, struct store *store, st
         err = store_version_read(store, &remembered, &known);
         if (err < 0)
                 return err;
-        if (known && sig->version < remembered && !t->allow_downgrade)
+        if (known && sig->version < remembered && !t->policy.allow_downgrade)
                 return store_version_refuse(store, sig->version, remembered, t->source);
         return 0;
 }
@@ -56,7 +56,7 @@ static int accept_signature(const struct archive_trust *t, struct store *store, 
         err = release_signature_check_archive(sig, a, t->source);
         if (err < 0)
                 return err;
-        err = store_version_accept(store, sig->version, t->allow_downgrade, t->source);
+        err = store_version_accept(store, sig->version, t->policy.allow_downgrade, t->source);
         if (err < 0)
                 return err;
         log_debug("%s: signed by trusted key %s (%s), release version %" PRIu64, t->source,
@@ -72,7 +72,7 @@ static int accept_signature(const struct archive_trust *t, struct store *store, 
 int archive_trust_read_header(const struct archive_trust *t, struct store *store, struct archive_source *src,
                               struct source_conn *conn, struct archive **out, struct archive_trust_result *res)
 {
-        bool signed_only = t->trusted && t->trusted->n > 0;
+        bool signed_only = t->policy.trusted && t->policy.trusted->n > 0;
         struct release_signature sig = {};
         struct archive *a = NULL;
         int err = 0;

@@ -16,12 +16,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct archive_trust {
-        const char *source;                 /* as given: for messages, and where the signature is beside */
-        const struct http_options *http;    /* its mirrors hold signatures too */
+/* What a release must show to be taken (release_signature.h): with keys
+ * given, the signature is read and checked before the header, the header
+ * against it before anything is stored. */
+struct trust_policy {
         const struct trusted_keys *trusted; /* NULL or empty: no signature is asked for */
         const char *signature;              /* where it is, instead of SOURCE.minisig */
         bool allow_downgrade;               /* take a version below the store's */
+};
+
+struct archive_trust {
+        const char *source;              /* as given: for messages, and where the signature is beside */
+        const struct http_options *http; /* its mirrors hold signatures too */
+        struct trust_policy policy;
 };
 
 struct archive_trust_result {

@@ -268,8 +268,7 @@ static int open_archive(struct clone_ctx *ctx, struct clone_result *res)
 {
         const struct clone_options *o = ctx->opts;
         struct archive_trust trust = {
-                .source = o->source, .http = &ctx->http, .trusted = o->trusted, .signature = o->signature,
-                .allow_downgrade = o->allow_downgrade,
+                .source = o->source, .http = &ctx->http, .policy = o->trust,
         };
         struct archive_trust_result tr = {};
         int err;

@@ -3,10 +3,10 @@
  * the store lacks. */
 #pragma once
 
+#include "archive_trust.h"
 #include "hash.h"
 #include "http.h"
 #include "minisign.h"
-#include "trusted_keys.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,12 +24,7 @@ struct clone_options {
         const char **seeds;     /* files or block devices ("-": stdin) to take chunks from first */
         size_t n_seeds;
         struct http_options http;
-        /* Signed releases (release_signature.h): with keys given, the
-         * signature is read and checked before the header, the header
-         * against it before anything is stored. */
-        const struct trusted_keys *trusted; /* NULL or empty: no signature is asked for */
-        const char *signature;              /* where it is, instead of SOURCE.minisig */
-        bool allow_downgrade;               /* take a version below the store's */
+        struct trust_policy trust; /* signed releases */
 };
 
 struct clone_result {

@@ -183,8 +183,7 @@ static int open_archive(struct ondemand *od, const struct ondemand_options *o, s
                         struct archive **out)
 {
         struct archive_trust trust = {
-                .source = o->source, .http = &od->http, .trusted = o->trusted, .signature = o->signature,
-                .allow_downgrade = o->allow_downgrade,
+                .source = o->source, .http = &od->http, .policy = o->trust,
         };
         int err = archive_source_open(o->source, &od->http, &od->src);
 

@@ -22,18 +22,16 @@
  * still to come. */
 #pragma once
 
+#include "archive_trust.h"
 #include "http.h"
 #include "image_map.h"
-#include "trusted_keys.h"
 
 #include <stdbool.h>
 
 struct ondemand_options {
         const char *source; /* path or http(s) URL of the .cba */
         struct http_options http;
-        const struct trusted_keys *trusted; /* NULL or empty: no signature is asked for */
-        const char *signature;
-        bool allow_downgrade;
+        struct trust_policy trust; /* signed releases */
         bool fill;
 };
 

@@ -177,9 +177,7 @@ int cmd_clone(int argc, char **argv)
         o.store_path = store_path;
         o.name = name;
         o.http = http.http;
-        o.trusted = &trust.keys;
-        o.signature = trust.signature;
-        o.allow_downgrade = trust.allow_downgrade;
+        o.trust = trust_cli_policy(&trust);
 
         /* A device's budget: without these, each worker thread keeps an arena
          * of its own and freed decoder windows in it, some MiB in all. */

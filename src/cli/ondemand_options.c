@@ -61,7 +61,6 @@ int ondemand_cli_finish(const struct ondemand_cli *o, bool any_source)
 struct ondemand_options ondemand_cli_options_for(const struct ondemand_cli *o, const char *source)
 {
         return (struct ondemand_options){
-                .source = source, .http = o->http.http, .trusted = &o->trust.keys,
-                .signature = o->trust.signature, .allow_downgrade = o->trust.allow_downgrade, .fill = o->fill,
+                .source = source, .http = o->http.http, .trust = trust_cli_policy(&o->trust), .fill = o->fill,
         };
 }

@@ -48,3 +48,8 @@ int trust_cli_finish(const struct trust_cli *t)
         }
         return 0;
 }
+
+struct trust_policy trust_cli_policy(const struct trust_cli *t)
+{
+        return (struct trust_policy){ &t->keys, t->signature, t->allow_downgrade };
+}

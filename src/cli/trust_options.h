@@ -5,6 +5,7 @@
  * parsed, so a bad key file stops the command before it fetches anything. */
 #pragma once
 
+#include "archive_trust.h"
 #include "cli.h"
 #include "trusted_keys.h"
 
@@ -35,3 +36,6 @@ int trust_cli_parse(struct trust_cli *t, const struct cli_parser *p, int opt);
 /* After the options: CLI_USAGE (logged) for --signature or
  * --allow-downgrade without a trusted key, else 0. */
 int trust_cli_finish(const struct trust_cli *t);
+
+/* What clone and --source take from the options (t's keys, borrowed). */
+struct trust_policy trust_cli_policy(const struct trust_cli *t);
