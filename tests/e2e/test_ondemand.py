@@ -298,12 +298,13 @@ def signed_v1(tmp_path_factory, nginx):
     for name in ("vendor", "other"):
         r = ihop("keygen", "-W", "-p", d / f"{name}.pub", "-s", d / f"{name}.key")
         assert r.returncode == 0, r.stderr
-    archive = nginx.www / "signed" / "v1.ext4.cba"
+    # Its own directory: test_signing.py publishes under "signed/" on the same nginx.
+    archive = nginx.www / "ondemand-signed" / "v1.ext4.cba"
     archive.parent.mkdir()
     archive.write_bytes((FIXTURES / PAIR_V1).read_bytes())
     r = ihop("sign", "-s", d / "vendor.key", "--release-version", "3", archive)
     assert r.returncode == 0, r.stderr
-    return nginx.url("signed/v1.ext4.cba"), d / "vendor.pub", d / "other.pub"
+    return nginx.url("ondemand-signed/v1.ext4.cba"), d / "vendor.pub", d / "other.pub"
 
 
 def test_a_signed_release_on_demand_is_checked_before_its_header(tmp_path, nginx, signed_v1, serve):
@@ -327,11 +328,11 @@ def test_an_unsigned_or_untrusted_release_is_refused_before_anything_is_stored(t
     if how == "untrusted key":
         key = other
     elif how == "no signature":
-        extra = ["--signature", nginx.url("signed/none.minisig")]
+        extra = ["--signature", nginx.url("ondemand-signed/none.minisig")]
     else:
-        sig = nginx.www / "signed" / "v2.minisig"
+        sig = nginx.www / "ondemand-signed" / "v2.minisig"
         sig.write_bytes(b"")
-        extra = ["--signature", nginx.url("signed/v2.minisig")]
+        extra = ["--signature", nginx.url("ondemand-signed/v2.minisig")]
     (tmp_path / "f").touch()
     r = ihop("mount", "--trusted-key", key, *extra, "--source", url, tmp_path / "store" / "v1", tmp_path / "f")
     assert r.returncode == 1, r.stderr
