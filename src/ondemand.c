@@ -51,7 +51,11 @@ static int od_open(struct chunk_provider *p, uint32_t idx)
                  * fetched again by a later read. */
                 if (s == OD_FAILED && waited)
                         break;
-                if (od->n_started == 0 || od_queue_read(od, idx) < 0)
+                if (od->n_started == 0) {
+                        log_error("%s: a chunk is missing and nothing fetches it: reads of it fail with EIO", od->arg);
+                        break;
+                }
+                if (od_queue_read(od, idx) < 0)
                         break;
         }
         uint8_t s = od->state[idx];
@@ -151,7 +155,9 @@ int ondemand_start(struct image_map *m)
 {
         struct ondemand *od = (struct ondemand *)m->provider;
 
-        if (!od || od->n_present == od->r->n_chunks)
+        /* Complete, a release needs workers only to repair a chunk that
+         * verify finds corrupt. */
+        if (!od || (od->n_present == od->r->n_chunks && !m->verify))
                 return 0;
         od->fill_max = od->n_conns > 2 ? od->n_conns - 2 : 1;
         od->zeros_due = od->zeros_started = od->n_zeros > 0 && od->n_present + od->n_zeros == od->r->n_chunks;

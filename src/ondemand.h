@@ -38,10 +38,12 @@ struct ondemand_options {
 /* Opens STORE/NAME (arg) backed by the archive at o->source: *out reads the
  * archive's image, from the store where it can. The store is made if need
  * be; a release NAME already there must be the archive's. *name (when not
- * NULL) gets the release name. Threads (fill) start with ondemand_start(),
+ * NULL) gets the release name. Threads (fetching) start with ondemand_start(),
  * after any fork. */
 int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify, struct image_map **out,
                   char **name);
 
-/* Starts what runs beside the reads: the fill, when asked for. */
+/* Starts the fetching threads (reads' fetches, read-ahead, the fill when
+ * asked for; for a release complete from the start, only under verify, to
+ * repair a chunk found corrupt). */
 int ondemand_start(struct image_map *m);
