@@ -17,6 +17,7 @@ import time
 import pytest
 
 from bita_archive import parse_archive
+from fault_server import FaultServer
 from ihop_run import FIXTURES, IHOP, clone_ok, ihop, run
 from store_checks import check_release_file, check_store, releases
 from test_fuse_mount import PAIR_V1, STEP, FuseMount
@@ -414,3 +415,70 @@ def test_verify_on_demand_repairs_a_corrupt_stored_chunk_from_the_source(tmp_pat
     check_store(store)
     assert releases(store) == ["v1"], "every chunk is in: the release is described"
     assert ihop("verify", store / "v1").returncode == 0
+
+
+def test_a_corrupt_stored_chunk_whose_source_fails_reads_as_eio_until_it_recovers(tmp_path, serve, v1_image):
+    """serve --verify --source with every chunk-data request answered 500:
+    the flipped chunk in the store cannot be fetched again, so its read
+    fails with EIO, never the bad bytes; the warning and the error say why,
+    the server stays up, no temp file is left and the bad copy is as it
+    was. Once the archive's server recovers, the same read repairs it."""
+    a = parse_archive(FIXTURES / PAIR_V1)
+    store = tmp_path / "store"
+    clone_ok(FIXTURES / PAIR_V1, store / "v1")
+    assert ihop("rm", store / "v1").returncode == 0
+    off, size, victim, _ = pick_victim(a, store)
+    right = victim.read_bytes()
+    flipped = bytearray(right)
+    flipped[len(flipped) // 2] ^= 0x01
+    victim.write_bytes(flipped)
+    with FaultServer(FIXTURES / PAIR_V1, mode="status") as fs:
+        srv = serve([store / "v1"], "--verify", "--source", fs.url, "--http-retry-count", "0")
+        assert nbd_read(srv, "v1", off, size)[0] == errno.EIO
+        assert srv.alive()
+        lines = srv.stderr.splitlines()
+        assert sum("is corrupt" in line and "fetched again" in line for line in lines) == 1, srv.stderr
+        assert any("could not be fetched" in line for line in error_lines(srv.stderr)), srv.stderr
+        assert victim.read_bytes() == bytes(flipped)
+        assert not list(store.rglob("*.tmp-*"))
+        fs.mode = "ok"
+        assert nbd_read(srv, "v1", off, size) == (0, v1_image[off:off + size])
+        assert srv.stop() == 0
+    assert victim.read_bytes() == right
+    check_store(store)
+
+
+def test_chunks_of_zeros_that_cannot_be_written_leave_no_release_until_they_can(tmp_path, tmpfs, serve):
+    """The store has room for every chunk of data but not for the chunk of
+    zeros, written last: the device reads right all the same (zeros need no
+    file), one warning says the zeros cannot be written, and there is no
+    description and no temp file. Started again with room, the zeros are
+    written without a read or a fetch and the release is complete."""
+    data = os.urandom(1 << 20) + bytes(3 << 20) + os.urandom(1 << 20)
+    img = tmp_path / "z.img"
+    img.write_bytes(data)
+    r = ihop("compress", "--fixed-size", "64KiB", "--compression", "zstd", "-i", img, tmp_path / "z.cba")
+    assert r.returncode == 0, r.stderr
+    a = parse_archive(tmp_path / "z.cba")
+    assert len(a.chunks) == 33
+    # 32 chunks of data (512 pages) and 8 pages more: the zeros need 16.
+    fs = tmpfs("fs", f"size={2048 + 32}k")
+    store = fs / "store"
+    srv = serve([store / "z"], "--source", tmp_path / "z.cba")
+    error, got = nbd_read(srv, "z", 0, len(data))
+    assert (error, got == data) == (0, True)
+    wait_for(lambda: "chunks of zeros cannot be written" in srv.stderr, "the warning")
+    assert srv.alive()
+    assert sum("chunks of zeros cannot be written" in line for line in srv.stderr.splitlines()) == 1
+    assert "No space left on device" in srv.stderr
+    assert releases(store) == []
+    assert len(check_store(store)) == 32
+    assert srv.stop() == 0
+
+    run(["mount", "-o", "remount,size=64m", str(fs)])
+    srv = serve([store / "z"], "--source", tmp_path / "z.cba")
+    wait_for(lambda: (store / "z").exists(), "the release, once the zeros are written")
+    assert "it is now an ordinary release" in srv.stderr
+    assert srv.stop() == 0
+    assert len(check_store(store)) == 33
+    assert ihop("verify", store / "z").returncode == 0
