@@ -11,15 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Before the header is read: the signature, by a trusted key, of a
- * version the store may take. */
-static int load_signature(const struct archive_trust *t, struct store *store, struct release_signature *sig)
+/* Before the header is read: the signature, by a trusted key. Its version
+ * is compared with the store's only once it is known to sign the header. */
+static int load_signature(const struct archive_trust *t, struct release_signature *sig)
 {
         /* --signature, or beside the archive: at SOURCE, then at each mirror. */
         size_t n = t->policy.signature ? 1 : 1 + t->http->n_mirrors;
         _cleanup_free_ char **locations = calloc(n, sizeof(*locations));
-        uint64_t remembered;
-        bool known;
         int err = 0;
 
         if (!locations)
@@ -36,6 +34,21 @@ static int load_signature(const struct archive_trust *t, struct store *store, st
                 log_errno(err, "checking %s", t->source);
         for (size_t i = 0; i < n; i++)
                 free(locations[i]);
+        return err;
+}
+
+/* The header signed by it, then its version one the store may take: in
+ * that order, so that a signature of another archive is refused as such
+ * (bad-data) on any store, never as a downgrade on one that is further on. */
+static int accept_signature(const struct archive_trust *t, struct store *store, const struct archive *a,
+                            struct release_signature *sig, struct archive_trust_result *res)
+{
+        char id[MINISIGN_KEY_ID_STR_MAX];
+        uint64_t remembered;
+        bool known;
+        int err;
+
+        err = release_signature_check_archive(sig, a, t->source);
         if (err < 0)
                 return err;
         err = store_version_read(store, &remembered, &known);
@@ -43,29 +56,11 @@ static int load_signature(const struct archive_trust *t, struct store *store, st
                 return err;
         if (known && sig->version < remembered && !t->policy.allow_downgrade)
                 return store_version_refuse(store, sig->version, remembered, t->source);
-        return 0;
-}
-
-/* The header signed by it: then, and only then, the store takes its version. */
-static int accept_signature(const struct archive_trust *t, struct store *store, const struct archive *a,
-                            struct release_signature *sig, struct archive_trust_result *res)
-{
-        char id[MINISIGN_KEY_ID_STR_MAX];
-        int err;
-
-        err = release_signature_check_archive(sig, a, t->source);
-        if (err < 0)
-                return err;
-        err = store_version_accept(store, sig->version, t->policy.allow_downgrade, t->source);
-        if (err < 0)
-                return err;
         log_debug("%s: signed by trusted key %s (%s), release version %" PRIu64, t->source,
                   minisign_key_id_str(sig->key->key.id, id), sig->key->path, sig->version);
-        if (res) {
-                res->signature_checked = true;
-                res->release_version = sig->version;
-                memcpy(res->signer_id, sig->key->key.id, sizeof(res->signer_id));
-        }
+        res->signature_checked = true;
+        res->release_version = sig->version;
+        memcpy(res->signer_id, sig->key->key.id, sizeof(res->signer_id));
         return 0;
 }
 
@@ -77,8 +72,9 @@ int archive_trust_read_header(const struct archive_trust *t, struct store *store
         struct archive *a = NULL;
         int err = 0;
 
+        memset(res, 0, sizeof(*res));
         if (signed_only)
-                err = load_signature(t, store, &sig);
+                err = load_signature(t, &sig);
         if (err == 0)
                 err = archive_source_read_header(src, conn, &a);
         if (err == 0 && signed_only)
@@ -90,4 +86,11 @@ int archive_trust_read_header(const struct archive_trust *t, struct store *store
         }
         *out = a;
         return 0;
+}
+
+int archive_trust_commit(const struct archive_trust *t, struct store *store, const struct archive_trust_result *res)
+{
+        if (!res->signature_checked)
+                return 0;
+        return store_version_accept(store, res->release_version, t->policy.allow_downgrade, t->source);
 }

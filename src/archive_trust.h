@@ -1,9 +1,18 @@
 // SPDX-License-Identifier: MIT
 /* Reading an archive's header for a store, as far as the store may trust
  * it: with trusted keys, the signature first (before any header byte is
- * read), then the header, checked against it, and only then does the store
- * take the signed release version (rollback protection, store_version.h).
- * What clone does before it stores a byte, and what on-demand reads do. */
+ * read), then the header, checked against it, then the signed release
+ * version against the store's (rollback protection, store_version.h), in
+ * that order: a signature that does not sign the header is tampering,
+ * reported as such whatever version it claims.
+ *
+ * Reading writes nothing: the store takes the version only when the caller
+ * commits it (archive_trust_commit), once every check that can still
+ * refuse the release has passed (--verify-header, a name that holds
+ * another image) and before the first chunk of it is fetched or stored.
+ * So a refused release leaves the remembered version as it was, and a
+ * release cut short after its first chunk still counts. What clone does
+ * before it stores a byte, and what on-demand reads do. */
 #pragma once
 
 #include "archive.h"
@@ -37,6 +46,16 @@ struct archive_trust_result {
         uint8_t signer_id[MINISIGN_KEY_ID_LEN];
 };
 
-/* The header of src, read on conn, as the store may take it; res may be NULL. */
+/* The header of src, read on conn, as the store may take it: with trusted
+ * keys, signed by one of them and of a version the store may take (-ESTALE
+ * for a downgrade, checked after the header matches the signature). Writes
+ * nothing to the store. */
 int archive_trust_read_header(const struct archive_trust *t, struct store *store, struct archive_source *src,
                               struct source_conn *conn, struct archive **out, struct archive_trust_result *res);
+
+/* The store remembers the release version res checked (nothing to do for
+ * a release read without trusted keys), durably, before this returns: the
+ * caller's step once nothing can refuse the release any more, before any
+ * chunk of it is fetched. A downgrade that a concurrent clone made one
+ * meanwhile is still refused (-ESTALE). */
+int archive_trust_commit(const struct archive_trust *t, struct store *store, const struct archive_trust_result *res);

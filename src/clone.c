@@ -35,6 +35,8 @@ struct clone_ctx {
         struct store *store;
         struct archive_source *src;
         struct archive *archive;
+        struct archive_trust trust;
+        struct archive_trust_result trusted; /* the header's, as open_archive read it */
         struct source_conn *conns; /* one per worker */
         unsigned n_workers;
         size_t hash_len; /* of the chunks as the store names and checks them */
@@ -263,25 +265,24 @@ static int apply_seeds(struct clone_ctx *ctx, struct clone_result *res, atomic_u
 }
 
 /* Connections, the signature when trusted keys are given, then the archive
- * header (pinned by it, and by --verify-header if given). */
+ * header (pinned by it, and by --verify-header if given). The store takes
+ * the signed version only when the caller commits it (remember_version). */
 static int open_archive(struct clone_ctx *ctx, struct clone_result *res)
 {
         const struct clone_options *o = ctx->opts;
-        struct archive_trust trust = {
-                .source = o->source, .http = &ctx->http, .policy = o->trust,
-        };
-        struct archive_trust_result tr = {};
+        struct archive_trust_result *tr = &ctx->trusted;
         int err;
 
+        ctx->trust = (struct archive_trust){ .source = o->source, .http = &ctx->http, .policy = o->trust };
         err = open_connections(ctx);
         if (err == 0)
-                err = archive_trust_read_header(&trust, ctx->store, ctx->src, &ctx->conns[0], &ctx->archive, &tr);
+                err = archive_trust_read_header(&ctx->trust, ctx->store, ctx->src, &ctx->conns[0], &ctx->archive, tr);
         if (err < 0)
                 return err;
-        if (res && tr.signature_checked) {
+        if (res && tr->signature_checked) {
                 res->signature_checked = true;
-                res->release_version = tr.release_version;
-                memcpy(res->signer_id, tr.signer_id, sizeof(res->signer_id));
+                res->release_version = tr->release_version;
+                memcpy(res->signer_id, tr->signer_id, sizeof(res->signer_id));
         }
         if (o->header_checksum_len &&
             memcmp(o->header_checksum, ctx->archive->header_checksum, o->header_checksum_len) != 0) {
@@ -292,6 +293,15 @@ static int open_archive(struct clone_ctx *ctx, struct clone_result *res)
                 return -EBADMSG;
         }
         return 0;
+}
+
+/* The signed release version into the store, once nothing can refuse the
+ * release any more and before any chunk of it is stored: checking the
+ * store takes over chunks a killed clone left, seeds store chunks, and
+ * neither may come before it (a clone cut short still counts). */
+static int remember_version(struct clone_ctx *ctx)
+{
+        return archive_trust_commit(&ctx->trust, ctx->store, &ctx->trusted);
 }
 
 /* Which of ctx->unique the store holds (ctx->state), taking over complete
@@ -343,6 +353,8 @@ static int clone_fetch(struct clone_ctx *ctx, struct clone_result *res)
         int err;
 
         err = open_archive(ctx, res);
+        if (err == 0)
+                err = remember_version(ctx);
         if (err < 0)
                 return err;
         r = ctx->archive->release;
@@ -459,6 +471,9 @@ static int repair_fetch(struct clone_ctx *ctx, const struct release *r, const st
                           ro->release);
                 return -EINVAL;
         }
+        err = remember_version(ctx);
+        if (err < 0)
+                return err;
         ctx->hash_len = r->hash_len;
         err = collect_unique(ctx, r);
         if (err < 0)

@@ -184,14 +184,12 @@ int ondemand_start(struct image_map *m)
         return 0;
 }
 
-/* The archive's connections and header (trusted as clone trusts it). */
-static int open_archive(struct ondemand *od, const struct ondemand_options *o, struct store *store,
-                        struct archive **out)
+/* The archive's connections and header (trusted as clone trusts it; the
+ * store takes the signed version only when open_locked commits it). */
+static int open_archive(struct ondemand *od, const struct archive_trust *trust, struct store *store,
+                        struct archive **out, struct archive_trust_result *trusted)
 {
-        struct archive_trust trust = {
-                .source = o->source, .http = &od->http, .policy = o->trust,
-        };
-        int err = archive_source_open(o->source, &od->http, &od->src);
+        int err = archive_source_open(trust->source, &od->http, &od->src);
 
         if (err < 0)
                 return err;
@@ -203,7 +201,7 @@ static int open_archive(struct ondemand *od, const struct ondemand_options *o, s
                         return log_errno(err, "cannot set up a connection to %s", od->where);
                 od->n_conns++;
         }
-        err = archive_trust_read_header(&trust, store, od->src, &od->workers[0].conn, out, NULL);
+        err = archive_trust_read_header(trust, store, od->src, &od->workers[0].conn, out, trusted);
         if (err < 0)
                 return err;
         od->codec = (*out)->codec;
@@ -277,14 +275,19 @@ static int take_stock(struct ondemand *od, struct image_map *m)
         return 0;
 }
 
+/* Everything that can refuse the release, then the store takes its signed
+ * version: before any chunk of it is fetched or written (the workers and
+ * the description come after this), never for a release refused. */
 static int open_locked(struct ondemand *od, const struct ondemand_options *o, bool verify, struct store *store,
                        struct image_map **out)
 {
+        struct archive_trust trust = { .source = o->source, .http = &od->http, .policy = o->trust };
+        struct archive_trust_result trusted;
         _cleanup_archive_ struct archive *a = NULL;
         struct image_map *m = NULL;
         int err;
 
-        err = open_archive(od, o, store, &a);
+        err = open_archive(od, &trust, store, &a, &trusted);
         if (err < 0)
                 return err;
         err = check_existing(od, store, a->release);
@@ -303,6 +306,8 @@ static int open_locked(struct ondemand *od, const struct ondemand_options *o, bo
         err = store_use_begin(store, od->name, od->desc, od->desc_len, &m->use);
         if (err == 0)
                 err = take_stock(od, m);
+        if (err == 0)
+                err = archive_trust_commit(&trust, store, &trusted);
         return err;
 }
 

@@ -22,7 +22,7 @@ from slow_server import SlowServer, chunks_served
 from ihop_run import FIXTURES, IHOP, clone_ok, ihop, run
 from store_checks import check_store, releases
 from test_fuse_mount import (DEBUGFS, STEP, PAIR_V1, FuseMount, debugfs_cat, fuse_mount, loop_mount,  # noqa: F401
-                             umount, v1, v1_archive)
+                             mounted_at, umount, v1, v1_archive)
 from test_in_use import wait_for
 from test_serve import EIO, RawNbd, serve  # noqa: F401
 
@@ -340,6 +340,103 @@ def test_an_unsigned_or_untrusted_release_is_refused_before_anything_is_stored(t
     store = tmp_path / "store"
     assert not (store / "v1").exists() and not (store / ".release-version").exists()
     assert check_store(store) == set()
+
+
+def signed_copy(directory, fixture, key, version):
+    """A copy of a fixture archive in directory, signed as version."""
+    directory.mkdir(exist_ok=True)
+    a = directory / os.path.basename(fixture)
+    a.write_bytes((FIXTURES / fixture).read_bytes())
+    r = ihop("sign", "-s", key, "--release-version", str(version), a)
+    assert r.returncode == 0, r.stderr
+    return a
+
+
+def version_bytes(store):
+    v = store / ".release-version"
+    return v.read_bytes() if v.exists() else None
+
+
+def on_demand_once(via, tmp_path, *args):
+    """`mount ... STORE/NAME FILE` or `serve --unix ... STORE/NAME` that is
+    expected to refuse at its start: its result, and nothing attached."""
+    target = tmp_path / "refused.file"
+    target.touch()
+    sock = tmp_path / "refused.sock"
+    *opts, release = args
+    if via == "mount":
+        args = [IHOP, "mount", *opts, release, target]
+    else:
+        args = [IHOP, "serve", *opts, "--unix", sock, release]
+    p = subprocess.Popen([str(a) for a in args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=STEP)
+    except subprocess.TimeoutExpired:
+        # It started instead: undone, so that the failure leaves nothing mounted.
+        if mounted_at(target):
+            umount(target)
+        p.kill()
+        out, err = p.communicate(timeout=STEP)
+        raise AssertionError(f"ihop {via} started instead of refusing: {err}")
+    assert not mounted_at(target) and target.stat().st_size == 0
+    assert not sock.exists()
+    return subprocess.CompletedProcess(args, p.returncode, out, err)
+
+
+@pytest.mark.parametrize("via", ["mount", "serve"])
+def test_another_image_under_the_name_leaves_the_remembered_version_as_it_was(tmp_path, signed_v1, serve, via):
+    """v2 validly signed as version 50 onto a NAME holding v1 is refused for
+    the name: the store does not take 50, and v1 signed as 6 is then taken."""
+    _, vendor, _ = signed_v1
+    key = vendor.with_suffix(".key")
+    current = signed_copy(tmp_path / "current", PAIR_V1, key, 3)
+    other = signed_copy(tmp_path / "other", PAIR_V2, key, 50)
+    wanted = signed_copy(tmp_path / "wanted", PAIR_V1, key, 6)
+    store = tmp_path / "store"
+    clone_ok(current, store / "v1", "--trusted-key", vendor)
+    before = version_bytes(store)
+    assert before.startswith(b"ihop-release-version=3\n")
+    r = on_demand_once(via, tmp_path, "--trusted-key", vendor, "--source", other, store / "v1")
+    assert r.returncode == 1
+    assert "exists and holds another image" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert version_bytes(store) == before
+    size = parse_archive(FIXTURES / PAIR_V1).source_total_size
+    if via == "mount":
+        m = FuseMount(store / "v1", tmp_path / "v1.file", size, "--trusted-key", vendor, "--source", wanted)
+        try:
+            assert "error" not in m.stderr, m.stderr
+        finally:
+            assert m.unmount() == 0, m.stderr
+    else:
+        srv = serve(["--trusted-key", vendor, "--source", wanted, store / "v1"])
+        error, data = nbd_read(srv, "v1", 0, 1 << 20)
+        assert error == 0 and len(data) == 1 << 20
+        assert srv.stop() == 0, srv.stderr
+    assert version_bytes(store).startswith(b"ihop-release-version=6\n")
+
+
+@pytest.mark.parametrize("via", ["mount", "serve"])
+def test_a_forged_pair_on_demand_is_tampering_on_a_fresh_store_and_on_one_further_on(tmp_path, signed_v1, via):
+    """v1's signature (version 2) beside v2's archive: the same refusal and
+    exit status on a store with no version and on one at version 5."""
+    _, vendor, _ = signed_v1
+    key = vendor.with_suffix(".key")
+    v1 = signed_copy(tmp_path / "forged", PAIR_V1, key, 2)
+    forged = signed_copy(tmp_path / "forged", PAIR_V2, key, 3)
+    (tmp_path / "forged" / (forged.name + ".minisig")).write_bytes(
+        (tmp_path / "forged" / (v1.name + ".minisig")).read_bytes())
+    further = tmp_path / "further"
+    clone_ok(signed_copy(tmp_path / "five", PAIR_V1, key, 5), further / "v1", "--trusted-key", vendor)
+    seen = {}
+    for store in (tmp_path / "fresh", further):
+        before = (version_bytes(store), releases(store), check_store(store) if store.exists() else set())
+        r = on_demand_once(via, tmp_path, "--trusted-key", vendor, "--source", forged, store / "v2")
+        errors = [line for line in r.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and "does not sign this archive's header" in errors[0], r.stderr
+        seen[store.name] = r.returncode
+        assert (version_bytes(store), releases(store), check_store(store)) == before
+    assert seen == {"fresh": 1, "further": 1}
 
 
 def test_the_chunk_of_zeros_is_written_here_not_fetched(tmp_path, serve):

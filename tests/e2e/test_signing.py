@@ -16,7 +16,13 @@ keys on the device, and no rollback to older release versions.
   is a refusal.
 - Rollback: version 3, then 2 refused, then 2 taken with --allow-downgrade;
   the remembered version is written before any chunk is fetched and
-  survives a kill -9 in the middle of the clone.
+  survives a kill -9 in the middle of the clone; a downgrade is refused
+  once its header is read, before any chunk data.
+- The store takes a release's version only once nothing can refuse it: a
+  release refused by --verify-header leaves `.release-version` byte for
+  byte as it was; a forged pair (a signature that does not sign the
+  header) is bad-data, exit status 1, on a fresh store and on one at a
+  higher version alike, never a downgrade.
 """
 
 import hashlib
@@ -596,6 +602,101 @@ def test_remembered_version_is_durable_before_chunks_and_survives_kill_9(keys, t
     assert_one_error_line(r, "version 4 is older than version 5")
     clone_ok(v4, store / "four", "--trusted-key", keys / "vendor.pub", "--allow-downgrade")
     clone_ok(v5, store / "five", "--trusted-key", keys / "vendor.pub")
+
+
+def store_state(store: Path):
+    """What a refused release may not change: the remembered version's bytes
+    (None when there is none), the files at the top, the chunk files."""
+    version = store / VERSION_FILE
+    top = sorted(p.name for p in store.iterdir() if p.is_file()) if store.exists() else []
+    return (version.read_bytes() if version.exists() else None, top, chunk_files(store) if store.exists() else [])
+
+
+def store_at_version(tmp_path, keys, name, version):
+    """A store that took a signed release of this version, under NAME `old`."""
+    a = make_archive(tmp_path, f"old-{name}", seed=b"old")
+    assert ihop_sign(a, keys / "vendor.key", version).returncode == 0
+    store = tmp_path / name
+    clone_ok(a, store / "old", "--trusted-key", keys / "vendor.pub")
+    assert (store / VERSION_FILE).read_bytes() == version_file_text(version)
+    return store
+
+
+@pytest.mark.parametrize("store_was", ["fresh", "at version 3"])
+def test_a_release_refused_by_verify_header_leaves_the_remembered_version_as_it_was(keys, tmp_path, store_was):
+    """Another validly signed archive, of a higher version, refused for its
+    header: the store does not take its version, and the wanted, lower one
+    is then cloned, not refused as a downgrade."""
+    wanted, other = signed_pair(tmp_path, keys, 6, 50)
+    store = tmp_path / "fresh" if store_was == "fresh" else store_at_version(tmp_path, keys, "s", 3)
+    key = ("--trusted-key", keys / "vendor.pub")
+    header = parse_archive(wanted).header_checksum.hex()
+    before = store_state(store)
+    r = clone(other, store / "r", *key, "--verify-header", header)
+    assert_one_error_line(r, "does not match the one given with --verify-header")
+    assert r.returncode == 1
+    if store_was == "fresh":
+        assert_store_untouched(store)
+    assert store_state(store) == before
+    r = clone_ok(wanted, store / "r", *key, "--verify-header", header)
+    assert "release version 6" in r.stdout
+    assert (store / VERSION_FILE).read_bytes() == version_file_text(6)
+
+
+def forge_pair(tmp_path, keys, how):
+    """v2's archive beside a signature by the trusted key that does not sign
+    it, of version 2: pair/v1's, or another archive's."""
+    d = tmp_path / "forged"
+    d.mkdir()
+    v1, v2 = signed_pair(d, keys, 2, 3)
+    if how == "signature of another archive":
+        another = make_archive(d, "another", seed=b"forge")
+        assert ihop_sign(another, keys / "vendor.key", 2).returncode == 0
+        shutil.copy(Path(str(another) + ".minisig"), Path(str(v2) + ".minisig"))
+    else:
+        shutil.copy(Path(str(v1) + ".minisig"), Path(str(v2) + ".minisig"))
+    return v2
+
+
+@pytest.mark.parametrize("how", ["v1's signature beside v2", "signature of another archive"])
+def test_a_forged_pair_is_reported_as_tampering_on_a_fresh_store_and_on_one_further_on(keys, tmp_path, how):
+    """The signature's version (2) is below the store's (5): still bad-data,
+    never downgrade, so that an update agent can tell "already newer" from
+    "someone is lying to me"."""
+    import json
+    forged = forge_pair(tmp_path, keys, how)
+    seen = {}
+    for store_was in ("fresh", "at version 5"):
+        store = tmp_path / "fresh" if store_was == "fresh" else store_at_version(tmp_path, keys, "s5", 5)
+        before = store_state(store)
+        r = ihop("clone", "--json", "--trusted-key", keys / "vendor.pub", forged, store / "r")
+        line = assert_one_error_line(r, "refusing", "does not sign this archive's header")
+        err = json.loads(r.stdout)["error"]
+        assert line == "ihop: error: " + err["message"]
+        seen[store_was] = (r.returncode, err["code"], err["errno"])
+        assert store_state(store) == before
+        if store_was == "fresh":
+            assert_store_untouched(store)
+    assert seen["fresh"] == seen["at version 5"] == (1, "bad-data", "EBADMSG"), seen
+
+
+def test_over_nginx_a_downgrade_is_refused_after_the_header_before_any_chunk(nginx, keys, tmp_path):
+    """The version is compared once the header is known to be signed: a
+    downgrade costs its header, and not one byte of chunk data."""
+    v3, v2 = signed_pair(tmp_path, keys, 3, 2)
+    store = tmp_path / "s"
+    clone_ok(v3, store / "three", "--trusted-key", keys / "vendor.pub")
+    url = nginx.publish("downgrade/v2.ext4.cba", v2.read_bytes())
+    nginx.publish("downgrade/v2.ext4.cba.minisig", Path(str(v2) + ".minisig").read_bytes())
+    before = store_state(store)
+    mark = nginx.mark()
+    r = clone(url, store / "two", "--trusted-key", keys / "vendor.pub")
+    assert_one_error_line(r, "refusing", "version 2 is older than version 3")
+    assert store_state(store) == before
+    entries = nginx.entries(mark)
+    assert entries[0].path == "/downgrade/v2.ext4.cba.minisig", entries
+    archive = [e for e in entries if e.path == "/downgrade/v2.ext4.cba"]
+    assert sum(e.body_bytes for e in archive) == parse_archive(v2).header_size, entries
 
 
 def test_signature_option_takes_a_url_for_a_local_archive(nginx, signed, keys, tmp_path):
