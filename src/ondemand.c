@@ -213,6 +213,21 @@ static int open_archive(struct ondemand *od, const struct archive_trust *trust, 
         return 0;
 }
 
+/* A store this process cannot write keeps nothing fetched: every read of a
+ * missing chunk would fail with EIO. err: store_check_writable's. */
+static int refuse_unwritable(struct ondemand *od, struct store *store, const char *source, int err)
+{
+        if (err == -EROFS)
+                log_error("%s: store %s is read-only: nothing fetched from %s could be kept in it (only a release "
+                          "complete there is served from a read-only store)",
+                          od->arg, store_path(store), source);
+        else
+                log_error("%s: cannot write store %s (%s): nothing fetched from %s could be kept in it (only a "
+                          "release complete there is served from a store that cannot be written)",
+                          od->arg, store_path(store), strerror(-err), source);
+        return err;
+}
+
 /* A release NAME already in the store must be this archive's image. */
 static int check_existing(struct ondemand *od, struct store *store, const struct release *r)
 {
@@ -277,16 +292,23 @@ static int take_stock(struct ondemand *od, struct image_map *m)
 
 /* Everything that can refuse the release, then the store takes its signed
  * version: before any chunk of it is fetched or written (the workers and
- * the description come after this), never for a release refused. */
+ * the description come after this), never for a release refused. With
+ * *from_store, the store cannot be written and holds the whole release:
+ * it is served as it is, nothing fetched. */
 static int open_locked(struct ondemand *od, const struct ondemand_options *o, bool verify, struct store *store,
-                       struct image_map **out)
+                       struct image_map **out, bool *from_store)
 {
         struct archive_trust trust = { .source = o->source, .http = &od->http, .policy = o->trust };
         struct archive_trust_result trusted;
         _cleanup_archive_ struct archive *a = NULL;
         struct image_map *m = NULL;
+        int writable = store_check_writable(store);
         int err;
 
+        /* No release under the name: a store that cannot be written could
+         * serve none of it. Said before anything is fetched. */
+        if (writable < 0 && !store_release_exists(store, od->name))
+                return refuse_unwritable(od, store, o->source, writable);
         err = open_archive(od, &trust, store, &a, &trusted);
         if (err < 0)
                 return err;
@@ -303,12 +325,19 @@ static int open_locked(struct ondemand *od, const struct ondemand_options *o, bo
         od->r = m->release;
         m->provider = &od->provider;
         *out = m;
-        err = store_use_begin(store, od->name, od->desc, od->desc_len, &m->use);
-        if (err == 0)
-                err = take_stock(od, m);
-        if (err == 0)
-                err = archive_trust_commit(&trust, store, &trusted);
-        return err;
+        err = take_stock(od, m);
+        if (err < 0)
+                return err;
+        /* Served from a store that cannot be written only when it needs no
+         * write: described, every chunk in (the chunks of zeros too). */
+        *from_store = writable < 0;
+        if (writable < 0 && (!od->described || od->n_present < od->r->n_chunks))
+                return refuse_unwritable(od, store, o->source, writable);
+        err = archive_trust_commit(&trust, store, &trusted);
+        if (err < 0)
+                return err;
+        /* Still under the store lock: gc cannot have run since the stock was taken. */
+        return store_use_begin(store, od->name, od->desc, od->desc_len, &m->use);
 }
 
 int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify, struct image_map **out,
@@ -318,6 +347,7 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
         struct ondemand *od = calloc(1, sizeof(*od));
         struct store *store = NULL;
         struct image_map *m = NULL;
+        bool from_store = false;
         char size[32];
         int err;
 
@@ -350,7 +380,7 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
         if (err == 0)
                 err = store_lock(store, STORE_LOCK_SHARED);
         if (err == 0)
-                err = open_locked(od, o, verify, store, &m);
+                err = open_locked(od, o, verify, store, &m, &from_store);
         if (store)
                 store_unlock(store);
         if (err < 0) {
@@ -362,6 +392,25 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
                 }
                 return err;
         }
+        if (name) {
+                *name = strdup(od->name);
+                if (!*name) {
+                        image_map_free(m);
+                        return -ENOMEM;
+                }
+        }
+        if (from_store) {
+                /* The map alone, as `mount` without --source makes it: under
+                 * verify, a chunk found corrupt reads as EIO, since no copy
+                 * fetched again could be kept. */
+                log_info("%s: store %s cannot be written, but holds the whole release: it is served from there, "
+                         "nothing is fetched from %s",
+                         arg, store_path, od->where);
+                m->provider = NULL;
+                od_free(&od->provider);
+                *out = m;
+                return 0;
+        }
         uint64_t missing_bytes = 0;
         for (size_t i = 0; i < od->r->n_chunks; i++)
                 if (fetchable(od->state[i])) /* not the chunks of zeros, written here */
@@ -372,13 +421,6 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
         if (od->n_present == od->r->n_chunks && !od->described) {
                 od->described = true;
                 od_describe(od);
-        }
-        if (name) {
-                *name = strdup(od->name);
-                if (!*name) {
-                        image_map_free(m);
-                        return -ENOMEM;
-                }
         }
         *out = m;
         return 0;

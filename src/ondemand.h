@@ -37,9 +37,12 @@ struct ondemand_options {
 
 /* Opens STORE/NAME (arg) backed by the archive at o->source: *out reads the
  * archive's image, from the store where it can. The store is made if need
- * be; a release NAME already there must be the archive's. *name (when not
- * NULL) gets the release name. Threads (fetching) start with ondemand_start(),
- * after any fork. */
+ * be; a release NAME already there must be the archive's. A store this
+ * process cannot write (read-only, another user's) is refused at once, in
+ * one line, unless it holds the whole release: that is served from it as
+ * image_map_open() would, nothing fetched. *name (when not NULL) gets the
+ * release name. Threads (fetching) start with ondemand_start(), after any
+ * fork. */
 int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify, struct image_map **out,
                   char **name);
 

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 struct store {
         char *path;
@@ -507,6 +508,25 @@ bool store_release_magic_ok(const uint8_t *buf, size_t len)
 bool store_release_exists(struct store *s, const char *name)
 {
         return faccessat(s->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+int store_check_writable(struct store *s)
+{
+        const int dirs[] = { s->dirfd, s->chunks_dirfd };
+        struct statvfs st;
+
+        for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+                /* The mount's flags with the file system's: a read-only bind
+                 * mount of a writable one counts. */
+                if (fstatvfs(dirs[i], &st) == 0 && (st.f_flag & ST_RDONLY))
+                        return -EROFS;
+                /* Permissions as the writes will meet them (effective ids,
+                 * capabilities, ACLs): a directory needs w and x. */
+                if (faccessat(dirs[i], ".", W_OK | X_OK, AT_EACCESS) < 0 &&
+                    (errno == EROFS || errno == EACCES || errno == EPERM))
+                        return -errno;
+        }
+        return 0;
 }
 
 int store_release_read(struct store *s, const char *name, uint8_t **buf, size_t *len)

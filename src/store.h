@@ -168,6 +168,13 @@ void store_free_names(char **names);
 /* Is there a file named NAME at the top of the store (a release, or what clone would replace)? */
 bool store_release_exists(struct store *s, const char *name);
 
+/* Can this process write the store (STORE and STORE/chunks)? 0, -EROFS
+ * (a read-only file system or mount), or -EACCES / -EPERM (not this
+ * user's to write). Quiet: for a caller that must refuse at its start what
+ * would otherwise fail at each write. Other failures to tell are 0: the
+ * writes say what they are. */
+int store_check_writable(struct store *s);
+
 /* Reads STORE/NAME whole, at most STORE_RELEASE_MAX_SIZE bytes and never
  * through a symlink; logs why not (-ENOENT: no such release; -ELOOP: a
  * symlink; -EBADMSG: not a regular file, or too large to be a description). */

@@ -61,7 +61,8 @@ int cmd_mount(int argc, char **argv)
                         "While it runs, the release is in use: gc keeps its chunks, even after\n"
                         "'ihop rm' of it. With --source, the release need not be in STORE: its\n"
                         "chunks are fetched from SOURCE as they are read (and with --fill, all of\n"
-                        "them), checked and kept; once all are in, it is an ordinary release.\n",
+                        "them), checked and kept; once all are in, it is an ordinary release. A STORE\n"
+                        "that cannot be written is then refused, unless it holds the whole release.\n",
                 .options = options,
                 .groups = { ondemand_cli_options(), trust_cli_options(), http_cli_options() },
                 .min_operands = 2,

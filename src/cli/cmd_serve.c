@@ -128,7 +128,8 @@ int cmd_serve(int argc, char **argv)
                                "meanwhile the releases are in use: gc keeps their chunks, even after 'ihop rm'.\n"
                                "No TLS and no authentication: whoever reaches the socket reads the releases.\n"
                                "--source SOURCE applies to the release after it: that one need not be in\n"
-                               "STORE; its chunks are fetched from SOURCE as they are read, and kept.\n",
+                               "STORE; its chunks are fetched from SOURCE as they are read, and kept (a STORE\n"
+                               "that cannot be written is refused, unless it holds the whole release).\n",
                 .options = options,
                 .groups = { ondemand_cli_options(), trust_cli_options(), http_cli_options() },
                 .operands_in_order = true,

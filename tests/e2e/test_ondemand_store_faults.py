@@ -1,18 +1,23 @@
 # SPDX-License-Identifier: MIT
 """`serve --source` and `mount --source` when the store cannot take what
 is fetched: its file system full while chunks come in, or the description
-blocked when the last one does; and the usage errors of --source not
+blocked when the last one does, or read-only from the start (refused then,
+unless the whole release is there); and the usage errors of --source not
 covered by test_ondemand.py.
 
-Real file systems (tmpfs, filled and grown with `mount -o remount`), the
-session's real nginx, a real NBD client (test_serve.RawNbd) and FUSE reads
-through the kernel: nothing is faked."""
+Real file systems (tmpfs, filled and grown with `mount -o remount`, and
+remounted read-only; read-only bind mounts), the session's real nginx, a
+real NBD client (test_serve.RawNbd) and FUSE reads through the kernel:
+nothing is faked."""
 
 import errno
 import hashlib
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,8 +26,9 @@ from fault_server import FaultServer
 from ihop_run import FIXTURES, IHOP, clone_ok, ihop, run
 from store_checks import check_release_file, check_store, releases
 from test_fuse_mount import PAIR_V1, STEP, FuseMount
-from test_in_use import wait_for
-from test_ondemand import PAIR_V2, chunk_data_fetched, nbd_read, unique_archive_bytes
+from test_in_use import read_only_view, wait_for  # noqa: F401 (read_only_view: a fixture)
+from test_ondemand import (PAIR_V2, chunk_data_fetched, nbd_read, on_demand_once, signed_copy,
+                           unique_archive_bytes)
 from test_serve import chunk_layout, pick_victim, serve  # noqa: F401 (serve: a fixture)
 
 READ = 1 << 20  # one read of the device
@@ -482,3 +488,138 @@ def test_chunks_of_zeros_that_cannot_be_written_leave_no_release_until_they_can(
     assert srv.stop() == 0
     assert len(check_store(store)) == 33
     assert ihop("verify", store / "z").returncode == 0
+
+
+# --- a store that cannot be written ------------------------------------------
+
+
+def read_only_store(how, tmp_path, tmpfs, read_only_view):
+    """A store holding pair/v2, which cannot be written: a read-only bind
+    mount of it, or its tmpfs remounted read-only."""
+    if how == "read-only bind mount":
+        store = tmp_path / "store"
+        clone_ok(FIXTURES / PAIR_V2, store / "v2")
+        return read_only_view(store)
+    fs = tmpfs("fs", "size=64m")
+    clone_ok(FIXTURES / PAIR_V2, fs / "store" / "v2")
+    remount(fs, "ro")
+    return fs / "store"
+
+
+@pytest.mark.parametrize("via", ["mount", "serve"])
+@pytest.mark.parametrize("how", ["read-only bind mount", "tmpfs remounted ro"])
+def test_a_read_only_store_is_refused_at_the_start_before_anything_is_fetched(
+        tmp_path, nginx, tmpfs, read_only_view, how, via):
+    """Nothing fetched could be kept (every read would fail with EIO): one
+    line naming the store, exit status 1, no request to the source, nothing
+    attached, the store as it was."""
+    store = read_only_store(how, tmp_path, tmpfs, read_only_view)
+    before = check_store(store)
+    since = nginx.mark()
+    r = on_demand_once(via, tmp_path, "--source", nginx.url(PAIR_V1), store / "v1")
+    assert r.returncode == 1
+    line = r.stderr.strip()
+    assert line.startswith("ihop: error: ") and "\n" not in line, r.stderr
+    assert f"store {store} is read-only" in line, line
+    assert nginx.entries(since) == []
+    assert check_store(store) == before and releases(store) == ["v2"]
+
+
+def test_a_read_only_store_missing_a_chunk_of_the_release_is_refused_before_any_chunk_is_fetched(
+        tmp_path, nginx, read_only_view):
+    """The release is under its name but lacks a chunk: only the header is
+    read (to know which chunks it needs), then the one line."""
+    a = parse_archive(FIXTURES / PAIR_V1)
+    store = tmp_path / "store"
+    clone_ok(FIXTURES / PAIR_V1, store / "v1")
+    _, _, victim, _ = pick_victim(a, store)
+    victim.unlink()
+    ro = read_only_view(store)
+    since = nginx.mark()
+    r = on_demand_once("serve", tmp_path, "--source", nginx.url(PAIR_V1), ro / "v1")
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1 and f"store {ro} is read-only" in r.stderr, r.stderr
+    assert chunk_data_fetched(nginx.entries(since), a) == 0
+    assert not victim.exists()
+
+
+def test_a_release_complete_in_a_read_only_store_is_served_from_it_and_nothing_is_fetched(
+        tmp_path, nginx, serve, read_only_view, v1_image):
+    """--source with the whole release in a read-only store: served as
+    `serve` without --source serves it (one line says so), the image right,
+    no chunk data fetched. Under --verify a corrupt chunk reads as EIO,
+    said once: a copy fetched again could not be kept."""
+    a = parse_archive(FIXTURES / PAIR_V1)
+    store = tmp_path / "store"
+    clone_ok(FIXTURES / PAIR_V1, store / "v1")
+    ro = read_only_view(store)
+    since = nginx.mark()
+    srv = serve([ro / "v1"], "--source", nginx.url(PAIR_V1))
+    assert "holds the whole release: it is served from there" in srv.stderr, srv.stderr
+    copy = tmp_path / "copy"
+    r = run(["nbdcopy", srv.uri("v1"), copy], timeout=STEP)
+    assert r.returncode == 0, r.stderr
+    assert copy.read_bytes() == v1_image
+    assert srv.stop() == 0
+    assert error_lines(srv.stderr) == [], srv.stderr
+    assert chunk_data_fetched(nginx.entries(since), a) == 0
+
+    off, size, victim, _ = pick_victim(a, store)
+    right = victim.read_bytes()
+    victim.write_bytes(bytes([right[0] ^ 1]) + right[1:])
+    srv = serve([ro / "v1"], "--verify", "--source", nginx.url(PAIR_V1))
+    assert nbd_read(srv, "v1", off, size)[0] == errno.EIO
+    assert nbd_read(srv, "v1", 0, READ) == (0, v1_image[:READ])
+    assert srv.alive()
+    assert srv.stop() == 0
+    corrupt = [line for line in srv.stderr.splitlines() if "is corrupt" in line]
+    assert len(corrupt) == 1 and "reads of it fail with EIO" in corrupt[0], srv.stderr
+    assert chunk_data_fetched(nginx.entries(since), a) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run ihop as another user")
+def test_a_store_this_user_cannot_write_is_refused_at_the_start(tmp_path):
+    """root's store, `serve --source` as nobody: refused the same way, the
+    reason given (what it fetched could not be kept either)."""
+    d = Path(tempfile.mkdtemp(prefix="ihop-nobody-", dir="/tmp"))  # pytest's tmp_path is root's alone
+    try:
+        os.chmod(d, 0o755)
+        store = d / "store"
+        clone_ok(FIXTURES / PAIR_V2, store / "v2")
+        before = check_store(store)
+        sockets = d / "sockets"  # where nobody could listen
+        sockets.mkdir()
+        os.chown(sockets, 65534, 65534)
+        r = run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", IHOP, "serve", "--source",
+                 FIXTURES / PAIR_V1, "--unix", sockets / "sock", store / "v1"], timeout=STEP)
+        assert r.returncode == 1
+        line = r.stderr.strip()
+        assert line.startswith("ihop: error: ") and "\n" not in line, r.stderr
+        assert f"cannot write store {store} (Permission denied)" in line, line
+        assert not (sockets / "sock").exists()
+        assert check_store(store) == before and releases(store) == ["v2"]
+    finally:
+        shutil.rmtree(d)
+
+
+def test_a_signed_release_complete_in_a_read_only_store_is_served_once_its_version_is_remembered(
+        tmp_path, serve, read_only_view):
+    """Complete but cloned without keys, the store has no version to
+    compare: it cannot remember this one, so the release is refused (one
+    line); cloned with the key, it is served."""
+    r = ihop("keygen", "-W", "-p", tmp_path / "k.pub", "-s", tmp_path / "k.key")
+    assert r.returncode == 0, r.stderr
+    signed = signed_copy(tmp_path / "pub", PAIR_V1, tmp_path / "k.key", 3)
+    key = ("--trusted-key", tmp_path / "k.pub")
+    unsigned, remembered = tmp_path / "unsigned", tmp_path / "remembered"
+    clone_ok(FIXTURES / PAIR_V1, unsigned / "v1")
+    clone_ok(signed, remembered / "v1", *key)
+    r = on_demand_once("serve", tmp_path, *key, "--source", signed, read_only_view(unsigned) / "v1")
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "cannot write" in r.stderr and ".release-version" in r.stderr and "Read-only" in r.stderr, r.stderr
+    assert not (unsigned / ".release-version").exists()
+    srv = serve([read_only_view(remembered) / "v1"], *key, "--source", signed)
+    assert "holds the whole release" in srv.stderr, srv.stderr
+    assert nbd_read(srv, "v1", 0, READ)[0] == 0
+    assert srv.stop() == 0
