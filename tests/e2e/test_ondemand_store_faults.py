@@ -442,9 +442,10 @@ def test_a_corrupt_stored_chunk_whose_source_fails_reads_as_eio_until_it_recover
         srv = serve([store / "v1"], "--verify", "--source", fs.url, "--http-retry-count", "0")
         assert nbd_read(srv, "v1", off, size)[0] == errno.EIO
         assert srv.alive()
+        # The failed read is answered as its chunk is settled, before the worker says why.
+        wait_for(lambda: any("could not be fetched" in line for line in error_lines(srv.stderr)), "the error line")
         lines = srv.stderr.splitlines()
         assert sum("is corrupt" in line and "fetched again" in line for line in lines) == 1, srv.stderr
-        assert any("could not be fetched" in line for line in error_lines(srv.stderr)), srv.stderr
         assert victim.read_bytes() == bytes(flipped)
         assert not list(store.rglob("*.tmp-*"))
         fs.mode = "ok"
