@@ -469,16 +469,18 @@ bool store_tmp_is_stale(const char *name)
 
 void store_free_names(char **names) { dir_names_free(names); }
 
-/* A release description: a plain file with a release's name and the magic. */
+/* A release description: a plain file with a release's name and the magic.
+ * Anything else (a FIFO, a device, a directory, a symlink) is not one, as
+ * a file without the magic is not: left out, and never opened so that it
+ * could block the listing. */
 static bool is_release(const struct dir_iter *it, const char *name, void *opaque)
 {
         uint8_t magic[STORE_RELEASE_MAGIC_LEN];
-        struct stat st;
 
         if (!store_release_name_valid(name))
                 return false;
-        _cleanup_close_ int rfd = openat(dir_iter_fd(it), name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (rfd < 0 || fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode))
+        _cleanup_close_ int rfd = open_regular_at(dir_iter_fd(it), name, O_NOFOLLOW, NULL);
+        if (rfd < 0)
                 return false;
         return pread_full(rfd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
                store_release_magic_ok(magic, sizeof(magic));
@@ -512,10 +514,11 @@ bool store_release_exists(struct store *s, const char *name)
 int store_release_read(struct store *s, const char *name, uint8_t **buf, size_t *len)
 {
         char path[PATH_MAX];
+        mode_t type;
         int err;
 
         snprintf(path, sizeof(path), "%s/%s", s->path, name);
-        err = read_file_bounded_at(s->dirfd, name, STORE_RELEASE_MAX_SIZE, buf, len);
+        err = read_file_bounded_at(s->dirfd, name, STORE_RELEASE_MAX_SIZE, buf, len, &type);
         if (err == -ENOENT) {
                 log_error("release %s does not exist", path);
                 return err;
@@ -525,7 +528,11 @@ int store_release_read(struct store *s, const char *name, uint8_t **buf, size_t 
                 log_error("%s is a symlink, not a release description: refusing", path);
                 return err;
         }
-        if (err == -EFBIG || err == -EINVAL) {
+        if (err == -EINVAL) {
+                log_error("%s is %s, not a release description: refusing", path, file_type_name(type));
+                return -EBADMSG;
+        }
+        if (err == -EFBIG) {
                 log_error("%s is not a release description", path);
                 return -EBADMSG;
         }

@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 /* ---- the failing readdir ---------------------------------------------- */
@@ -317,6 +319,33 @@ static void test_chunk_recovery_fails_closed(void **state)
         assert_false(exists(tmp));
 }
 
+/* A FIFO (nobody writing) and a character device under release names at
+ * the top of the store: gc neither blocks on them nor takes them for
+ * releases; it collects as it would without them and leaves them be. */
+static void test_gc_passes_a_fifo_and_a_device_where_releases_are(void **state)
+{
+        struct ctx *c = *state;
+        struct gc_result res;
+        char fifo[600], dev[600];
+        struct stat st;
+
+        snprintf(fifo, sizeof(fifo), "%s/fifo", c->store_path);
+        assert_int_equal(mkfifo(fifo, 0644), 0);
+        snprintf(dev, sizeof(dev), "%s/dev", c->store_path);
+        /* mknod needs CAP_MKNOD: without it, the FIFO alone. */
+        bool have_dev = mknod(dev, S_IFCHR | 0644, makedev(1, 3)) == 0;
+        alarm(60);
+        for (int dry = 1; dry >= 0; dry--)
+                assert_int_equal(store_gc(c->store, dry, &res), 0);
+        alarm(0);
+        assert_int_equal(res.chunks_removed, 1);
+        assert_int_equal(res.chunks_kept, 2);
+        assert_false(exists(c->garbage_path));
+        assert_true(exists(c->kept_path[0]) && exists(c->kept_path[1]));
+        assert_true(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+        assert_true(!have_dev || (lstat(dev, &st) == 0 && S_ISCHR(st.st_mode)));
+}
+
 /* A release in use and removed: only its registration names the garbage
  * chunk. A listing of STORE/.in-use that fails (at once or part way) stops
  * gc: taken for complete, it would lose the chunk of a release in use. */
@@ -367,6 +396,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_release_listing_fails_closed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_chunk_recovery_fails_closed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_gc_refuses_when_the_releases_in_use_cannot_be_listed, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_gc_passes_a_fifo_and_a_device_where_releases_are, setup,
                                                 teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
