@@ -252,30 +252,59 @@ int store_chunk_state(struct store *s, const struct chunk *c, size_t hash_len, b
         return 0;
 }
 
+/* Creates the fan-out directory of rel ("abcd/..."), if it is not there. */
+static int make_fan_out_dir(struct store *s, const char *rel)
+{
+        char dir[8], shown[STORE_CHUNK_SHOWN_MAX];
+
+        snprintf(dir, sizeof(dir), "%.4s", rel);
+        if (mkdirat(s->chunks_dirfd, dir, 0755) < 0 && errno != EEXIST)
+                return log_errno(-errno, "cannot create %s", shown_chunk_file(s, dir, shown));
+        return 0;
+}
+
+/* Times a chunk's temp file is created again after its fan-out directory
+ * was removed under it: each gc removes a directory once at most, so
+ * this many gc runs would have to start in the instants between mkdir and
+ * create, one after the other. */
+#define CREATE_ATTEMPTS 16
+
 int chunk_writer_begin(struct chunk_writer *w, struct store *s, const struct chunk *c, size_t hash_len)
 {
         static atomic_uint counter;
         char rel[STORE_CHUNK_PATH_MAX];
+        int err;
 
         store_chunk_relpath(c->hash, hash_len, rel);
-        /* The two-byte fan-out directory is created on first use. */
-        rel[4] = '\0';
-        if (mkdirat(s->chunks_dirfd, rel, 0755) < 0 && errno != EEXIST) {
-                char shown[STORE_CHUNK_SHOWN_MAX];
-                return log_errno(-errno, "cannot create %s", shown_chunk_file(s, rel, shown));
-        }
-        rel[4] = '/';
         w->store = s;
         w->chunk = c;
         w->hash_len = hash_len;
         w->written = 0;
+        w->fd = -1;
         if (snprintf(w->tmp, sizeof(w->tmp), "%s%s%d.%u", rel, STORE_TMP_MARK, (int)getpid(),
                      atomic_fetch_add(&counter, 1)) >= (int)sizeof(w->tmp))
                 return -ENAMETOOLONG;
-        /* Never through a planted symlink: the fan-out directory must be a real one. */
-        w->fd = openat_beneath(s->chunks_dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
-        if (w->fd < 0)
-                return log_chunk_file_error(s, w->tmp, w->fd, "create");
+        /* The fan-out directory is created on first use, and gc removes it
+         * once empty. An on-demand writer holds no store lock (ondemand.h):
+         * a gc may remove the directory between the mkdir and the create,
+         * which then finds none (ENOENT). It is made again. Once the temp
+         * file is in it, the directory is not empty and stays (gc keeps a
+         * live writer's temp file): the rename into place, in the same
+         * directory, cannot meet this. */
+        for (int attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
+                err = make_fan_out_dir(s, rel);
+                if (err < 0)
+                        return err;
+                /* Never through a planted symlink: the fan-out directory must be a real one. */
+                w->fd = openat_beneath(s->chunks_dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+                if (w->fd != -ENOENT)
+                        break;
+        }
+        if (w->fd < 0) {
+                err = log_chunk_file_error(s, w->tmp, w->fd, "create");
+                w->fd = -1;
+                return err;
+        }
         hash_init(&w->hash);
         return 0;
 }
