@@ -222,6 +222,8 @@ static int teardown(void **state)
         struct ctx *c = *state;
 
         disarm();
+        racer.store = NULL; /* a test that failed part way left it armed */
+        alarm(0);
         store_close(c->store);
         remove_tree(c->dir);
         free(c);
