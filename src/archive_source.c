@@ -38,13 +38,20 @@ int archive_source_open(const char *spec, const struct http_options *http, struc
                         log_error("%s: unsupported URL scheme (use http://, https:// or a file path)", spec);
                         return -EINVAL;
                 }
-                s->fd = open(spec, O_RDONLY | O_CLOEXEC);
-                if (s->fd < 0)
-                        return log_errno(-errno, "cannot open archive %s", spec);
-                if (fstat(s->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                        log_error("%s: not a regular file", spec);
-                        close(s->fd);
+                mode_t type;
+                /* An archive is read at offsets (its header first, then the
+                 * chunks as wanted): a regular file, never a stream. */
+                s->fd = open_regular_at(AT_FDCWD, spec, 0, &type);
+                if (s->fd == -EINVAL) {
+                        log_error("archive %s is %s, not a regular file: refusing", spec, file_type_name(type));
                         return -EINVAL;
+                }
+                if (s->fd < 0)
+                        return log_errno(s->fd, "cannot open archive %s", spec);
+                if (fstat(s->fd, &st) < 0) {
+                        int err = log_errno(-errno, "cannot open archive %s", spec);
+                        close(s->fd);
+                        return err;
                 }
                 s->size = (uint64_t)st.st_size;
         }

@@ -33,10 +33,14 @@ static void input_clear(struct diff_input *in)
         chunk_set_free(in->set);
 }
 
+/* An archive is a regular file; anything else (a block device, a FIFO
+ * something writes an image into) is an image, read as a stream, and is
+ * not opened here: a FIFO would wait for its writer, and lose to this
+ * probe the bytes it read. */
 static bool has_archive_magic(const char *path)
 {
         uint8_t magic[ARCHIVE_MAGIC_LEN];
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int fd = open_regular_at(AT_FDCWD, path, 0, NULL);
 
         return fd >= 0 && pread_full(fd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
                archive_magic_ok(magic, sizeof(magic));

@@ -349,6 +349,71 @@ int write_file_atomic(const char *path, const void *data, size_t len)
         return write_file_atomic_opts(path, data, len, false, true);
 }
 
+const char *file_type_name(mode_t mode)
+{
+        switch (mode & S_IFMT) {
+        case S_IFREG:
+                return "a regular file";
+        case S_IFDIR:
+                return "a directory";
+        case S_IFIFO:
+                return "a FIFO";
+        case S_IFCHR:
+                return "a character device";
+        case S_IFBLK:
+                return "a block device";
+        case S_IFSOCK:
+                return "a socket";
+        case S_IFLNK:
+                return "a symlink";
+        default:
+                return "not a regular file";
+        }
+}
+
+/* Refuses what st says is not a regular file: -EINVAL, its type in *type. */
+static int check_regular(const struct stat *st, mode_t *type)
+{
+        if (S_ISREG(st->st_mode))
+                return 0;
+        if (type)
+                *type = st->st_mode & S_IFMT;
+        return -EINVAL;
+}
+
+int open_regular_at(int dirfd, const char *name, int flags, mode_t *type)
+{
+        struct stat st;
+        int fl, err;
+
+        /* Looked at first: opening a device is not harmless (a watchdog
+         * starts counting, a tape rewinds), so what is not a regular file
+         * is not opened at all. */
+        if (fstatat(dirfd, name, &st, (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0) < 0)
+                return -errno;
+        if ((flags & O_NOFOLLOW) && S_ISLNK(st.st_mode))
+                return -ELOOP; /* as the open would say */
+        err = check_regular(&st, type);
+        if (err < 0)
+                return err;
+        /* It may have been replaced since. O_NONBLOCK: opening a FIFO for
+         * reading waits for a writer, a serial line for its carrier;
+         * O_NOCTTY: a terminal opened by a session leader (a daemon) would
+         * become its controlling terminal. */
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | flags);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        err = check_regular(&st, type);
+        if (err < 0)
+                return err;
+        fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
 int read_fd_bounded(int fd, size_t max, uint8_t **out, size_t *out_len)
 {
         struct stat st;
@@ -370,20 +435,22 @@ int read_fd_bounded(int fd, size_t max, uint8_t **out, size_t *out_len)
         return 0;
 }
 
-int read_file_bounded(const char *path, size_t max, uint8_t **out, size_t *out_len)
+static int read_regular_at(int dirfd, const char *name, int flags, size_t max, uint8_t **out, size_t *out_len,
+                           mode_t *type)
 {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int fd = open_regular_at(dirfd, name, flags, type);
 
         if (fd < 0)
-                return -errno;
+                return fd;
         return read_fd_bounded(fd, max, out, out_len);
 }
 
-int read_file_bounded_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len)
+int read_file_bounded(const char *path, size_t max, uint8_t **out, size_t *out_len, mode_t *type)
 {
-        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        return read_regular_at(AT_FDCWD, path, 0, max, out, out_len, type);
+}
 
-        if (fd < 0)
-                return -errno;
-        return read_fd_bounded(fd, max, out, out_len);
+int read_file_bounded_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len, mode_t *type)
+{
+        return read_regular_at(dirfd, name, O_NOFOLLOW, max, out, out_len, type);
 }

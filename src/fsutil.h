@@ -60,10 +60,26 @@ int write_file_atomic(const char *path, const void *data, size_t len);
  * written; !replace: -EEXIST, and nothing written, when path exists. */
 int write_file_atomic_opts(const char *path, const void *data, size_t len, bool private, bool replace);
 
-/* Reads a whole regular file of at most max bytes into a new buffer:
- * -EINVAL when it is not a regular file, -EFBIG when it is larger. */
-int read_file_bounded(const char *path, size_t max, uint8_t **out, size_t *out_len);
-/* The same for an open file. */
+/* What a file of this type is, for the message that refuses it where a
+ * regular file was wanted: "a FIFO", "a character device", "a directory"... */
+const char *file_type_name(mode_t mode);
+
+/* Opens name (relative to dirfd, or AT_FDCWD) for reading if it is a regular
+ * file, and never blocks on what is not: a FIFO without a writer or a device
+ * can block open() itself. What is not a regular file is not opened (stat
+ * first), and what replaces it meanwhile is opened O_NONBLOCK | O_NOCTTY,
+ * then refused by fstat. -EINVAL (nothing logged: the caller knows what the
+ * file was for) when it is not a regular file, *type (when not NULL) then
+ * saying what it is (file_type_name). flags adds to O_RDONLY: O_NOFOLLOW
+ * refuses a symlink (-ELOOP). The descriptor returned reads as any
+ * (O_NONBLOCK cleared). */
+int open_regular_at(int dirfd, const char *name, int flags, mode_t *type);
+
+/* Reads a whole regular file of at most max bytes into a new buffer, opened
+ * as open_regular_at does: -EINVAL when it is not a regular file (*type,
+ * when not NULL, then saying what it is), -EFBIG when it is larger. */
+int read_file_bounded(const char *path, size_t max, uint8_t **out, size_t *out_len, mode_t *type);
+/* The same for an open file (no type said). */
 int read_fd_bounded(int fd, size_t max, uint8_t **out, size_t *out_len);
 /* The same for name in dirfd, never through a symlink (-ELOOP). */
-int read_file_bounded_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len);
+int read_file_bounded_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len, mode_t *type);

@@ -164,10 +164,12 @@ static int check_legacy_temp(struct store *s, int fd, const char *name, const ch
 {
         _cleanup_free_ uint8_t *buf = NULL;
         size_t len;
-        int r = read_file_bounded_at(fd, name, STORE_RELEASE_MAX_SIZE, &buf, &len);
+        int r = read_file_bounded_at(fd, name, STORE_RELEASE_MAX_SIZE, &buf, &len, NULL);
 
         *is_release = false;
-        if (r == -EFBIG)
+        /* Too large, or no longer a regular file (replaced since it was
+         * looked at): no release, and gc removes only regular files. */
+        if (r == -EFBIG || r == -EINVAL)
                 return 0;
         if (r < 0)
                 return log_errno(r, "refusing to collect garbage in %s: cannot read %s/%s", store_path(s),

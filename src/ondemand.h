@@ -12,8 +12,9 @@
  * cannot be fetched (after the HTTP retries) fails that read with EIO, and
  * a later read tries again.
  *
- * Once every chunk is in the store, the release description is written:
- * from then on it is an ordinary release. Until then there is none: an
+ * Once every chunk is in the store, the release description is written,
+ * under the shared store lock as clone writes its own (a gc running then
+ * is waited for): from then on it is an ordinary release. Until then there is none: an
  * incomplete release never appears as one. With fill, a thread fetches the
  * rest in the background, giving way to reads, until that happens.
  *

@@ -268,8 +268,17 @@ void od_describe(struct ondemand *od)
         bool same;
         int err = store_sync(od->store);
 
+        /* Written under the shared store lock, as a clone writes its own: a
+         * gc (exclusive) would otherwise remove the description's temp file
+         * as a killed clone's, or find the release appear between its
+         * listing of the releases and its scan of the store, and refuse. A
+         * gc running makes this wait for its end, as it makes a clone. */
         if (err == 0)
+                err = store_lock(od->store, STORE_LOCK_SHARED);
+        if (err == 0) {
                 err = store_release_create(od->store, od->name, od->desc, od->desc_len);
+                store_unlock(od->store);
+        }
         if (err == 0) {
                 log_info("%s: every chunk is in the store: it is now an ordinary release", od->arg);
                 return;

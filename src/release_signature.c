@@ -30,14 +30,15 @@ char *release_signature_location(const char *source)
 static int fetch_signature(const char *location, const struct http_options *http, uint8_t **text, size_t *len,
                            char *why, size_t why_size)
 {
+        mode_t type;
         int err;
 
         if (!http_is_url(location)) {
-                err = read_file_bounded(location, MINISIGN_SIG_FILE_MAX, text, len);
+                err = read_file_bounded(location, MINISIGN_SIG_FILE_MAX, text, len, &type);
                 if (err == -EFBIG)
                         snprintf(why, why_size, "%s is larger than %d bytes", location, MINISIGN_SIG_FILE_MAX);
                 else if (err == -EINVAL)
-                        snprintf(why, why_size, "%s is not a regular file", location);
+                        snprintf(why, why_size, "%s is %s, not a regular file", location, file_type_name(type));
                 else if (err < 0)
                         snprintf(why, why_size, "%s: %s", location, strerror(-err));
                 return err;

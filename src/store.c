@@ -253,30 +253,59 @@ int store_chunk_state(struct store *s, const struct chunk *c, size_t hash_len, b
         return 0;
 }
 
+/* Creates the fan-out directory of rel ("abcd/..."), if it is not there. */
+static int make_fan_out_dir(struct store *s, const char *rel)
+{
+        char dir[8], shown[STORE_CHUNK_SHOWN_MAX];
+
+        snprintf(dir, sizeof(dir), "%.4s", rel);
+        if (mkdirat(s->chunks_dirfd, dir, 0755) < 0 && errno != EEXIST)
+                return log_errno(-errno, "cannot create %s", shown_chunk_file(s, dir, shown));
+        return 0;
+}
+
+/* Times a chunk's temp file is created again after its fan-out directory
+ * was removed under it: each gc removes a directory once at most, so
+ * this many gc runs would have to start in the instants between mkdir and
+ * create, one after the other. */
+#define CREATE_ATTEMPTS 16
+
 int chunk_writer_begin(struct chunk_writer *w, struct store *s, const struct chunk *c, size_t hash_len)
 {
         static atomic_uint counter;
         char rel[STORE_CHUNK_PATH_MAX];
+        int err;
 
         store_chunk_relpath(c->hash, hash_len, rel);
-        /* The two-byte fan-out directory is created on first use. */
-        rel[4] = '\0';
-        if (mkdirat(s->chunks_dirfd, rel, 0755) < 0 && errno != EEXIST) {
-                char shown[STORE_CHUNK_SHOWN_MAX];
-                return log_errno(-errno, "cannot create %s", shown_chunk_file(s, rel, shown));
-        }
-        rel[4] = '/';
         w->store = s;
         w->chunk = c;
         w->hash_len = hash_len;
         w->written = 0;
+        w->fd = -1;
         if (snprintf(w->tmp, sizeof(w->tmp), "%s%s%d.%u", rel, STORE_TMP_MARK, (int)getpid(),
                      atomic_fetch_add(&counter, 1)) >= (int)sizeof(w->tmp))
                 return -ENAMETOOLONG;
-        /* Never through a planted symlink: the fan-out directory must be a real one. */
-        w->fd = openat_beneath(s->chunks_dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
-        if (w->fd < 0)
-                return log_chunk_file_error(s, w->tmp, w->fd, "create");
+        /* The fan-out directory is created on first use, and gc removes it
+         * once empty. An on-demand writer holds no store lock (ondemand.h):
+         * a gc may remove the directory between the mkdir and the create,
+         * which then finds none (ENOENT). It is made again. Once the temp
+         * file is in it, the directory is not empty and stays (gc keeps a
+         * live writer's temp file): the rename into place, in the same
+         * directory, cannot meet this. */
+        for (int attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
+                err = make_fan_out_dir(s, rel);
+                if (err < 0)
+                        return err;
+                /* Never through a planted symlink: the fan-out directory must be a real one. */
+                w->fd = openat_beneath(s->chunks_dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+                if (w->fd != -ENOENT)
+                        break;
+        }
+        if (w->fd < 0) {
+                err = log_chunk_file_error(s, w->tmp, w->fd, "create");
+                w->fd = -1;
+                return err;
+        }
         hash_init(&w->hash);
         return 0;
 }
@@ -470,16 +499,18 @@ bool store_tmp_is_stale(const char *name)
 
 void store_free_names(char **names) { dir_names_free(names); }
 
-/* A release description: a plain file with a release's name and the magic. */
+/* A release description: a plain file with a release's name and the magic.
+ * Anything else (a FIFO, a device, a directory, a symlink) is not one, as
+ * a file without the magic is not: left out, and never opened so that it
+ * could block the listing. */
 static bool is_release(const struct dir_iter *it, const char *name, void *opaque)
 {
         uint8_t magic[STORE_RELEASE_MAGIC_LEN];
-        struct stat st;
 
         if (!store_release_name_valid(name))
                 return false;
-        _cleanup_close_ int rfd = openat(dir_iter_fd(it), name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (rfd < 0 || fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode))
+        _cleanup_close_ int rfd = open_regular_at(dir_iter_fd(it), name, O_NOFOLLOW, NULL);
+        if (rfd < 0)
                 return false;
         return pread_full(rfd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
                store_release_magic_ok(magic, sizeof(magic));
@@ -532,10 +563,11 @@ int store_check_writable(struct store *s)
 int store_release_read(struct store *s, const char *name, uint8_t **buf, size_t *len)
 {
         char path[PATH_MAX];
+        mode_t type;
         int err;
 
         snprintf(path, sizeof(path), "%s/%s", s->path, name);
-        err = read_file_bounded_at(s->dirfd, name, STORE_RELEASE_MAX_SIZE, buf, len);
+        err = read_file_bounded_at(s->dirfd, name, STORE_RELEASE_MAX_SIZE, buf, len, &type);
         if (err == -ENOENT) {
                 log_error("release %s does not exist", path);
                 return err;
@@ -545,7 +577,11 @@ int store_release_read(struct store *s, const char *name, uint8_t **buf, size_t 
                 log_error("%s is a symlink, not a release description: refusing", path);
                 return err;
         }
-        if (err == -EFBIG || err == -EINVAL) {
+        if (err == -EINVAL) {
+                log_error("%s is %s, not a release description: refusing", path, file_type_name(type));
+                return -EBADMSG;
+        }
+        if (err == -EFBIG) {
                 log_error("%s is not a release description", path);
                 return -EBADMSG;
         }

@@ -161,7 +161,9 @@ bool store_tmp_is_stale(const char *name);
 /* Does buf (len bytes) start as a release description does? */
 bool store_release_magic_ok(const uint8_t *buf, size_t len);
 
-/* Names of the release descriptions in a store, sorted (NULL-terminated). */
+/* Names of the release descriptions in a store, sorted (NULL-terminated):
+ * what is not a regular file holding a description (a FIFO, a device...)
+ * is left out, without being opened. */
 int store_list_releases(struct store *s, char ***names, size_t *n);
 void store_free_names(char **names);
 
@@ -175,9 +177,10 @@ bool store_release_exists(struct store *s, const char *name);
  * writes say what they are. */
 int store_check_writable(struct store *s);
 
-/* Reads STORE/NAME whole, at most STORE_RELEASE_MAX_SIZE bytes and never
- * through a symlink; logs why not (-ENOENT: no such release; -ELOOP: a
- * symlink; -EBADMSG: not a regular file, or too large to be a description). */
+/* Reads STORE/NAME whole, at most STORE_RELEASE_MAX_SIZE bytes, never
+ * through a symlink and never blocking on a FIFO or a device; logs why not
+ * (-ENOENT: no such release; -ELOOP: a symlink; -EBADMSG: not a regular
+ * file, or too large to be a description). */
 int store_release_read(struct store *s, const char *name, uint8_t **buf, size_t *len);
 
 /* Replaces STORE/NAME with buf atomically and durably (temp file

@@ -57,8 +57,9 @@ static int register_link(struct store *s, struct store_use *u, const char *name,
         err = link_unique_at(top, name, u->dirfd, prefix, u->file);
         if (err < 0)
                 return err;
-        u->fd = openat(u->dirfd, u->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        err = u->fd < 0 ? -errno : hold_shared(u->fd);
+        /* NAME may have been replaced since it was read, by anything. */
+        u->fd = open_regular_at(u->dirfd, u->file, O_NOFOLLOW, NULL);
+        err = u->fd < 0 ? u->fd : hold_shared(u->fd);
         if (err == 0)
                 err = read_fd_bounded(u->fd, len, &now, &now_len);
         /* Replaced since it was read (clone --force): that is not what the caller serves. */
@@ -162,18 +163,18 @@ void store_use_list_free(struct store_use_entry *e, size_t n)
  * not ours), negative errno when it cannot be told. */
 static int examine(int dirfd, const char *file, bool read, struct store_use_entry *e)
 {
-        /* O_NONBLOCK: a FIFO planted here must not hang gc. */
-        _cleanup_close_ int fd = openat(dirfd, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        /* Never blocking: a FIFO planted here must not hang gc. */
+        _cleanup_close_ int fd = open_regular_at(dirfd, file, O_NOFOLLOW, NULL);
         size_t name_len = strlen(file);
         struct stat st;
 
         memset(e, 0, sizeof(*e));
+        if (fd == -ENOENT || fd == -ELOOP || fd == -EINVAL)
+                return 0;
         if (fd < 0)
-                return errno == ENOENT || errno == ELOOP ? 0 : -errno;
+                return fd;
         if (fstat(fd, &st) < 0)
                 return -errno;
-        if (!S_ISREG(st.st_mode))
-                return 0;
         e->size = (uint64_t)st.st_size;
         /* Only a registration no process holds can be had exclusively; the
          * lock goes with fd, when this returns. */

@@ -60,6 +60,7 @@ int store_version_read(struct store *s, uint64_t *version, bool *known)
 {
         _cleanup_close_ int dirfd = store_dir_open(s, STORE_DIR_TOP, false);
         _cleanup_free_ uint8_t *text = NULL;
+        mode_t type;
         size_t len;
         int err;
 
@@ -67,12 +68,17 @@ int store_version_read(struct store *s, uint64_t *version, bool *known)
         *known = false;
         if (dirfd < 0)
                 return log_errno(dirfd, "cannot open store %s", store_path(s));
-        err = read_file_bounded_at(dirfd, STORE_VERSION_FILE, VERSION_FILE_MAX, &text, &len);
+        err = read_file_bounded_at(dirfd, STORE_VERSION_FILE, VERSION_FILE_MAX, &text, &len, &type);
         if (err == -ENOENT)
                 return 0;
         if (err == 0)
                 err = parse_version(text, len, version);
-        if (err == -EBADMSG || err == -EFBIG || err == -EINVAL || err == -ELOOP) {
+        if (err == -EINVAL) {
+                log_error("%s/%s is %s, not a regular file: refusing signed releases until it is removed",
+                          store_path(s), STORE_VERSION_FILE, file_type_name(type));
+                return -EBADMSG;
+        }
+        if (err == -EBADMSG || err == -EFBIG || err == -ELOOP) {
                 log_error("%s/%s is damaged (not a version and its checksum): refusing signed releases until it is "
                           "restored or removed",
                           store_path(s), STORE_VERSION_FILE);

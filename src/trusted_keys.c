@@ -45,14 +45,14 @@ static int add_key_text(struct trusted_keys *t, const uint8_t *text, size_t len,
         return err < 0 ? err : add_key(t, &k, path);
 }
 
-static int read_key_error(const char *path, int err)
+static int read_key_error(const char *path, int err, mode_t type)
 {
         if (err == -EFBIG) {
                 log_error("%s: not a minisign public key: larger than %d bytes", path, MINISIGN_KEY_FILE_MAX);
                 return -EBADMSG;
         }
         if (err == -EINVAL) {
-                log_error("%s: not a regular file", path);
+                log_error("trusted key %s is %s, not a regular file: refusing", path, file_type_name(type));
                 return err;
         }
         return log_errno(err, "cannot read trusted key %s", path);
@@ -61,11 +61,12 @@ static int read_key_error(const char *path, int err)
 int trusted_keys_add_file(struct trusted_keys *t, const char *path)
 {
         _cleanup_free_ uint8_t *text = NULL;
+        mode_t type;
         size_t len;
-        int err = read_file_bounded(path, MINISIGN_KEY_FILE_MAX, &text, &len);
+        int err = read_file_bounded(path, MINISIGN_KEY_FILE_MAX, &text, &len, &type);
 
         if (err < 0)
-                return read_key_error(path, err);
+                return read_key_error(path, err, type);
         return add_key_text(t, text, len, path);
 }
 
@@ -98,6 +99,7 @@ int trusted_keys_add_dir(struct trusted_keys *t, const char *dir)
         for (size_t i = 0; i < n && err == 0; i++) {
                 _cleanup_free_ char *path = NULL;
                 _cleanup_free_ uint8_t *text = NULL;
+                mode_t type;
                 size_t len;
                 if (asprintf(&path, "%s/%s", dir, names[i]) < 0) {
                         path = NULL;
@@ -106,12 +108,12 @@ int trusted_keys_add_dir(struct trusted_keys *t, const char *dir)
                 }
                 /* Not through a symlink planted in the directory: an admin
                  * installs key files, not links to wherever. */
-                err = read_file_bounded_at(dir_iter_fd(&it), names[i], MINISIGN_KEY_FILE_MAX, &text, &len);
+                err = read_file_bounded_at(dir_iter_fd(&it), names[i], MINISIGN_KEY_FILE_MAX, &text, &len, &type);
                 if (err == -ELOOP) {
                         log_error("%s is a symlink: trusted keys in %s must be plain files", path, dir);
                         break;
                 }
-                err = err < 0 ? read_key_error(path, err) : add_key_text(t, text, len, path);
+                err = err < 0 ? read_key_error(path, err, type) : add_key_text(t, text, len, path);
         }
         dir_names_free(names);
         return err;

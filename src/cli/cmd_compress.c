@@ -83,8 +83,15 @@ static int metadata_build(struct metadata_args *args, struct archive_metadata **
                         continue; /* a later one wins */
                 m[n].key = (char *)a->key;
                 if (a->is_file) {
+                        mode_t type;
                         int err = read_file_bounded(a->value, ARCHIVE_MAX_DICTIONARY_SIZE, &m[n].value,
-                                                    &m[n].value_len);
+                                                    &m[n].value_len, &type);
+                        if (err == -EINVAL) {
+                                log_error("metadata file %s is %s, not a regular file: refusing", a->value,
+                                          file_type_name(type));
+                                metadata_free(m, n);
+                                return err;
+                        }
                         if (err < 0) {
                                 metadata_free(m, n);
                                 return log_errno(err, "cannot read metadata file %s", a->value);

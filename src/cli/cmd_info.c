@@ -235,9 +235,15 @@ int cmd_info(int argc, char **argv)
                 return CLI_USAGE;
         const char *arg = p.operands[0];
         if (!http_is_url(arg)) {
-                _cleanup_close_ int fd = open(arg, O_RDONLY | O_CLOEXEC);
+                mode_t type;
+                _cleanup_close_ int fd = open_regular_at(AT_FDCWD, arg, 0, &type);
+                if (fd == -EINVAL) {
+                        log_error("%s is %s, neither an archive nor a release description: refusing", arg,
+                                  file_type_name(type));
+                        return fd;
+                }
                 if (fd < 0)
-                        return log_errno(-errno, "cannot open %s", arg);
+                        return log_errno(fd, "cannot open %s", arg);
                 if (pread_full(fd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
                     store_release_magic_ok(magic, sizeof(magic))) {
                         err = cli_check_release_operands(p.operands, 1);

@@ -95,6 +95,7 @@ int secret_key_load(const char *path, bool stdin_busy, struct minisign_secret_ke
         struct minisign_secret_key_file *f = sodium_malloc(sizeof(*f));
         struct minisign_secret_key *sk = minisign_secret_key_new();
         char *password = NULL;
+        mode_t type;
         size_t len = 0;
         int err;
 
@@ -102,10 +103,14 @@ int secret_key_load(const char *path, bool stdin_busy, struct minisign_secret_ke
                 err = log_errno(-ENOMEM, "reading %s", path);
                 goto out;
         }
-        err = read_file_bounded(path, MINISIGN_KEY_FILE_MAX, &text, &len);
+        err = read_file_bounded(path, MINISIGN_KEY_FILE_MAX, &text, &len, &type);
         if (err == -EFBIG) {
                 log_error("%s: not a minisign secret key: larger than %d bytes", path, MINISIGN_KEY_FILE_MAX);
                 err = -EBADMSG;
+                goto out;
+        }
+        if (err == -EINVAL) {
+                log_error("secret key %s is %s, not a regular file: refusing", path, file_type_name(type));
                 goto out;
         }
         if (err < 0) {

@@ -11,7 +11,9 @@ import hashlib
 import os
 import random
 import signal
+import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -24,7 +26,7 @@ from store_checks import check_store, releases
 from test_fuse_mount import (DEBUGFS, STEP, PAIR_V1, FuseMount, debugfs_cat, fuse_mount, loop_mount,  # noqa: F401
                              mounted_at, umount, v1, v1_archive)
 from test_in_use import wait_for
-from test_serve import EIO, RawNbd, serve  # noqa: F401
+from test_serve import EIO, RawNbd, Server, serve  # noqa: F401
 
 PAIR_V2 = "pair/v2.ext4.cba"
 
@@ -230,6 +232,77 @@ def test_gc_keeps_what_an_on_demand_mount_fetched_and_is_fetching(tmp_path, serv
         assert check_store(store) == before
         assert srv.stop() == 0
     assert "cannot" not in srv.stderr and "could not" not in srv.stderr, srv.stderr
+
+
+def test_gc_in_a_loop_beside_fills_fails_no_read_and_every_release_completes(tmp_path):
+    """gc run over and over while `serve --fill --source` fills an empty
+    store and a client reads the device: gc removes fan-out directories
+    that are empty, which a writer holding no store lock (ondemand.h) may
+    have just made for a chunk, and hidden description temp files, one of
+    which the fill may be about to rename into place. Fifty rounds: no read
+    fails (before, the writer's create failed with ENOENT and a read with
+    EIO, in most rounds; or the description was lost and the release never
+    appeared), every read returns the image's bytes, every gc succeeds, and
+    each release completes and verifies."""
+    # Many small chunks, each in its own fan-out directory: many mkdirs.
+    image = b"".join(hashlib.blake2b(i.to_bytes(4, "little")).digest() for i in range((256 << 10) // 64))
+    (tmp_path / "r.img").write_bytes(image)
+    archive = tmp_path / "r.cba"
+    r = ihop("compress", "--fixed-size", "4KiB", "--compression", "none", "-i", tmp_path / "r.img", archive)
+    assert r.returncode == 0, r.stderr
+    assert len(parse_archive(archive).chunks) == 64
+    gc_runs = 0
+    for round_ in range(50):
+        store = tmp_path / f"s{round_}"
+        srv = Server([store / "r"], "--source", archive, "--fill")
+        stop = threading.Event()
+        failures = []  # whatever went wrong in the threads
+        runs = [0]
+
+        def gc_loop():
+            while not stop.is_set():
+                g = run([IHOP, "gc", store], timeout=STEP)
+                runs[0] += 1
+                if g.returncode != 0:
+                    failures.append(f"gc: {g.stderr}")
+
+        def reader():
+            rnd = random.Random(round_)
+            try:
+                with RawNbd(srv.sock, timeout=STEP) as c:
+                    c.go("r")
+                    while not stop.is_set():
+                        off = rnd.randrange(0, len(image) - 16384, 4096)
+                        error, got = c.read(off, 16384)
+                        if (error, got) != (0, image[off:off + 16384]):
+                            failures.append(f"read at {off}: error {error}")
+            except Exception as e:  # noqa: BLE001 (reported below, with the round)
+                failures.append(f"reader: {e!r}")
+
+        threads = [threading.Thread(target=gc_loop), threading.Thread(target=reader)]
+        try:
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + STEP
+            while not (store / "r").exists() and not failures and time.monotonic() < deadline:
+                time.sleep(0.005)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(2 * STEP)
+            rc = srv.stop()
+            err = srv.stderr
+            srv.cleanup()
+        assert not failures, f"round {round_}: {failures[:3]}; server: {err}"
+        assert (store / "r").exists(), f"round {round_}: the release never appeared; server: {err}"
+        assert rc == 0 and "error" not in err and "cannot" not in err, f"round {round_}: {err}"
+        check_store(store)
+        v = ihop("verify", store / "r")
+        assert v.returncode == 0, f"round {round_}: {v.stdout} {v.stderr}"
+        gc_runs += runs[0]
+        shutil.rmtree(store)
+    # gc did run beside the fills (the test is no test otherwise).
+    assert gc_runs >= 50, gc_runs
 
 
 def test_kill_9_at_random_moments_leaves_the_store_consistent(tmp_path, nginx):

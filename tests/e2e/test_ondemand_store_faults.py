@@ -228,7 +228,7 @@ def test_a_description_that_cannot_be_written_leaves_no_release_and_reads_go_on(
     else:
         (store / "v1").mkdir()
         (store / "v1" / "keep").write_text("not a release")
-        cause = "is not a release description"  # kept: never replaced
+        cause = "is a directory, not a release description"  # kept: never replaced
 
     assert nbd_read(srv, "v1", off, size) == (0, v1_image[off:off + size])
     wait_for(lambda: "no release until its description is written" in srv.stderr, "the description's failure")

@@ -4,7 +4,12 @@
  * complete listing would have kept, and is an error for `ls` and for chunk
  * recovery. The failures come from readdir itself: this test is linked with
  * -Wl,--wrap=readdir64, so every readdir of the code under test goes
- * through __wrap_readdir64 below, which fails it for one chosen directory. */
+ * through __wrap_readdir64 below, which fails it for one chosen directory.
+ *
+ * And gc running beside an on-demand writer, which holds no store lock:
+ * linked with -Wl,--wrap=mkdirat too, the test runs a whole gc right after
+ * the writer has made sure of its fan-out directory (__wrap_mkdirat), the
+ * moment that gc removes the directory, empty, under it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -25,7 +30,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 /* ---- the failing readdir ---------------------------------------------- */
@@ -81,6 +88,38 @@ static void arm(const char *path, int ends_before, int entries_ok)
 static void disarm(void)
 {
         fault.armed = false;
+}
+
+/* ---- gc run between the writer's mkdir and its create ------------------ */
+
+int __real_mkdirat(int dirfd, const char *path, mode_t mode);
+int __wrap_mkdirat(int dirfd, const char *path, mode_t mode);
+
+static struct {
+        struct store *store;
+        int gc_left;         /* gc runs still to make, one per mkdirat */
+        int gc_runs, removed; /* made, and how many removed the directory just made */
+        bool in_gc;
+} racer;
+
+int __wrap_mkdirat(int dirfd, const char *path, mode_t mode)
+{
+        int r = __real_mkdirat(dirfd, path, mode);
+        int saved = errno;
+        struct gc_result res;
+        struct stat st;
+
+        if (racer.store && racer.gc_left > 0 && !racer.in_gc) {
+                racer.in_gc = true;
+                racer.gc_left--;
+                racer.gc_runs++;
+                assert_int_equal(store_gc(racer.store, false, &res), 0);
+                if (fstatat(dirfd, path, &st, 0) < 0 && errno == ENOENT)
+                        racer.removed++;
+                racer.in_gc = false;
+        }
+        errno = saved;
+        return r;
 }
 
 /* ---- a store: release "keep" (two chunks), one garbage chunk, temp files */
@@ -183,6 +222,8 @@ static int teardown(void **state)
         struct ctx *c = *state;
 
         disarm();
+        racer.store = NULL; /* a test that failed part way left it armed */
+        alarm(0);
         store_close(c->store);
         remove_tree(c->dir);
         free(c);
@@ -317,6 +358,103 @@ static void test_chunk_recovery_fails_closed(void **state)
         assert_false(exists(tmp));
 }
 
+/* 4096 bytes of data whose chunk has a fan-out directory no other chunk of
+ * the store has: empty until the writer's temp file is in it. */
+static void lonely_chunk(struct ctx *c, uint8_t *data, struct chunk *ch)
+{
+        for (unsigned seed = 4;; seed++) {
+                for (size_t i = 0; i < 4096; i++)
+                        data[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 5));
+                make_chunk(ch, data, 4096);
+                if (memcmp(ch->hash, c->kept[0].hash, 2) != 0 && memcmp(ch->hash, c->kept[1].hash, 2) != 0 &&
+                    memcmp(ch->hash, c->garbage.hash, 2) != 0)
+                        return;
+        }
+}
+
+/* gc removes the fan-out directory, empty, between the writer's mkdir and
+ * its create, three times over: the writer makes it again each time and
+ * its chunk gets into the store (it failed with ENOENT, and the on-demand
+ * read that waited for the chunk with EIO). */
+static void test_a_writer_whose_fan_out_directory_gc_removes_makes_it_again(void **state)
+{
+        struct ctx *c = *state;
+        uint8_t data[4096];
+        char rel[STORE_CHUNK_PATH_MAX], path[600];
+        struct chunk_writer w = { .fd = -1 };
+        struct store_batch b;
+        struct chunk ch;
+
+        lonely_chunk(c, data, &ch);
+        racer = (__typeof__(racer)){ .store = c->store, .gc_left = 3 };
+        assert_int_equal(chunk_writer_begin(&w, c->store, &ch, HASH_MAX_LEN), 0);
+        racer.store = NULL;
+        assert_int_equal(racer.gc_runs, 3);
+        assert_int_equal(racer.removed, 3);
+        assert_true(w.fd >= 0);
+        store_batch_init(&b, c->store);
+        assert_int_equal(chunk_writer_write(&w, data, sizeof(data)), 0);
+        assert_int_equal(chunk_writer_finish(&w), 0);
+        assert_int_equal(store_batch_add(&b, &w), 0);
+        assert_int_equal(store_batch_commit(&b), 0);
+        store_batch_free(&b);
+        store_chunk_relpath(ch.hash, HASH_MAX_LEN, rel);
+        snprintf(path, sizeof(path), "%s/chunks/%s", c->store_path, rel);
+        assert_true(exists(path));
+        assert_true(exists(c->kept_path[0]) && exists(c->kept_path[1]));
+}
+
+/* A directory removed again and again: the writer gives up, bounded, with
+ * the error, and leaves no temp file. */
+static void test_a_writer_gives_up_after_a_bounded_number_of_removals(void **state)
+{
+        struct ctx *c = *state;
+        uint8_t data[4096];
+        struct chunk_writer w = { .fd = -1 };
+        struct chunk ch;
+        char dir[600];
+
+        lonely_chunk(c, data, &ch);
+        racer = (__typeof__(racer)){ .store = c->store, .gc_left = 1000 };
+        assert_int_equal(chunk_writer_begin(&w, c->store, &ch, HASH_MAX_LEN), -ENOENT);
+        racer.store = NULL;
+        assert_true(racer.gc_runs > 1 && racer.gc_runs < 100);
+        assert_int_equal(racer.removed, racer.gc_runs);
+        assert_int_equal(w.fd, -1);
+        chunk_writer_abort(&w);
+        char hex[2 * HASH_MAX_LEN + 1];
+        hash_to_hex(ch.hash, 2, hex);
+        snprintf(dir, sizeof(dir), "%s/chunks/%s", c->store_path, hex);
+        assert_false(exists(dir));
+}
+
+/* A FIFO (nobody writing) and a character device under release names at
+ * the top of the store: gc neither blocks on them nor takes them for
+ * releases; it collects as it would without them and leaves them be. */
+static void test_gc_passes_a_fifo_and_a_device_where_releases_are(void **state)
+{
+        struct ctx *c = *state;
+        struct gc_result res;
+        char fifo[600], dev[600];
+        struct stat st;
+
+        snprintf(fifo, sizeof(fifo), "%s/fifo", c->store_path);
+        assert_int_equal(mkfifo(fifo, 0644), 0);
+        snprintf(dev, sizeof(dev), "%s/dev", c->store_path);
+        /* mknod needs CAP_MKNOD: without it, the FIFO alone. */
+        bool have_dev = mknod(dev, S_IFCHR | 0644, makedev(1, 3)) == 0;
+        alarm(60);
+        for (int dry = 1; dry >= 0; dry--)
+                assert_int_equal(store_gc(c->store, dry, &res), 0);
+        alarm(0);
+        assert_int_equal(res.chunks_removed, 1);
+        assert_int_equal(res.chunks_kept, 2);
+        assert_false(exists(c->garbage_path));
+        assert_true(exists(c->kept_path[0]) && exists(c->kept_path[1]));
+        assert_true(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+        assert_true(!have_dev || (lstat(dev, &st) == 0 && S_ISCHR(st.st_mode)));
+}
+
 /* A release in use and removed: only its registration names the garbage
  * chunk. A listing of STORE/.in-use that fails (at once or part way) stops
  * gc: taken for complete, it would lose the chunk of a release in use. */
@@ -367,6 +505,12 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_release_listing_fails_closed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_chunk_recovery_fails_closed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_gc_refuses_when_the_releases_in_use_cannot_be_listed, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_a_writer_whose_fan_out_directory_gc_removes_makes_it_again,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_writer_gives_up_after_a_bounded_number_of_removals, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_gc_passes_a_fifo_and_a_device_where_releases_are, setup,
                                                 teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -383,6 +383,17 @@ static void test_release_files(void **state)
         assert_int_equal(store_release_read(c->store, "nothing", &buf, &len), -ENOENT);
         assert_null(buf);
 
+        /* A FIFO nobody writes to under a release's name: refused at once
+         * (an open without O_NONBLOCK would wait for ever), and not listed. */
+        snprintf(path, sizeof(path), "%s/fifo", c->store_path);
+        assert_int_equal(mkfifo(path, 0644), 0);
+        assert_int_equal(store_release_read(c->store, "fifo", &buf, &len), -EBADMSG);
+        assert_null(buf);
+        assert_int_equal(store_list_releases(c->store, &names, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(names[0], "rel");
+        store_free_names(names);
+
         /* Removed: gone, and a second time -ENOENT; other files stay. */
         assert_int_equal(store_release_remove(c->store, "rel"), 0);
         assert_false(store_release_exists(c->store, "rel"));
