@@ -112,7 +112,10 @@ static int od_replace(struct chunk_provider *p, uint32_t idx)
         return od_open(p, idx);
 }
 
-static void od_free(struct chunk_provider *p)
+/* The provider's cancel: the workers' transfers see stopping at their
+ * next progress call (http_options.cancel), the readers and idle workers
+ * are woken here. */
+static void od_cancel(struct chunk_provider *p)
 {
         struct ondemand *od = (struct ondemand *)p;
 
@@ -122,6 +125,13 @@ static void od_free(struct chunk_provider *p)
                 pthread_cond_broadcast(&od->arrived[i]);
         pthread_cond_broadcast(&od->work);
         pthread_mutex_unlock(&od->lock);
+}
+
+static void od_free(struct chunk_provider *p)
+{
+        struct ondemand *od = (struct ondemand *)p;
+
+        od_cancel(p);
         for (unsigned i = 0; i < od->n_started; i++)
                 pthread_join(od->workers[i].thread, NULL);
         if (od->describe_due) /* the last chunk came in as it stopped */
@@ -164,12 +174,14 @@ int ondemand_start(struct image_map *m)
         /* The stop signals blocked in the fetching threads: one that the
          * caller takes through a signalfd (nbd_kernel.c blocks them in its
          * own thread only, later) must not fall to one of them and kill
-         * the process with its default action. (Not every signal: a
-         * SIGSEGV blocked would bypass ASan's handler.) */
+         * the process with its default action, and one that FUSE's main
+         * thread must see (it ends its loop) must not be taken here. (Not
+         * every signal: a SIGSEGV blocked would bypass ASan's handler.) */
         sigset_t stop, old;
         sigemptyset(&stop);
         sigaddset(&stop, SIGINT);
         sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGHUP); /* a FUSE mount's third stop signal (fuse_file.c) */
         pthread_sigmask(SIG_BLOCK, &stop, &old);
         int err = 0;
         for (unsigned i = 0; i < od->n_conns && !err; i++) {
@@ -319,7 +331,7 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
         *out = NULL;
         if (!od)
                 return -ENOMEM;
-        od->provider = (struct chunk_provider){ od_open, od_found, od_replace, od_free };
+        od->provider = (struct chunk_provider){ od_open, od_found, od_replace, od_cancel, od_free };
         od->http = o->http;
         od->http.cancel = &od->stopping;
         od->fill = o->fill;
