@@ -126,13 +126,21 @@ class Fuse:
 
     def read(self, off, n=BLOCK):
         """(errno, bytes) of one O_DIRECT read."""
-        r = subprocess.run(["dd", f"if={self.m.target}", "of=/dev/stdout", f"bs={n}", f"skip={off // n}", "count=1",
-                            "iflag=direct", "status=none"], capture_output=True, timeout=BOUND + 10,
-                           stdin=subprocess.DEVNULL)
-        if r.returncode == 0:
-            return 0, r.stdout
+        p = subprocess.Popen(["dd", f"if={self.m.target}", "of=/dev/stdout", f"bs={n}", f"skip={off // n}",
+                              "count=1", "iflag=direct", "status=none"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            out, err = p.communicate(timeout=BOUND + 10)
+        except subprocess.TimeoutExpired:
+            # A read waiting on FUSE cannot be killed while its daemon lives.
+            self.proc.kill()
+            p.kill()
+            p.communicate(timeout=STEP)
+            raise AssertionError(f"the read was still waiting after {BOUND + 10} s")
+        if p.returncode == 0:
+            return 0, out
         # -1: another failure (the mount gone), which only a stop may cause
-        return (EIO if "Input/output error" in r.stderr.decode() else -1), b""
+        return (EIO if "Input/output error" in err.decode() else -1), b""
 
     @property
     def stderr(self):
