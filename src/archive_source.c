@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -151,8 +152,10 @@ static int count_into(const uint8_t *data, size_t len, void *opaque)
         return 0;
 }
 
+/* With out_why, a failure of the transfer at the last URL is worded there
+ * (out_size bytes) for the caller, not logged. */
 static int read_http(struct source_conn *c, uint64_t start, uint64_t len, byte_sink sink, void *opaque,
-                     uint64_t *total)
+                     uint64_t *total, char *out_why, size_t out_size)
 {
         struct archive_source *s = c->src;
         struct counting_sink cs = { .sink = sink, .opaque = opaque };
@@ -167,7 +170,10 @@ static int read_http(struct source_conn *c, uint64_t start, uint64_t len, byte_s
                 if (err == 0 || cs.sink_err < 0 || err == -ECANCELED)
                         return err;
                 if (c->url + 1 >= s->n_urls) {
-                        log_error("%s", why[0] ? why : strerror(-err));
+                        if (out_why)
+                                snprintf(out_why, out_size, "%s", why[0] ? why : strerror(-err));
+                        else
+                                log_error("%s", why[0] ? why : strerror(-err));
                         return err;
                 }
                 log_warn("%s; going on with the mirror %s", why, s->urls[c->url + 1]);
@@ -181,10 +187,18 @@ static int read_http(struct source_conn *c, uint64_t start, uint64_t len, byte_s
 
 int source_read_range(struct source_conn *c, uint64_t start, uint64_t len, byte_sink sink, void *opaque)
 {
+        return source_read_range_quiet(c, start, len, sink, opaque, NULL, 0);
+}
+
+int source_read_range_quiet(struct source_conn *c, uint64_t start, uint64_t len, byte_sink sink, void *opaque,
+                            char *why, size_t why_size)
+{
+        if (why)
+                why[0] = '\0';
         if (len == 0)
                 return 0;
         if (c->http)
-                return read_http(c, start, len, sink, opaque, NULL);
+                return read_http(c, start, len, sink, opaque, NULL, why, why_size);
         return read_local(c, start, len, sink, opaque);
 }
 
@@ -207,7 +221,7 @@ static int read_into(struct source_conn *c, uint64_t start, uint8_t *buf, size_t
         struct buffer_fill f = { buf, 0 };
 
         if (c->http)
-                return read_http(c, start, len, fill_buffer, &f, total);
+                return read_http(c, start, len, fill_buffer, &f, total, NULL, 0);
         if (start + len > c->src->size) {
                 log_error("%s: the archive is cut short inside its header", c->src->where);
                 return -EBADMSG;

@@ -13,6 +13,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct archive_source {
@@ -51,3 +52,11 @@ int archive_source_load_header(const char *spec, const struct http_options *http
 
 /* Streams bytes [start, start+len) to sink. */
 int source_read_range(struct source_conn *c, uint64_t start, uint64_t len, byte_sink sink, void *opaque);
+
+/* source_read_range for a caller that says the failure itself, with its
+ * context: a transfer that fails (after its retries, at every URL) is not
+ * logged but worded in why (why_size bytes, the URL and the reason); why
+ * stays empty for the other failures, said where they happened (a local
+ * file's, the sink's). */
+int source_read_range_quiet(struct source_conn *c, uint64_t start, uint64_t len, byte_sink sink, void *opaque,
+                            char *why, size_t why_size);

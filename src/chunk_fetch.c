@@ -88,7 +88,8 @@ int chunk_fetch_range(struct source_conn *conn, uint64_t start, uint64_t len, st
         f->index = 0;
         f->chunk_received = 0;
         f->open = false;
-        int err = source_read_range(conn, start, len, range_sink, f);
+        int err = f->why ? source_read_range_quiet(conn, start, len, range_sink, f, f->why, f->why_size)
+                         : source_read_range(conn, start, len, range_sink, f);
         if (f->open) {
                 chunk_writer_abort(&f->writer);
                 f->open = false;

@@ -29,6 +29,10 @@ struct chunk_fetch {
 
         /* Optional. */
         const atomic_bool *cancel; /* once set, the fetch stops with -ECANCELED */
+        /* A transfer's failure worded here for the caller to say, not
+         * logged (source_read_range_quiet); empty for the others. */
+        char *why;
+        size_t why_size;
         void (*received)(struct chunk_fetch *f, uint64_t compressed_bytes);
         int (*stored)(struct chunk_fetch *f, size_t index); /* chunks[index] is in the batch */
         void *opaque; /* the caller's */

@@ -10,6 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -71,6 +74,89 @@ static void *file_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
         return fuse_get_context()->private_data;
 }
 
+/* The stop signals (SIGINT, SIGTERM, SIGHUP, as libfuse's own handlers
+ * take them) end the loop as libfuse's do, and first have a thread of ours
+ * cancel the map: the loop then joins its workers, and one waiting for a
+ * chunk on its way (--source) would hold the stop for as long as the fetch
+ * takes. The cancel takes a lock, which a handler may not: the handler
+ * writes a byte to a pipe, and the thread does it. One mount per process. */
+static struct fuse_session *stop_session;
+static int stop_pipe[2] = { -1, -1 };
+
+static void on_stop_signal(int sig)
+{
+        int saved = errno;
+        (void)sig;
+
+        fuse_session_exit(stop_session); /* what libfuse's handler does */
+        if (write(stop_pipe[1], "s", 1) < 0) {
+                /* the pipe is full: a stop is on its way already */
+        }
+        errno = saved;
+}
+
+/* Until the byte of a stop ('s') or of the loop's end ('e'). */
+static void *canceller(void *arg)
+{
+        char c = 0;
+
+        while (read(stop_pipe[0], &c, 1) < 0 && errno == EINTR)
+                ;
+        if (c == 's')
+                image_map_cancel(arg);
+        return NULL;
+}
+
+struct stop_handling {
+        struct sigaction old[3];
+        pthread_t thread;
+};
+
+static const int stop_signals[3] = { SIGINT, SIGTERM, SIGHUP };
+
+/* The canceller runs with every signal blocked; the handlers are set for
+ * the main thread, the only one that takes them (libfuse's workers and the
+ * fetching threads block them): they interrupt its wait for the loop's
+ * end, as libfuse's handlers do. */
+static int stop_handling_begin(struct stop_handling *h, struct fuse_session *se, struct image_map *map)
+{
+        struct sigaction sa = { .sa_handler = on_stop_signal };
+        sigset_t all, old;
+        int err;
+
+        if (pipe2(stop_pipe, O_CLOEXEC) < 0)
+                return log_errno(-errno, "cannot set up the stop signals");
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        err = pthread_create(&h->thread, NULL, canceller, map);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (err) {
+                close(stop_pipe[0]);
+                close(stop_pipe[1]);
+                return log_errno(-err, "cannot set up the stop signals");
+        }
+        stop_session = se;
+        sigemptyset(&sa.sa_mask);
+        for (unsigned i = 0; i < 3; i++)
+                sigaction(stop_signals[i], &sa, &h->old[i]);
+        signal(SIGPIPE, SIG_IGN); /* a reply to a reader gone is no reason to die */
+        return 0;
+}
+
+static void stop_handling_end(struct stop_handling *h)
+{
+        for (unsigned i = 0; i < 3; i++)
+                sigaction(stop_signals[i], &h->old[i], NULL);
+        if (write(stop_pipe[1], "e", 1) < 0) {
+                /* full: it holds an 's', which ends the thread as well */
+        }
+        pthread_join(h->thread, NULL);
+        close(stop_pipe[0]);
+        close(stop_pipe[1]);
+        stop_pipe[0] = stop_pipe[1] = -1;
+        stop_session = NULL;
+}
+
 static const struct fuse_operations file_ops = {
         .init = file_init,
         .getattr = file_getattr,
@@ -110,18 +196,19 @@ int fuse_file_serve(struct image_map *map, const char *release_name, const char 
                 fuse_destroy(f);
                 return -EIO;
         }
-        struct fuse_session *se = fuse_get_session(f);
-        if (fuse_set_signal_handlers(se) != 0) {
+        struct stop_handling stop;
+        err = stop_handling_begin(&stop, fuse_get_session(f), map);
+        if (err < 0) {
                 fuse_unmount(f);
                 fuse_destroy(f);
-                return -EIO;
+                return err;
         }
         log_info("release %s mounted on %s (%llu bytes); unmount with: umount %s", release_name, target,
                  (unsigned long long)map->size, target);
         daemon_ready();
         struct fuse_loop_config cfg = { .clone_fd = 0, .max_idle_threads = 16 };
         err = fuse_loop_mt(f, &cfg);
-        fuse_remove_signal_handlers(se);
+        stop_handling_end(&stop);
         fuse_unmount(f);
         fuse_destroy(f);
         return err < 0 ? -EIO : 0;

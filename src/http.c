@@ -6,6 +6,7 @@
 #include "http_redirect.h"
 #include "http_response.h"
 #include "log.h"
+#include "rate_floor.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -51,6 +52,8 @@ struct attempt {
         char reason[512];         /* why the attempt failed, for the messages */
         curl_off_t last_dlnow;    /* progress seen by the idle check */
         struct timespec last_progress;
+        struct timespec started;  /* the request's, for the rate's floor */
+        struct rate_floor floor;
         byte_sink sink;
         void *opaque;
 };
@@ -306,28 +309,39 @@ static double seconds_since(const struct timespec *t)
 
 /* The idle timeout: curl's low-speed check averages over a window and fires
  * seconds late; this one fires when no byte has come for timeout_s seconds.
- * curl calls it at least once a second. */
+ * A server that sends a byte now and then beats it: the rate's floor
+ * (rate_floor.h) does not. libcurl calls this about once a second when
+ * nothing comes, while connecting too, and at every write otherwise: also
+ * how soon a cancel is seen. */
 static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
         struct attempt *a = opaque;
+        const struct http_options *o = a->conn->opts;
         (void)dltotal;
         (void)ultotal;
         (void)ulnow;
 
-        if (a->conn->opts->cancel && atomic_load(a->conn->opts->cancel)) {
+        if (o->cancel && atomic_load(o->cancel)) {
                 snprintf(a->reason, sizeof(a->reason), "cancelled");
                 return 1;
         }
-        if (!a->conn->opts->timeout_s)
+        if (!o->timeout_s)
                 return 0;
 
-        if (dlnow != a->last_dlnow) {
-                a->last_dlnow = dlnow;
-                clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
-                return 0;
+        if (dlnow == a->last_dlnow) {
+                /* Nothing new: the idle rule speaks. (The floor would too, a
+                 * moment sooner, for a small range that stalls; "no data"
+                 * says better what happened.) */
+                if (seconds_since(&a->last_progress) < o->timeout_s)
+                        return 0;
+                snprintf(a->reason, sizeof(a->reason), "no data for %u s", o->timeout_s);
+                return 1;
         }
-        if (seconds_since(&a->last_progress) >= a->conn->opts->timeout_s) {
-                snprintf(a->reason, sizeof(a->reason), "no data for %u s", a->conn->opts->timeout_s);
+        a->last_dlnow = dlnow;
+        clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
+        if (rate_floor_below(&a->floor, seconds_since(&a->started), dlnow > 0 ? (uint64_t)dlnow : 0)) {
+                snprintf(a->reason, sizeof(a->reason), "only %" PRIu64 " bytes in %.0f s, less than %" PRIu64
+                         " bytes a second", a->floor.span_bytes, a->floor.span_s, o->min_rate);
                 return 1;
         }
         return 0;
@@ -386,6 +400,8 @@ static int request(struct attempt *a, const char *url, bool with_headers)
         if (!set_options(a, url, range, with_headers))
                 return a->fatal_err;
         clock_gettime(CLOCK_MONOTONIC, &a->last_progress);
+        a->started = a->last_progress;
+        rate_floor_start(&a->floor, a->conn->opts->timeout_s, a->conn->opts->min_rate);
 
         res = libcurl.easy_perform(curl);
         if (a->sink_failed)

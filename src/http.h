@@ -14,7 +14,11 @@
 struct http_options {
         unsigned retry_count;
         unsigned retry_delay_s;
-        unsigned timeout_s; /* no data for this long fails the attempt */
+        unsigned timeout_s; /* no data for this long fails the attempt (0: no limit) */
+        /* Less than this many bytes a second over timeout_s seconds fails
+         * the attempt too (rate_floor.h): a server that drips bytes beats
+         * the idle timeout (0: no floor). */
+        uint64_t min_rate;
         const char *const *headers; /* extra request headers, "Name: value" */
         size_t n_headers;
         const char *ca_file; /* trust these CA certificates (PEM), not the system's; NULL: the system's */
@@ -32,9 +36,12 @@ struct http_options {
 #define HTTP_DEFAULT_RETRY_COUNT 3
 #define HTTP_DEFAULT_RETRY_DELAY_S 1
 #define HTTP_DEFAULT_TIMEOUT_S 30
+/* 1 KiB/s: below what any link that carries HTTP gives (GPRS, NB-IoT), far
+ * above a trickle meant to hold a connection (a byte a second). */
+#define HTTP_DEFAULT_MIN_RATE 1024
 #define HTTP_OPTIONS_DEFAULT                                                                      \
         { .retry_count = HTTP_DEFAULT_RETRY_COUNT, .retry_delay_s = HTTP_DEFAULT_RETRY_DELAY_S,         \
-          .timeout_s = HTTP_DEFAULT_TIMEOUT_S }
+          .timeout_s = HTTP_DEFAULT_TIMEOUT_S, .min_rate = HTTP_DEFAULT_MIN_RATE }
 
 struct http_conn;
 

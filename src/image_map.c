@@ -140,6 +140,12 @@ void image_map_free(struct image_map *m)
         free(m);
 }
 
+void image_map_cancel(struct image_map *m)
+{
+        if (m && m->provider)
+                m->provider->cancel(m->provider);
+}
+
 /* Index in image order of the chunk holding offset (offset < size). */
 static size_t find_position(const struct image_map *m, uint64_t offset)
 {

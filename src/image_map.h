@@ -30,6 +30,10 @@ struct chunk_provider {
         /* Chunk idx in the store was found corrupt (under verify): a checked
          * copy in its place, as open returns it. */
         int (*replace)(struct chunk_provider *p, uint32_t idx);
+        /* A stop: every open waiting on the network fails with -EIO at
+         * once, and those after it too, unsaid; fetches in flight give up.
+         * Waits on nothing but a lock; any thread, any number of times. */
+        void (*cancel)(struct chunk_provider *p);
         void (*free)(struct chunk_provider *p);
 };
 
@@ -53,6 +57,12 @@ int image_map_open(const char *arg, bool verify, struct image_map **out, char **
 /* Takes ownership of store and release. */
 int image_map_new(struct store *store, struct release *release, bool verify, struct image_map **out);
 void image_map_free(struct image_map *m);
+
+/* The first step of a stop, before the threads that read the map are
+ * joined: a read waiting for a chunk on its way (ondemand.h) fails with
+ * EIO at once, as does any read of a chunk not in the store after it; the
+ * rest reads as before. Nothing for a map without a provider. */
+void image_map_cancel(struct image_map *m);
 
 /* Reads len bytes at offset. -EINVAL past the end; -EIO (logged once per
  * chunk) when a chunk is missing, short or, with verify, corrupt. */

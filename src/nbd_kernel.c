@@ -370,6 +370,10 @@ int nbd_kernel_serve(struct image_map *map, const char *device, const struct nbd
                  nl ? "netlink" : "ioctl", o->root_storage ? ", root storage" : "");
         daemon_ready();
         if (wait_for_end(&a, stop, running, o->root_storage)) {
+                /* First the reads waiting for a chunk on its way (--source):
+                 * they fail now, or their connection threads could not be
+                 * joined before their fetches end. */
+                image_map_cancel(map);
                 log_info("disconnecting %s", device);
                 if (nl)
                         netlink_disconnect(&a, nl, family);

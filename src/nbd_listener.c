@@ -198,6 +198,10 @@ static void stop_clients(struct listener *l)
                 if (l->clients[i].fd >= 0)
                         shutdown(l->clients[i].fd, SHUT_RDWR);
         pthread_mutex_unlock(&l->lock);
+        /* A read waiting for a chunk on its way (--source) would hold its
+         * session for as long as the fetch takes: it fails now. */
+        for (size_t i = 0; i < l->o->n_exports; i++)
+                image_map_cancel(l->o->exports[i].map);
         /* A session ends at its next read or write of the shut socket. */
         for (unsigned i = 0; i < NBD_LISTENER_MAX_CLIENTS; i++) {
                 struct client *c = &l->clients[i];

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -28,29 +29,63 @@ static int by_archive_offset(const void *a, const void *b, void *chunks)
         return x < y ? -1 : x > y;
 }
 
+/* A read's wait for idx has run out (lock held): the chunk is still on
+ * its way, or its job still waits for a connection (then it is dropped: a
+ * later read queues it again, and the queue keeps no backlog of reads long
+ * given up), or a fetch of it that was no read's failed meanwhile (said as
+ * a warning). Said here, once for the read: no fetch failed for it. */
+static void wait_expired(struct ondemand *od, uint32_t idx)
+{
+        unsigned long long at = od->r->chunks[idx].archive_offset;
+
+        if (od->state[idx] != OD_FETCHING)
+                log_error("%s: chunk at archive offset %llu of %s not fetched within %u s: the read fails with EIO",
+                          od->arg, at, od->where, od->read_wait_s);
+        else if (od_unqueue(od, idx))
+                log_error("%s: chunk at archive offset %llu of %s: no connection came free for it within %u s: the "
+                          "read fails with EIO",
+                          od->arg, at, od->where, od->read_wait_s);
+        else
+                log_error("%s: chunk at archive offset %llu of %s still on its way after %u s: the read fails with "
+                          "EIO (the fetch goes on)",
+                          od->arg, at, od->where, od->read_wait_s);
+}
+
 /* The provider's open: the chunk's file in the store, or its checked temp
- * file on the way there, fetched first if need be. */
+ * file on the way there, fetched first if need be. The wait is bounded
+ * (read_wait_s), and ends at once on a cancel. */
 static int od_open(struct chunk_provider *p, uint32_t idx)
 {
         struct ondemand *od = (struct ondemand *)p;
         const struct chunk *c = &od->r->chunks[idx];
-        bool waited = false;
+        bool waited = false, expired = false;
+        struct timespec deadline;
         int fd;
 
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += od->read_wait_s;
         pthread_mutex_lock(&od->lock);
         for (;;) {
                 uint8_t s = od->state[idx];
                 if (s == OD_PRESENT || s == OD_VERIFIED || atomic_load(&od->stopping))
                         break;
-                if (s == OD_FETCHING) {
-                        pthread_cond_wait(&od->arrived[idx % WAIT_SLOTS], &od->lock);
-                        waited = true;
-                        continue;
-                }
                 /* The read's own fetch failed (said why); the chunk is
                  * fetched again by a later read. */
                 if (s == OD_FAILED && waited)
                         break;
+                if (expired) {
+                        wait_expired(od, idx);
+                        break;
+                }
+                if (s == OD_FETCHING) {
+                        pthread_cond_t *arrived = &od->arrived[idx % WAIT_SLOTS];
+                        if (!od->read_wait_s)
+                                pthread_cond_wait(arrived, &od->lock);
+                        else
+                                expired = pthread_cond_timedwait(arrived, &od->lock, &deadline) == ETIMEDOUT;
+                        waited = true;
+                        continue;
+                }
                 if (od->n_started == 0) {
                         log_error("%s: a chunk is missing and nothing fetches it: reads of it fail with EIO", od->arg);
                         break;
@@ -112,7 +147,10 @@ static int od_replace(struct chunk_provider *p, uint32_t idx)
         return od_open(p, idx);
 }
 
-static void od_free(struct chunk_provider *p)
+/* The provider's cancel: the workers' transfers see stopping at their
+ * next progress call (http_options.cancel), the readers and idle workers
+ * are woken here. */
+static void od_cancel(struct chunk_provider *p)
 {
         struct ondemand *od = (struct ondemand *)p;
 
@@ -122,6 +160,13 @@ static void od_free(struct chunk_provider *p)
                 pthread_cond_broadcast(&od->arrived[i]);
         pthread_cond_broadcast(&od->work);
         pthread_mutex_unlock(&od->lock);
+}
+
+static void od_free(struct chunk_provider *p)
+{
+        struct ondemand *od = (struct ondemand *)p;
+
+        od_cancel(p);
         for (unsigned i = 0; i < od->n_started; i++)
                 pthread_join(od->workers[i].thread, NULL);
         if (od->describe_due) /* the last chunk came in as it stopped */
@@ -164,12 +209,14 @@ int ondemand_start(struct image_map *m)
         /* The stop signals blocked in the fetching threads: one that the
          * caller takes through a signalfd (nbd_kernel.c blocks them in its
          * own thread only, later) must not fall to one of them and kill
-         * the process with its default action. (Not every signal: a
-         * SIGSEGV blocked would bypass ASan's handler.) */
+         * the process with its default action, and one that FUSE's main
+         * thread must see (it ends its loop) must not be taken here. (Not
+         * every signal: a SIGSEGV blocked would bypass ASan's handler.) */
         sigset_t stop, old;
         sigemptyset(&stop);
         sigaddset(&stop, SIGINT);
         sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGHUP); /* a FUSE mount's third stop signal (fuse_file.c) */
         pthread_sigmask(SIG_BLOCK, &stop, &old);
         int err = 0;
         for (unsigned i = 0; i < od->n_conns && !err; i++) {
@@ -340,6 +387,24 @@ static int open_locked(struct ondemand *od, const struct ondemand_options *o, bo
         return store_use_begin(store, od->name, od->desc, od->desc_len, &m->use);
 }
 
+/* How long a read waits for a chunk at most (0: for ever, as with
+ * --http-timeout 0): at each URL, as long as the chunk's fetch takes to
+ * fail when the server sends nothing, drips or stalls (retries + 1
+ * attempts, each ended timeout_s into its idle time or its rate's window
+ * and within the second libcurl takes to call back, a retry delay apart),
+ * and a second per attempt to spare, for the failure to be said by the
+ * fetch. Past it, whatever holds the chunk up (a transfer slow but above
+ * the floor, every connection busy, a long Retry-After), the read fails
+ * with EIO on its own (README, "Before it is cloned"). */
+static unsigned read_wait_s(const struct http_options *h)
+{
+        if (!h->timeout_s)
+                return 0;
+        uint64_t w = (uint64_t)(1 + h->n_mirrors) * (h->retry_count + 1u) *
+                     ((uint64_t)h->timeout_s + h->retry_delay_s + 2);
+        return w < UINT_MAX ? (unsigned)w : UINT_MAX;
+}
+
 int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify, struct image_map **out,
                   char **name)
 {
@@ -354,8 +419,9 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
         *out = NULL;
         if (!od)
                 return -ENOMEM;
-        od->provider = (struct chunk_provider){ od_open, od_found, od_replace, od_free };
+        od->provider = (struct chunk_provider){ od_open, od_found, od_replace, od_cancel, od_free };
         od->http = o->http;
+        od->read_wait_s = read_wait_s(&o->http);
         od->http.cancel = &od->stopping;
         od->fill = o->fill;
         for (unsigned i = 0; i < STREAMS; i++)
@@ -366,11 +432,11 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
         for (unsigned i = 0; i < HTTP_WORKERS; i++)
                 od->workers[i].od = od;
         pthread_mutex_init(&od->lock, NULL);
-        for (unsigned i = 0; i < WAIT_SLOTS; i++)
-                pthread_cond_init(&od->arrived[i], NULL);
         pthread_condattr_t monotonic;
         pthread_condattr_init(&monotonic);
-        pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC); /* the fill's retry times */
+        pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC); /* reads' deadlines, the fill's retry times */
+        for (unsigned i = 0; i < WAIT_SLOTS; i++)
+                pthread_cond_init(&od->arrived[i], &monotonic);
         pthread_cond_init(&od->work, &monotonic);
         pthread_condattr_destroy(&monotonic);
         od->arg = strdup(arg);

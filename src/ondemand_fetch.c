@@ -164,6 +164,39 @@ static void queue_ahead(struct ondemand *od, unsigned s, uint32_t last)
         od->n_aheads++;
 }
 
+/* Takes the job holding idx out of q: it, or NULL when none there does. */
+static struct job *take_job_holding(struct job_queue *q, uint32_t idx)
+{
+        for (struct job **pp = &q->head; *pp; pp = &(*pp)->next) {
+                struct job *j = *pp;
+                for (size_t i = 0; i < j->n; i++) {
+                        if (j->indices[i] != idx)
+                                continue;
+                        if (!(*pp = j->next))
+                                q->tail = pp;
+                        return j;
+                }
+        }
+        return NULL;
+}
+
+bool od_unqueue(struct ondemand *od, uint32_t idx)
+{
+        struct job *j = take_job_holding(&od->reads, idx);
+
+        if (j)
+                od->foreground--;
+        else if ((j = take_job_holding(&od->aheads, idx)))
+                od->n_aheads--;
+        else
+                return false;
+        for (size_t i = 0; i < j->n; i++)
+                od_set_state(od, j->indices[i], OD_MISSING);
+        free(j);
+        pthread_cond_broadcast(&od->work); /* the fill waits while a read is queued */
+        return true;
+}
+
 /* Queues a read's fetch of idx (and of the range after it, for a reader
  * that reads on). */
 int od_queue_read(struct ondemand *od, uint32_t idx)
@@ -298,33 +331,55 @@ void od_describe(struct ondemand *od)
                  od->arg);
 }
 
-/* Fetches the job's range into the store: true when every chunk came in. */
+/* A job failed at its chunk first: said once. A transfer's failure (why)
+ * here, with what it means for the reads; any other was said where it
+ * happened (a chunk's hash, the store), and what it means here is a
+ * warning. */
+static void say_failure(struct ondemand *od, const struct job *j, size_t first, int err, const char *why)
+{
+        unsigned long long at = j->picked[first]->archive_offset;
+
+        if (j->kind == JOB_READ && why[0])
+                log_error("%s: chunk at archive offset %llu could not be fetched (%s): its reads fail with EIO until "
+                          "it can be",
+                          od->arg, at, why);
+        else if (j->kind == JOB_READ)
+                log_warn("%s: chunk at archive offset %llu of %s could not be fetched (%s): its reads fail with EIO "
+                         "until it can be",
+                         od->arg, at, od->where, strerror(-err));
+        else
+                log_warn("%s: chunks from archive offset %llu could not be fetched (%s)", od->arg, at,
+                         why[0] ? why : strerror(-err));
+}
+
+/* Fetches the job's range into the store: true when every chunk came in.
+ * A stop is no failure. */
 static bool run_job(struct ondemand *od, struct od_worker *w, const struct job *j)
 {
         struct store_batch batch;
         struct fetched x = { .od = od, .job = j };
+        char why[1024];
         struct chunk_fetch f = {
                 .store = od->store, .hash_len = od->r->hash_len, .where = od->where, .codec = od->codec,
                 .decoder = w->decoder, .batch = &batch, .chunks = j->picked, .n_chunks = j->n,
-                .cancel = &od->stopping, .stored = mark_stored, .opaque = &x,
+                .cancel = &od->stopping, .why = why, .why_size = sizeof(why), .stored = mark_stored, .opaque = &x,
         };
+        bool said = false;
 
         store_batch_init(&batch, od->store);
         int err = chunk_fetch_range(&w->conn, j->start, j->len, &f);
+        /* Said before settling wakes the reads that it fails. */
+        if (err < 0 && x.stored < j->n && !atomic_load(&od->stopping)) {
+                say_failure(od, j, x.stored, x.err < 0 ? x.err : err, x.err < 0 ? "" : why);
+                said = true;
+        }
         /* What was checked is kept, even when the range failed further on. */
         settle(&x, &batch, true);
         store_batch_free(&batch);
         if (x.settled == j->n || atomic_load(&od->stopping))
                 return true;
-        const struct chunk *c = j->picked[x.settled];
-        err = x.err < 0 ? x.err : err < 0 ? err : -EIO;
-        if (j->kind == JOB_READ)
-                log_error("%s: chunk at archive offset %llu of %s could not be fetched (%s): its reads fail with "
-                          "EIO until it can be",
-                          od->arg, (unsigned long long)c->archive_offset, od->where, strerror(-err));
-        else
-                log_warn("%s: chunks from archive offset %llu of %s could not be fetched (%s)", od->arg,
-                         (unsigned long long)c->archive_offset, od->where, strerror(-err));
+        if (!said) /* the last batch could not be made durable */
+                say_failure(od, j, x.settled, x.err < 0 ? x.err : -EIO, "");
         return false;
 }
 

@@ -88,6 +88,7 @@ struct ondemand {
         struct chunk_provider provider; /* first: the map hands it back */
         struct http_options http;       /* the caller's, cancelled when stopping */
         const char *where;              /* the archive, for messages */
+        unsigned read_wait_s;           /* a read's wait for a chunk at most; 0: no limit */
         char *arg;                      /* STORE/NAME */
         char *name;
         bool fill;
@@ -139,6 +140,11 @@ void od_now_present(struct ondemand *od, uint32_t idx);
 
 /* Queues a read's fetch of idx, missing (lock held): 0, or -ENOMEM (said). */
 int od_queue_read(struct ondemand *od, uint32_t idx);
+
+/* A read's wait for idx ran out (lock held): the job holding idx, if no
+ * worker has taken it yet, is dropped (its chunks missing again); true
+ * then, false when idx is being fetched. */
+bool od_unqueue(struct ondemand *od, uint32_t idx);
 
 /* A worker's thread (arg: its struct od_worker), until stopping. */
 void *od_work(void *arg);

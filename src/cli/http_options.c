@@ -17,6 +17,9 @@ static const struct cli_option options[] = {
         { .name = "http-timeout", .key = OPT_HTTP_TIMEOUT, .arg = "SECS",
           .help = "fail an attempt after this long without data; 0: never", .def = "%u",
           .number = HTTP_DEFAULT_TIMEOUT_S },
+        { .name = "http-min-rate", .key = OPT_HTTP_MIN_RATE, .arg = "BYTES",
+          .help = "fail an attempt that gets less than BYTES a second over --http-timeout; 0: never",
+          .def = "%u", .number = HTTP_DEFAULT_MIN_RATE },
         { .name = "http-header", .key = OPT_HTTP_HEADER, .arg = "'K: V'",
           .help = "request header for SOURCE's origin only (repeatable)" },
         { .name = "http-cacert", .key = OPT_HTTP_CACERT, .arg = "FILE",
@@ -73,6 +76,15 @@ int http_cli_parse(struct http_cli *h, const struct cli_parser *p, int opt)
                         h->http.retry_delay_s = (unsigned)v;
                 else
                         h->http.timeout_s = (unsigned)v;
+                return 0;
+        case OPT_HTTP_MIN_RATE:
+                /* A size (4KiB): bytes a second, at most 1 GiB of them. */
+                if (parse_size(p->arg, &v) < 0 || v > (1u << 30)) {
+                        log_error("--http-min-rate wants bytes a second (1024, 4KiB; 0: no floor), not '%s'",
+                                  p->arg);
+                        return CLI_USAGE;
+                }
+                h->http.min_rate = v;
                 return 0;
         case OPT_HTTP_HEADER: {
                 if (!strchr(p->arg, ':')) {

@@ -18,6 +18,7 @@ enum {
         OPT_HTTP_CERT,
         OPT_HTTP_KEY,
         OPT_HTTP_MIRROR,
+        OPT_HTTP_MIN_RATE,
 };
 
 struct http_cli {

@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: MIT
 """An HTTP server of the tests' own that serves one archive with a chosen
 misbehaviour: cut, stalled, shifted or flipped ranges, error statuses,
-ranges ignored, short and long bodies, redirects (see FaultServer).
+ranges ignored, short and long bodies, redirects, bodies dripped a byte at
+a time, silence, a redirect to where no connection completes (see
+FaultServer).
 """
 
+import select
 import socket
 import time
 from pathlib import Path
@@ -120,6 +123,40 @@ class FaultHandler(QuietHandler):
                     self.wfile.write(extra)
             except OSError:
                 self.close_connection = True
+        elif mode == "drip":
+            # The right headers, then a byte every drip_every seconds: never
+            # idle long, never done. Until the client goes away, the mode
+            # changes (the server "recovers": the connection is dropped) or
+            # the server stops.
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.close_connection = True
+            try:
+                self.wfile.flush()
+                for pos in range(start, end + 1):
+                    if srv.stopping.wait(srv.drip_every) or srv.mode != "drip":
+                        break
+                    self.wfile.write(data[pos:pos + 1])
+                    with srv.lock:
+                        srv.dripped += 1
+            except OSError:
+                pass
+        elif mode == "silent":
+            # Not a byte: the request is read, then nothing, until the client
+            # goes away, the mode changes or the server stops.
+            self.close_connection = True
+            while not srv.stopping.is_set() and srv.mode == "silent":
+                ready, _, _ = select.select([self.connection], [], [], 0.05)
+                try:
+                    if ready and not self.connection.recv(65536):
+                        break
+                except OSError:
+                    break
+        elif mode == "elsewhere":
+            # A redirect to `elsewhere`: a place no connection completes to.
+            self._send(307, [("Location", srv.elsewhere), ("Content-Length", "0")], b"")
         elif mode == "flip":
             # The right headers; one byte in the middle of the range flipped.
             body = bytearray(data[start:end + 1])
@@ -152,13 +189,22 @@ class FaultServer(LocalServer):
 
     `redirects` maps request paths to (status, Location) answers, with
     `redirect_body` as their body; every request's (path, Range header,
-    headers) is logged in `requests`."""
+    headers) is logged in `requests`.
 
-    NEW_MODES = ("status", "ignore-range", "short", "long", "long-split", "flip")
+    Modes for what never ends (NEW_MODES too): "drip" (the right headers,
+    then a byte of the body every `drip_every` seconds; `dripped` counts
+    them), "silent" (the request read, nothing sent), "elsewhere" (a 307 to
+    the URL `elsewhere`, see Blackhole). Changing `mode` ends them: the
+    connection is dropped, as by a server that recovers."""
+
+    NEW_MODES = ("status", "ignore-range", "short", "long", "long-split", "flip", "drip", "silent", "elsewhere")
 
     def __init__(self, path: Path, mode="ok", cuts=0, fault_from=None, times=None, status=500, retry_after=None,
-                 redirects=None, redirect_body=b"moved\n"):
+                 redirects=None, redirect_body=b"moved\n", drip_every=0.5, elsewhere=None):
         super().__init__(FaultHandler)
+        self.drip_every = drip_every
+        self.dripped = 0
+        self.elsewhere = elsewhere
         self.redirects = dict(redirects or {})
         self.redirect_body = redirect_body
         self.times_left = times
@@ -197,3 +243,40 @@ class FaultServer(LocalServer):
         with self.lock:
             reqs = list(self.requests)
         return [parse_range(r[1], len(self.data)) for r in reqs if r[1]]
+
+
+class Blackhole:
+    """A port of 127.0.0.1 that no connection completes to, for a `with`
+    block: it listens with a backlog of none and one connection of its own
+    fills it, so the kernel drops every other SYN and a client waits in
+    connect() until it gives up."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/nowhere.cba"
+
+    def __enter__(self):
+        # Fill the queue until a connection does not complete.
+        while True:
+            c = socket.socket()
+            c.settimeout(0.5)
+            try:
+                c.connect(("127.0.0.1", self.port))
+            except OSError:
+                c.close()
+                break
+            self.held.append(c)
+            assert len(self.held) < 16, "the listen queue never filled"
+        return self
+
+    def __exit__(self, *exc):
+        for c in self.held:
+            c.close()
+        self.sock.close()

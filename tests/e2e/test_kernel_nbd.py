@@ -42,6 +42,17 @@ One boot runs every phase, one after the other on /dev/nbd0:
          SIGTERM disconnects and ihop exits 0
   odf    --source --fill --detach into another empty store: the release
          completes without a read, the device reads as the image; SIGINT
+  ods    --source http://127.0.0.1:8080/stalls.cba from tests/qemu/range-server
+         in the guest (on its loopback), an archive of random 256 KiB chunks
+         made here: when the server drips, goes silent or stalls half way,
+         an O_DIRECT read of a chunk not fetched yet ends in EIO within the
+         bound of --http-timeout 1 --http-retry-count 0 --http-retry-delay 0
+         (3 s), said in one line, and ihop stays up; once the server
+         recovers the read returns the image's bytes; SIGTERM while a read
+         is stuck on the dripping server ends ihop within 2 s, status 0,
+         the read failed, the device disconnected, no release, no temp file
+  odsd   the same stop, --detach with the HTTP defaults (a read would wait
+         132 s), the server silent
 
 The guest only reports (SHA-256 -- busybox has no b2sum -- of the whole
 device and of every file of the mounted file systems, sizes, partitions,
@@ -51,11 +62,12 @@ debugfs (e2fsprogs) 'rdump' of that image, those of the GPT disk and the
 squashfs image from the trees they were made of, the partition table with
 'sfdisk -J' of the disk image. Any NBD error in the kernel log fails, except
 the kernel's own recv workqueue stall, recognised from the guest's
-diagnostics (see test_kernel_saw_no_nbd_errors).
+diagnostics (see test_kernel_saw_no_nbd_errors), and in ods, whose reads
+are meant to fail, the errors of those reads (the guest logs them apart).
 
 The kernel package is downloaded once into a cache (see nbdvm.py); the boot
 then takes about 2.5 minutes here (TCG, one vCPU), most of it in 'many',
-about 5 s in gpt and sq, 14 s in od and odf. The test is skipped only when
+about 5 s in gpt and sq, 14 s in od and odf, about 15 s in ods and odsd. The test is skipped only when
 no VM can be booted here at all (no qemu, no kernel to be had); set
 IHOP_REQUIRE_KERNEL_TEST=1 to make that a failure instead.
 """
@@ -74,11 +86,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "qemu"))
 import nbdvm  # noqa: E402
+from bita_archive import parse_archive  # noqa: E402
 from disk_images import GPT_FILE_SYSTEMS, make_gpt_disk, make_tree, mkfs_squashfs  # noqa: E402
 
 IHOP = os.environ.get("IHOP", str(ROOT / "build" / "src" / "ihop"))
 FIXTURE = ROOT / "tests" / "fixtures" / "pair" / "v1.ext4.cba"
-VM_TIMEOUT = 300  # seconds for the whole boot
+VM_TIMEOUT = 480  # seconds for the whole boot (about 150 here when the host is idle, 300 when busy)
 TIMEOUT = 120  # seconds for every host command
 
 # What the kernel logs when a server breaks the protocol or fails a request.
@@ -91,6 +104,13 @@ PHASES = {"a": (512, 4, True), "b": (4096, 1, True), "c": (512, 16, False), "d":
           "od": (512, 4, True)}
 # release -> unique chunks of 512 bytes, for the 'many' phase
 MANY = {"r6k": 6144, "r32k": 32768}
+# ods: the server's behaviour -> the 4 KiB block read (chunk k of 256 KiB:
+# blocks 64k..), what the fetch's one error line says; and the bound on a
+# read of --http-timeout 1 --http-retry-count 0 --http-retry-delay 0
+ODS_READS = {"drip": 320, "silent": 576, "stall": 832}
+ODS_SAID = {"drip": "less than 1024 bytes a second", "silent": "no data for 1 s", "stall": "no data for 1 s"}
+ODS_BOUND_MS = (0 + 1) * (1 + 0 + 2) * 1000
+ODS_CHUNK = 256 << 10
 
 
 def sha256_file(path) -> str:
@@ -282,6 +302,15 @@ def vm(tmp_path_factory):
     expected.sq = ExpectedImage(sq, work / "sq-tree")
     # od, odf: the archive itself, for --source in the guest
     shutil.copyfile(FIXTURE, work / "disk" / "v1.cba")
+    # ods: random data in 256 KiB chunks, uncompressed: a read's fetch is
+    # its chunk alone, and half of it is what the stalling server sends
+    stalls = os.urandom(16 * ODS_CHUNK)
+    (work / "stalls.img").write_bytes(stalls)
+    r = run(IHOP, "compress", "--fixed-size", "256KiB", "--compression", "none", "-i", work / "stalls.img",
+            work / "disk" / "stalls.cba")
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    expected.stalls = stalls
+    expected.stalls_archive = parse_archive(work / "disk" / "stalls.cba")
     disk = work / "disk.img"
     nbdvm.make_disk(disk, work / "disk")
     shutil.rmtree(work / "disk")
@@ -541,6 +570,68 @@ def test_on_demand_fill_completes_the_release_without_a_read(vm):
     assert vm.get("odf.alive_after") == "0", "the daemon did not end on SIGINT"
     assert vm.get("odf.size_after") == "0"
     assert vm.get("odf.verify").startswith("0 /tmp/odf/v1: OK "), vm.get("odf.verify")
+
+
+def ods_ran(vm, phase="ods"):
+    if not vm.info.get("range_server"):
+        pytest.skip("no C compiler to build tests/qemu/range-server.c: the ods phases did not run")
+    if phase == "ods":
+        assert vm.get("ods.alive") == "1", vm.log("ods")
+    else:
+        assert vm.get("odsd.rc") == "0", vm.log("odsd")
+
+
+@pytest.mark.parametrize("mode", ODS_READS)
+def test_on_demand_read_from_a_server_that_never_ends_fails_within_the_bound(vm, mode):
+    """A read of /dev/nbd0 whose chunk the server drips, withholds or stalls
+    half way ends in EIO within the bound, the fetch's failure said in one
+    line; ihop stays up, and once the server recovers the same read returns
+    the image's bytes."""
+    ods_ran(vm)
+    log = vm.log("ods")
+    assert vm.get(f"ods.{mode}.rc") == "1", vm.get(f"ods.{mode}.msg")
+    assert "Input/output error" in vm.get(f"ods.{mode}.msg")
+    assert int(vm.get(f"ods.{mode}.ms")) <= ODS_BOUND_MS + 1500, f"the read took {vm.get(f'ods.{mode}.ms')} ms"
+    assert vm.get(f"ods.{mode}.alive") == "1", log
+    block = ODS_READS[mode]
+    want = vm.expected.stalls[block * 4096:(block + 1) * 4096]
+    assert vm.get(f"ods.{mode}.after") == hashlib.sha256(want).hexdigest(), "a wrong read after the recovery"
+    at = vm.expected.stalls_archive.chunks[block * 4096 // ODS_CHUNK].archive_offset
+    said = [l for l in log.splitlines() if "ihop: error:" in l and f"archive offset {at} " in l]
+    assert len(said) == 1 and ODS_SAID[mode] in said[0], log
+    # one error line for each of the three failing reads, none for the stop
+    assert sum("ihop: error:" in l for l in log.splitlines()) == len(ODS_READS), log
+
+
+@pytest.mark.parametrize("phase", ["ods", "odsd"])
+def test_on_demand_sigterm_ends_ihop_within_2_s_while_a_read_is_stuck(vm, phase):
+    """SIGTERM while a read waits on a dripping (ods) or silent (odsd, the
+    HTTP defaults, --detach) server: ihop ends within 2 s, the stuck read
+    fails, the device is disconnected; no release of the incomplete one,
+    no temp file."""
+    ods_ran(vm, phase)
+    assert vm.get(f"{phase}.stuck_alive") == "1", "the read was not stuck when the signal came"
+    assert int(vm.get(f"{phase}.stop_ms")) <= 2000, f"ihop took {vm.get(f'{phase}.stop_ms')} ms to end"
+    assert vm.get(f"{phase}.alive_after") == "0"
+    assert vm.get(f"{phase}.stuck_rc") == "1", "the stuck read did not fail"
+    assert vm.get(f"{phase}.size_after") == "0", "the device is still attached after ihop ended"
+    assert vm.get(f"{phase}.temps") == "0"
+    assert "disconnecting /dev/nbd0" in vm.log(phase)
+    if phase == "ods":
+        assert vm.get("ods.exit") == "0", vm.log(phase)
+        assert vm.get("ods.release") == "0", "an incomplete release was described"
+
+
+def test_on_demand_stall_phases_kernel_saw_only_the_failed_reads(vm):
+    """The reads of ods failed with EIO, which the kernel logs; nothing
+    else went wrong with the protocol (no timeout, no reply out of turn)."""
+    ods_ran(vm)
+    lines = vm.run.phase_kmsgs.get("ods", [])
+    assert any("I/O error" in l or "Other side returned error" in l for l in lines), \
+        "the kernel logged no failed read: the reads did not reach it"
+    allowed = re.compile(r"Other side returned error|I/O error")
+    bad = [l for l in lines if PROTOCOL_ERRORS.search(l) and not allowed.search(l)]
+    assert not bad, "\n".join(bad)
 
 
 def assert_same_entries(got: dict, want: dict):

@@ -39,6 +39,11 @@
 #          release then appears in that store and verifies; SIGTERM
 #   odf    --source --fill --detach into another empty store: the release
 #          appears without a read, the device reads whole; SIGINT
+#   ods    --source http://127.0.0.1:8080/... from range-server in the guest,
+#          which drips, goes silent or stalls: reads end in EIO within the
+#          bound, and read right once it recovers; SIGTERM while a read is
+#          stuck; odsd: the same stop, --detach with the HTTP defaults
+#          (the kernel's log of these goes apart: their reads fail)
 
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -554,11 +559,114 @@ if [ -f /disk/v1.cba ]; then
         rm -rf /tmp/odf
 fi
 
-t end
-# What the kernel said about the device, for the host to judge.
+# What the kernel said about the device, for the host to judge; then the
+# log is emptied for the phases whose reads are meant to fail.
 KMSG='nbd|EXT4|FAT-fs|SQUASHFS|I/O error'
 dmesg | grep -E "$KMSG" | sed 's/^/[dmesg] /'
 dmesg | grep -E "$KMSG" | while read -r l; do echo "KMSG $l" >"$OUT"; done
+dmesg -c >/dev/null
+
+# ms: milliseconds since boot (to 10 ms).
+ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
+
+# wait_requests N: until the range server has logged more than N requests
+# (at most 10 s).
+wait_requests() {
+        i=0
+        while [ "$(wc -l </tmp/http.log)" -le "$1" ] && [ $i -lt 100 ]; do
+                sleep 0.1
+                i=$((i + 1))
+        done
+}
+
+# stop_stuck PHASE PID BLOCK: a read of BLOCK stuck on the server, then
+# SIGTERM to ihop (PID): how long it took to end, the read's status, the
+# device's size after.
+stop_stuck() {
+        n=$(wc -l </tmp/http.log)
+        timeout -s KILL 60 dd if=$DEV of=/dev/null bs=4096 count=1 skip="$3" iflag=direct 2>/tmp/"$1".stuck &
+        ddpid=$!
+        wait_requests "$n" # the read's fetch is under way: the read waits on it
+        res "$1.stuck_alive" "$(alive $ddpid && echo 1 || echo 0)"
+        t0=$(ms)
+        kill -TERM "$2"
+        wait_gone "$2" 20
+        res "$1.stop_ms" $(($(ms) - t0))
+        res "$1.alive_after" "$(alive "$2" && echo 1 || echo 0)"
+        wait_exit $ddpid 10
+        res "$1.stuck_rc" $?
+        wait_zero
+        res "$1.size_after" "$(size)"
+}
+
+t ods
+# --- ods: --source over HTTP, from a server in the guest (on its loopback)
+# that drips, goes silent or stalls half way as it is told: each read of
+# a chunk not fetched yet ends in EIO within the bound, (0 + 1) x (1 + 0 +
+# 2) = 3 s, and reads right once the server recovers; SIGTERM while a read
+# is stuck ends ihop within 2 s, the device disconnected. odsd: the same
+# stop with the HTTP defaults (a read would wait 132 s), --detach.
+if [ -f /disk/stalls.cba ] && [ -x /bin/range-server ]; then
+        ip link set lo up
+        echo ok >/tmp/http.mode
+        : >/tmp/http.log
+        range-server 8080 /disk/stalls.cba /tmp/http.mode /tmp/http.log &
+        hpid=$!
+        i=0
+        while ! grep -q ':1F90 00000000:0000 0A' /proc/net/tcp && [ $i -lt 50 ]; do
+                sleep 0.1
+                i=$((i + 1))
+        done
+        URL=http://127.0.0.1:8080/stalls.cba
+        ihop mount --source $URL --http-timeout 1 --http-retry-count 0 --http-retry-delay 0 /tmp/ods/s $DEV \
+                >/tmp/ods.log 2>&1 </dev/null &
+        pid=$!
+        wait_size $pid
+        res ods.alive "$(alive $pid && echo 1 || echo 0)"
+        # chunk k of 256 KiB: 4 KiB blocks 64k.. (chunk 0 is read at attach)
+        for mb in drip:320 silent:576 stall:832; do
+                m=${mb%:*}
+                blk=${mb#*:}
+                echo "$m" >/tmp/http.mode
+                t0=$(ms)
+                timeout -s KILL 60 dd if=$DEV of=/dev/null bs=4096 count=1 skip="$blk" iflag=direct \
+                        2>/tmp/ods."$m".dd
+                res "ods.$m.rc" $?
+                res "ods.$m.ms" $(($(ms) - t0))
+                res "ods.$m.msg" "$(head -n1 /tmp/ods."$m".dd)"
+                res "ods.$m.alive" "$(alive $pid && echo 1 || echo 0)"
+                echo ok >/tmp/http.mode
+                res "ods.$m.after" "$(timeout -s KILL 60 dd if=$DEV bs=4096 count=1 skip="$blk" iflag=direct \
+                        2>/dev/null | sha256sum | cut -d' ' -f1)"
+        done
+        echo drip >/tmp/http.mode
+        stop_stuck ods $pid 192
+        wait $pid
+        res ods.exit $?
+        res ods.release "$([ -e /tmp/ods/s ] && echo 1 || echo 0)"
+        res ods.temps "$(find /tmp/ods -name '*.tmp-*' | wc -l)"
+        free_dev
+        log ods
+
+        t odsd
+        echo ok >/tmp/http.mode
+        timeout -s KILL 30 ihop mount --detach --pid-file /tmp/odsd.pid --source $URL /tmp/odsd/s $DEV \
+                >/tmp/odsd.log 2>&1 </dev/null
+        res odsd.rc $?
+        dpid=$(cat /tmp/odsd.pid 2>/dev/null)
+        if [ -n "$dpid" ]; then
+                echo silent >/tmp/http.mode
+                stop_stuck odsd "$dpid" 448
+        fi
+        res odsd.temps "$(find /tmp/odsd -name '*.tmp-*' | wc -l)"
+        free_dev
+        sed "s/^/[odsd] /" /tmp/odsd.log
+        kill $hpid
+        dmesg | grep -E "$KMSG" | while read -r l; do echo "PKMSG ods $l" >"$OUT"; done
+        rm -rf /tmp/ods /tmp/odsd
+fi
+
+t end
 res done 1
 sync
 poweroff -f

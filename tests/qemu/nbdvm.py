@@ -20,8 +20,10 @@ The initramfs, written here as a newc cpio without needing root: static
 busybox and its applet links, ihop with every shared library ldd lists (and
 the dynamic loader) at the same paths, nbd.ko and the file systems' modules
 (ext4, squashfs, vfat) with what they need, the store at /store (the
-release v1, and whatever other releases it holds), tests/qemu/nbd-disconnect (compiled here when a C
-compiler exists) and tests/qemu/init.sh as /init. Larger stores go on a
+release v1, and whatever other releases it holds), tests/qemu/nbd-disconnect and
+tests/qemu/range-server (compiled here when a C compiler exists; with the
+server, libcurl, which ihop loads when it first fetches over HTTP) and
+tests/qemu/init.sh as /init. Larger stores go on a
 virtual disk (a squashfs image, mounted by init.sh at /disk). qemu runs under TCG by
 default (env IHOP_TEST_ACCEL=kvm to change), console on the first serial
 port, results on the second (see init.sh).
@@ -42,6 +44,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 INIT = HERE / "init.sh"
 DISCONNECT_SRC = HERE / "nbd-disconnect.c"
+RANGE_SERVER_SRC = HERE / "range-server.c"
 
 META_PACKAGE = "linux-image-amd64"
 # What the guest insmods, dependencies first. crc32c_generic is no declared
@@ -275,6 +278,16 @@ def add_binary(cpio: Cpio, path, source):
             cpio.copy(lib, lib, 0o755)
 
 
+def library_path(soname) -> str:
+    """Where the dynamic loader finds soname (ldconfig's cache), or None."""
+    r = _run(["ldconfig", "-p"], timeout=60)
+    for line in r.stdout.splitlines():
+        m = re.match(r"\s*(\S+) \((?:libc6,)?x86-64[^)]*\) => (\S+)$", line)
+        if m and m.group(1) == soname:
+            return m.group(2)
+    return None
+
+
 def find_busybox() -> str:
     for candidate in ("/bin/busybox", "/usr/bin/busybox", shutil.which("busybox")):
         if candidate and os.access(candidate, os.X_OK):
@@ -282,16 +295,22 @@ def find_busybox() -> str:
     raise Unavailable("busybox is not installed (apt-get install busybox-static)")
 
 
-def build_disconnect(workdir: Path):
-    """tests/qemu/nbd-disconnect for the guest, or None without a C compiler."""
+def build_helper(workdir: Path, source: Path):
+    """A helper of the guest's, tests/qemu/NAME.c compiled to workdir/NAME,
+    or None without a C compiler."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return None
-    out = workdir / "nbd-disconnect"
-    r = _run([cc, "-O2", "-Wall", "-o", out, DISCONNECT_SRC], timeout=120)
+    out = workdir / source.stem
+    r = _run([cc, "-O2", "-Wall", "-o", out, source], timeout=120)
     if r.returncode != 0:
-        raise RuntimeError(f"cannot compile {DISCONNECT_SRC}: {r.stderr}")
+        raise RuntimeError(f"cannot compile {source}: {r.stderr}")
     return out
+
+
+def build_disconnect(workdir: Path):
+    """tests/qemu/nbd-disconnect for the guest, or None without a C compiler."""
+    return build_helper(workdir, DISCONNECT_SRC)
 
 
 def build_initramfs(out: Path, ihop, store: Path, kernel: Kernel, workdir: Path) -> dict:
@@ -312,6 +331,14 @@ def build_initramfs(out: Path, ihop, store: Path, kernel: Kernel, workdir: Path)
     disconnect = build_disconnect(workdir)
     if disconnect:
         add_binary(cpio, "bin/nbd-disconnect", disconnect)
+    range_server = build_helper(workdir, RANGE_SERVER_SRC)
+    libcurl = library_path("libcurl.so.4")
+    if range_server and libcurl:
+        add_binary(cpio, "bin/range-server", range_server)
+        # ihop loads libcurl when it first needs it (dlopen): ldd does not list it
+        add_binary(cpio, libcurl, libcurl)
+    else:
+        range_server = None
     modules = module_files(kernel, MODULES)
     for name, path in modules:
         cpio.copy(f"modules/{name}.ko", path, 0o644)
@@ -327,7 +354,7 @@ def build_initramfs(out: Path, ihop, store: Path, kernel: Kernel, workdir: Path)
     cpio.copy("init", INIT, 0o755)
     cpio.write(out)
     return {"modules": [n for n, _ in modules], "disconnect": disconnect is not None,
-            "bytes": out.stat().st_size}
+            "range_server": range_server is not None, "bytes": out.stat().st_size}
 
 
 # --------------------------------------------------------------------------
@@ -338,6 +365,8 @@ def build_initramfs(out: Path, ihop, store: Path, kernel: Kernel, workdir: Path)
 class VmRun:
     results: dict = field(default_factory=dict)  # key -> value (rest of the line)
     kmsgs: list = field(default_factory=list)  # the kernel's lines about nbd, ext4, I/O errors
+    # the same of phases whose reads are meant to fail, apart: phase -> lines
+    phase_kmsgs: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)  # phase -> {./path: sha256}
     console: str = ""
     seconds: float = 0.0
@@ -364,6 +393,10 @@ def parse_results(text: str, run: VmRun):
                 run.results[parts[1]] = parts[2].strip() if len(parts) > 2 else ""
         elif line.startswith("KMSG "):
             run.kmsgs.append(line[5:])
+        elif line.startswith("PKMSG "):
+            parts = line.split(" ", 2)
+            if len(parts) == 3:
+                run.phase_kmsgs.setdefault(parts[1], []).append(parts[2])
         elif line.startswith("FILE "):
             parts = line.split(" ", 3)
             if len(parts) == 4:
