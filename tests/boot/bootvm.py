@@ -4,7 +4,7 @@
 
 Used by tests/e2e/test_boot.py and bench/boot-bench.sh; also by hand:
 
-    /usr/bin/python3 tests/boot/bootvm.py --work DIR   # builds, boots v1 once
+    /usr/bin/python3 tests/boot/bootvm.py --work DIR [--klibc]   # builds, boots v1 once
 
 The system is Debian bookworm made with debootstrap (minbase, systemd-sysv,
 udev, kmod, busybox, initramfs-tools, cryptsetup-bin for veritysetup, the
@@ -13,17 +13,29 @@ IHOP_TEST_BOOT_CACHE, else /var/cache/ihop-test-boot when writable, else
 ~/.cache/ihop-test-boot), keyed by the package list, so it is made once.
 Each build then copies it, installs this source tree into it with
 `meson install` (prefix /usr: the binary, the initramfs-tools hook and boot
-script), adds the guest's test unit (guest-test.sh), makes the initramfs
-with the system's own `update-initramfs` in a chroot, and writes ext4
-images of it: v1 and v2, which differ in /etc/ihop-test-marker, and v1 with
-a dm-verity hash tree appended (veritysetup format --hash-offset).
+script), adds the guest's test unit (guest-test.sh), and makes the
+initramfs with the system's own `update-initramfs` in a chroot, its
+configuration as the packages installed it (MODULES=most, no modules file),
+as a user's would be: nothing but ihop's hook and boot script see to what
+the store needs.
+
+It makes two: one with busybox's tools (initramfs-tools recommends
+busybox), then, busybox purged (`dpkg --purge`: a system debootstrapped
+without Recommends never has it), one with klibc's only
+(System.initrd_klibc). The ext4 images are written from that last tree
+(neither the guest's test nor anything after switch_root uses busybox): v1
+and v2, which differ in /etc/ihop-test-marker, and v1 with a dm-verity hash
+tree appended (veritysetup format --hash-offset).
 
 The images are compressed with the ihop under test; v1 and v1-verity are
 cloned into a store, which goes at /store of an ext4 file system (label
 ihopstore) on the guest's virtual disk, with v2.cba beside it, for the
-booted system to clone. The kernel and initramfs are the system's own,
-given to qemu directly; the guest has no network. Console on the first
-serial port, the test unit's results on the second.
+booted system to clone, and beside them two files planted as someone with
+the disk in hand could (PLANTED): a setuid-root binary and a device node
+anyone may open, which the store's mount options (nosuid, nodev, noexec)
+must make useless. The kernel and initramfs are the system's own, given to
+qemu directly; the guest has no network. Console on the first serial port,
+the test unit's results on the second.
 
 The same system also boots with qemu itself as the NBD client: `ihop serve`
 on the host exports a release of that store (NbdServer), qemu attaches it
@@ -38,6 +50,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import statistics
 import subprocess
 import sys
@@ -56,9 +69,6 @@ PACKAGES = ["systemd-sysv", "udev", "kmod", "busybox", "initramfs-tools", "crypt
             # ihop's run-time libraries (libcurl is loaded only for http sources)
             "libprotobuf-c1", "libzstd1", "libbrotli1", "liblzma5", "libsodium23", "libfuse3-3",
             "libnl-genl-3-200", "libjson-c5"]
-# What the guest's own kernel needs for its disk, before the hook adds nbd,
-# dm-verity and the store's file system.
-INITRAMFS_MODULES = ["virtio_pci", "virtio_blk", "ext4"]
 # The modules the booted system keeps (the rest only makes the images big).
 KEPT_MODULES = ["kernel/fs", "kernel/drivers/block", "kernel/drivers/md", "kernel/drivers/virtio",
                 "kernel/drivers/char", "kernel/crypto", "kernel/lib", "kernel/arch"]
@@ -69,9 +79,15 @@ MARKER = "etc/ihop-test-marker"
 # Files of the root file system whose sha256 the guest reports when its
 # command line names them (ihoptest.hash=), for the host to compare with the
 # same files read out of the image: the release marker, ihop, systemd, the C
-# library and busybox, some 4 MB.
+# library and bash, some 4 MB.
 HASHED_FILES = ["/" + MARKER, "/usr/bin/ihop", "/usr/lib/systemd/systemd",
-                "/usr/lib/x86_64-linux-gnu/libc.so.6", "/usr/bin/busybox"]
+                "/usr/lib/x86_64-linux-gnu/libc.so.6", "/usr/bin/bash"]
+# Planted at the top of the store's file system, beside the store (mount
+# options are the whole file system's, and ihop's commands on the store
+# never meet these there): a setuid-root copy of id(1), which prints the
+# user it runs as, and a character device with /dev/null's numbers that
+# anyone may open. guest-test.sh tries both as user nobody.
+PLANTED = {"suid": "planted-suid-id", "dev": "planted-null-dev"}
 
 
 # The system cannot be built or booted here at all (no debootstrap, no qemu).
@@ -124,7 +140,8 @@ def base_tree(cache: Path = None) -> Path:
 class System:
     work: Path
     kernel: Path
-    initrd: Path
+    initrd: Path  # with busybox
+    initrd_klibc: Path  # without: klibc's tools only
     images: dict  # name -> ext4 image (v1, v2, v1v)
     roothash: str
     hashoffset: int
@@ -170,29 +187,61 @@ def prepare_root(base: Path, root: Path, installed: Path):
     (conf / "scripts/local-top").mkdir(parents=True, exist_ok=True)
     shutil.copy(HERE / "plain-verity", conf / "scripts/local-top/plain-verity")
     os.chmod(conf / "scripts/local-top/plain-verity", 0o755)
-    text = (conf / "initramfs.conf").read_text()
-    (conf / "initramfs.conf").write_text(text.replace("MODULES=most", "MODULES=list"))
-    (conf / "modules").write_text("\n".join(INITRAMFS_MODULES) + "\n")
+    # The rest of the configuration stays as the packages installed it.
+    if "\nMODULES=most\n" not in (conf / "initramfs.conf").read_text():
+        raise RuntimeError(f"{conf}/initramfs.conf is not initramfs-tools' own (MODULES=most)")
+    if (conf / "modules").exists() and any(line.strip() and not line.startswith("#")
+                                           for line in (conf / "modules").read_text().splitlines()):
+        raise RuntimeError(f"{conf}/modules lists modules: not initramfs-tools' own")
 
 
-def make_initramfs(root: Path, out: Path) -> tuple:
+def in_chroot(root: Path, cmd: list, timeout=900):
+    """cmd run in root, with /proc mounted there meanwhile."""
+    proc = root / "proc"
+    run(["mount", "-t", "proc", "proc", proc])
+    try:
+        return run(["chroot", root] + cmd, timeout=timeout)
+    finally:
+        subprocess.run(["umount", proc], check=False)
+
+
+def make_initramfs(root: Path, out: Path, busybox: bool) -> tuple:
+    """The system's initramfs, made by its update-initramfs, with busybox in
+    it or not (checked: busybox left in would hide a tool klibc lacks)."""
     kernels = sorted((root / "boot").glob("vmlinuz-*"))
     if not kernels:
         raise RuntimeError(f"no kernel in {root}/boot")
     release = kernels[-1].name[len("vmlinuz-"):]
     for p in (root / "boot").glob("initrd.img-*"):
         p.unlink()
-    proc = root / "proc"
-    run(["mount", "-t", "proc", "proc", proc])
-    try:
-        run(["chroot", root, "update-initramfs", "-c", "-k", release], timeout=900)
-    finally:
-        subprocess.run(["umount", proc], check=False)
+    in_chroot(root, ["update-initramfs", "-c", "-k", release])
+    files = in_chroot(root, ["lsinitramfs", f"/boot/initrd.img-{release}"], timeout=300).stdout.split()
+    if ("usr/bin/busybox" in files or "bin/busybox" in files) != busybox:
+        raise RuntimeError(f"the initramfs made {'without' if busybox else 'with'} busybox "
+                           f"{'lacks' if busybox else 'holds'} it")
     out.mkdir(parents=True, exist_ok=True)
     kernel, initrd = out / "vmlinuz", out / "initrd.img"
     shutil.copy(kernels[-1], kernel)
     shutil.copy(root / "boot" / f"initrd.img-{release}", initrd)
     return kernel, initrd, release
+
+
+def purge_busybox(root: Path):
+    """busybox out of root, as dpkg removes it: its initramfs-tools hook goes
+    with it. (Its trigger, update-initramfs -u, is make_initramfs's job.)"""
+    in_chroot(root, ["dpkg", "--purge", "--no-triggers", "busybox"])
+
+
+def plant(store_fs: Path, root: Path):
+    """PLANTED into store_fs, owned by root (this runs as root)."""
+    suid = store_fs / PLANTED["suid"]
+    shutil.copy(root / "usr/bin/id", suid)
+    os.chown(suid, 0, 0)
+    os.chmod(suid, 0o4755)
+    dev = store_fs / PLANTED["dev"]
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.chown(dev, 0, 0)
+    os.chmod(dev, 0o666)
 
 
 def prune(root: Path, release: str):
@@ -276,18 +325,21 @@ def build_system(work: Path, ihop: Path) -> System:
     installed = build_ihop(work)
     root = work / "root"
     prepare_root(base, root, installed)
-    kernel, initrd, release = make_initramfs(root, work / "boot")
+    kernel, initrd, release = make_initramfs(root, work / "boot", busybox=True)
+    purge_busybox(root)
+    _, initrd_klibc, _ = make_initramfs(root, work / "boot-klibc", busybox=False)
     prune(root, release)
     images = {"v1": work / "v1.ext4", "v2": work / "v2.ext4"}
     make_image(root, "v1", images["v1"])
     make_image(root, "v2", images["v2"])
-    shutil.rmtree(root)
-    images["v1v"] = work / "v1v.img"
-    roothash, offset = add_verity(images["v1"], images["v1v"])
     store_tree = work / "storefs"
     shutil.rmtree(store_tree, ignore_errors=True)
     (store_tree / STOREPATH.lstrip("/")).mkdir(parents=True)
-    system = System(work, kernel, initrd, images, roothash, offset, store_tree, work / "store.img")
+    plant(store_tree, root)
+    shutil.rmtree(root)
+    images["v1v"] = work / "v1v.img"
+    roothash, offset = add_verity(images["v1"], images["v1v"])
+    system = System(work, kernel, initrd, initrd_klibc, images, roothash, offset, store_tree, work / "store.img")
     for name, image in images.items():
         cba = work / f"{name}.cba"
         cba.unlink(missing_ok=True)
@@ -340,12 +392,13 @@ RESCUE_SHELL = "(initramfs)"
 
 
 def boot(system: System, append: str, work: Path, disk: Path = None, timeout=300,
-         stop_on=(RESCUE_SHELL,), plain_disk: Path = None, drives: list = None) -> Boot:
+         stop_on=(RESCUE_SHELL,), plain_disk: Path = None, drives: list = None, klibc: bool = False) -> Boot:
     """Boots once; ends at power-off, at timeout, or as soon as the console
     shows one of stop_on (by default initramfs-tools' rescue shell, where a
     failed boot waits for ever). plain_disk: a root image as a second
     virtual disk (vdb), for booting without ihop. drives: qemu -drive
-    values instead of the store's disk (and plain_disk), e.g. NbdServer.drive()."""
+    values instead of the store's disk (and plain_disk), e.g. NbdServer.drive().
+    klibc: with the initramfs made without busybox."""
     qemu = find_qemu()
     accel = os.environ.get("IHOP_TEST_ACCEL", "tcg")
     work.mkdir(parents=True, exist_ok=True)
@@ -356,7 +409,8 @@ def boot(system: System, append: str, work: Path, disk: Path = None, timeout=300
     # nbd receive workqueue can stall (a kernel matter, not ihop's).
     cmd = [qemu, "-accel", accel, "-cpu", "max", "-smp", "1", "-m", "1024",
            "-display", "none", "-nodefaults", "-no-reboot", "-nic", "none",
-           "-kernel", str(system.kernel), "-initrd", str(system.initrd), "-append", append,
+           "-kernel", str(system.kernel), "-initrd", str(system.initrd_klibc if klibc else system.initrd),
+           "-append", append,
            "-serial", f"file:{console}", "-serial", f"file:{results}"]
     if drives is None:
         drives = [f"file={disk or system.store_disk},format=raw,if=virtio"]
@@ -521,6 +575,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--release", default="v1")
     ap.add_argument("--append", default="", help="more kernel command line")
+    ap.add_argument("--klibc", action="store_true", help="boot the initramfs made without busybox")
     ap.add_argument("--bench", type=int, metavar="ROUNDS", help="bench/boot-bench.sh: boot times, ROUNDS rounds")
     ap.add_argument("--serve", choices=["unix", "tcp"],
                     help="boot the release through `ihop serve` on the host, qemu its NBD client")
@@ -536,7 +591,7 @@ def main():
         with NbdServer(args.ihop, [release], work / "boot-1", **where) as server:
             run = boot(system, served_cmdline(args.append), work / "boot-1", drives=[server.drive(args.release)])
         return nbdvm.report(run, [f"ihop serve: exit {server.returncode}", server.stderr.rstrip()])
-    return nbdvm.report(boot(system, cmdline(args.release, args.append), work / "boot-1"))
+    return nbdvm.report(boot(system, cmdline(args.release, args.append), work / "boot-1", klibc=args.klibc))
 
 
 if __name__ == "__main__":

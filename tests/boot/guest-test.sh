@@ -47,6 +47,18 @@ res root_options "$(findmnt -n -o OPTIONS /)"
 res root_bytes "$(blockdev --getsize64 "$ROOT_DEV" 2>&1)"
 res root_ro "$(blockdev --getro "$ROOT_DEV" 2>&1)"
 res store_mount "$(findmnt -n -o SOURCE,FSTYPE,OPTIONS /run/ihop/store | tr -s ' ' ' ')"
+# What bootvm.py planted on the store's file system, offline: a setuid-root
+# id(1) and a device node with /dev/null's numbers, mode 666. Run and opened
+# as user nobody, each says what came of it and its exit status.
+if findmnt -n /run/ihop/store >/dev/null; then
+	for f in planted-suid-id planted-null-dev; do
+		res "stat:$f" "$(stat -c '%a %u:%g %F %t,%T' /run/ihop/store/$f 2>&1)"
+	done
+	out=$(setpriv --reuid=65534 --regid=65534 --clear-groups /run/ihop/store/planted-suid-id -u 2>&1)
+	res planted_suid_run "$out rc=$?"
+	out=$(setpriv --reuid=65534 --regid=65534 --clear-groups head -c 1 /run/ihop/store/planted-null-dev 2>&1)
+	res planted_dev_open "$out rc=$?"
+fi
 res marker "$(cat /etc/ihop-test-marker 2>&1)"
 for f in $(echo "$HASH" | tr ',' ' '); do
 	res "sha256:$f" "$(sha256sum "$f" 2>&1 | cut -d' ' -f1)"

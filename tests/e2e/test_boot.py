@@ -2,21 +2,30 @@
 """Booting from the store: a Debian system whose root file system is an ihop
 release, on a real boot (qemu, TCG; tests/boot/bootvm.py builds it).
 
+The system's initramfs is made as a user's would be (initramfs-tools'
+stock configuration, MODULES=most, no modules file), once with busybox and
+once without (klibc's tools only: "klibc" below). The store's file system
+carries a setuid-root binary and a device node planted offline, which
+every boot from the store tries as user nobody.
+
 The boots run once per session, in order, each on the store the one before
 left, as a device would live them:
 
   v1        boot the first release; its test unit clones v2 (from v2.cba on
             the store's file system) into /run/ihop/store, then powers off
-  v2        boot the update (the store named by UUID=; the others by
-            LABEL=, and rollback by its path)
+  v2        boot the update (the store named by UUID=, its type by
+            ihop.storefstype=ext4; the others by LABEL=, and rollback by its
+            path, their type found by the boot script)
   v1v       boot v1 with its dm-verity hash tree (ihop.roothash)
+  klibc     the same with the initramfs made without busybox
   rollback  boot v1 again; its unit runs `ihop rm` of the running release and
             `ihop gc`, then reads the whole root device once more
   corrupt   a copy of the store with one byte flipped in the chunk file that
             holds v1v's ext4 superblock: dm-verity must stop the boot
   missing   ihop.release=missing: a clear message and the rescue shell
 
-and two boots with qemu as the NBD client instead of the guest's kernel:
+then the boots of BAD_COMMAND_LINES and REFUSED_BOOTS, each refused with
+one "ihop:" line on the console and the rescue shell; and three boots with qemu as the NBD client instead of the guest's kernel:
 `ihop serve` on the host exports v1 of the store the disk was made from,
 qemu attaches it as the guest's only disk (read-only) and the kernel mounts
 root=/dev/vda (the initramfs's ihop script stays out of it):
@@ -67,6 +76,28 @@ BAD_COMMAND_LINE_MESSAGES = {
     "roothash-alone": "ihop: ihop.roothash= without ihop.hashoffset=",
 }
 
+
+# Boots the boot script must refuse once it sees the store (or the module of
+# its file system): the release named, more command line, the store (the
+# corrupt copy, which also holds a FIFO and a symlink named as releases),
+# whether the initramfs is the one without busybox, and what the console
+# must say.
+REFUSED_BOOTS = {
+    # a release outside ihop.storepath: without the name rule, this is v1
+    "release-path": dict(release="../store/v1", extra="", bad_store=False, klibc=True,
+                         message="ihop: ihop.release=../store/v1: not a release name"),
+    "fstype-module": dict(release="v1", extra="ihop.storefstype=nosuchfs", bad_store=False, klibc=False,
+                          message="ihop: cannot load the module of the store's file system nosuchfs"),
+    # opened by ihop, it would block the boot for ever
+    "release-fifo": dict(release="fifo", extra="", bad_store=True, klibc=False,
+                         message=f"ihop: /run/ihop/store{bootvm.STOREPATH}/fifo is not a regular file"),
+    "release-symlink": dict(release="link", extra="", bad_store=True, klibc=True,
+                            message=f"ihop: /run/ihop/store{bootvm.STOREPATH}/link is a symlink"),
+}
+
+# The boots from the store that reach multi-user; root through dm-verity.
+STORE_BOOTS = ["v1", "v2", "v1v", "klibc", "rollback"]
+VERITY_BOOTS = ["v1v", "klibc"]
 
 # The boots through `ihop serve`: the releases it serves, how, and the export
 # qemu asks for.
@@ -154,9 +185,12 @@ def boots(tmp_path_factory, nginx):
     try:
         b.runs["v1"] = bootvm.boot(s, bootvm.cmdline("v1", "ihoptest.do=clone:v2"), work / "boot-v1")
         b.fsck["v1"] = fsck_clean(s.store_disk)
-        b.runs["v2"] = bootvm.boot(s, bootvm.cmdline("v2", store=f"UUID={bootvm.STORE_UUID}"), work / "boot-v2")
+        b.runs["v2"] = bootvm.boot(s, bootvm.cmdline("v2", "ihop.storefstype=ext4", store=f"UUID={bootvm.STORE_UUID}"),
+                                   work / "boot-v2")
         b.runs["v1v"] = bootvm.boot(s, bootvm.cmdline("v1v", roothash=s.roothash, hashoffset=s.hashoffset),
                                     work / "boot-v1v")
+        b.runs["klibc"] = bootvm.boot(s, bootvm.cmdline("v1v", roothash=s.roothash, hashoffset=s.hashoffset),
+                                      work / "boot-klibc", klibc=True)
         b.runs["rollback"] = bootvm.boot(s, bootvm.cmdline("v1", "ihoptest.do=rmgc", store="/dev/vda"),
                                          work / "boot-rollback")
         b.fsck["rollback"] = fsck_clean(s.store_disk)
@@ -172,6 +206,8 @@ def boots(tmp_path_factory, nginx):
         data[at] ^= 0xFF
         victim.write_bytes(bytes(data))
         b.corrupt_chunk = victim
+        os.mkfifo(bad_tree / bootvm.STOREPATH.lstrip("/") / "fifo")
+        os.symlink("v1", bad_tree / bootvm.STOREPATH.lstrip("/") / "link")
         bad_disk = work / "store-bad.img"
         bootvm.make_store_disk(bad_tree, bad_disk)
         b.runs["corrupt"] = bootvm.boot(s, bootvm.cmdline("v1v", roothash=s.roothash, hashoffset=s.hashoffset),
@@ -179,6 +215,10 @@ def boots(tmp_path_factory, nginx):
         b.runs["missing"] = bootvm.boot(s, bootvm.cmdline("missing"), work / "boot-missing", timeout=240)
         for name, append in BAD_COMMAND_LINES.items():
             b.runs[name] = bootvm.boot(s, append, work / f"boot-{name}", timeout=240)
+        for name, how in REFUSED_BOOTS.items():
+            b.runs[name] = bootvm.boot(s, bootvm.cmdline(how["release"], how["extra"]), work / f"boot-{name}",
+                                       disk=bad_disk if how["bad_store"] else None, klibc=how["klibc"],
+                                       timeout=240)
 
         for path in bootvm.HASHED_FILES:
             b.image_sha256[path] = bootvm.image_file_sha256(s.images["v1"], path)
@@ -196,20 +236,42 @@ def booted(b, name):
     return run
 
 
-@pytest.mark.parametrize("name", ["v1", "v2", "v1v", "rollback"])
+@pytest.mark.parametrize("name", STORE_BOOTS)
 def test_reaches_multi_user_with_root_from_the_release(boots, name):
     run = booted(boots, name)
     r = run.results
     assert r["multi_user"] == "active"
     assert r["failed_units"] == "", r["failed_units"]
-    assert r["root_source"] == ("/dev/mapper/ihop-root" if name == "v1v" else "/dev/nbd0")
+    assert r["root_source"] == ("/dev/mapper/ihop-root" if name in VERITY_BOOTS else "/dev/nbd0")
     assert r["root_options"].split(",")[0] == "ro"
     assert r["store_mount"].split(" ")[:2] == ["/dev/vda", "ext4"]
     assert "rw" in r["store_mount"].split(" ")[2].split(",")
     assert r["marker"] == ("v2" if name == "v2" else "v1")
 
 
-@pytest.mark.parametrize("name", ["v1", "v2", "v1v", "rollback"])
+@pytest.mark.parametrize("name", STORE_BOOTS)
+def test_store_is_mounted_nosuid_nodev_noexec(boots, name):
+    r = booted(boots, name).results
+    options = r["store_mount"].split(" ")[2].split(",")
+    assert {"rw", "nosuid", "nodev", "noexec"} <= set(options), r["store_mount"]
+
+
+@pytest.mark.parametrize("name", STORE_BOOTS)
+def test_setuid_binary_and_device_node_planted_in_the_store_do_not_work(boots, name):
+    """As user nobody: the setuid-root id(1) on the store does not run (it
+    would print 0, root's uid), and the device node anyone may open does not
+    open; both are there as planted."""
+    r = booted(boots, name).results
+    suid, dev = bootvm.PLANTED["suid"], bootvm.PLANTED["dev"]
+    assert r[f"stat:{suid}"] == "4755 0:0 regular file 0,0"
+    assert r[f"stat:{dev}"] == "666 0:0 character special file 1,3"
+    out, rc = r["planted_suid_run"].rsplit(" rc=", 1)
+    assert rc != "0" and "Permission denied" in out, r["planted_suid_run"]
+    out, rc = r["planted_dev_open"].rsplit(" rc=", 1)
+    assert rc != "0" and "Permission denied" in out, r["planted_dev_open"]
+
+
+@pytest.mark.parametrize("name", STORE_BOOTS)
 def test_root_storage_daemon_is_marked_locked_and_oom_exempt(boots, name):
     r = booted(boots, name).results
     assert r["ihop_pid"].isdigit()
@@ -221,7 +283,7 @@ def test_root_storage_daemon_is_marked_locked_and_oom_exempt(boots, name):
     assert r["in_use"].strip() != "", "the running release is not registered as in use"
 
 
-@pytest.mark.parametrize("name", ["v1", "v2", "v1v", "rollback"])
+@pytest.mark.parametrize("name", STORE_BOOTS)
 def test_root_storage_daemon_needs_nothing_from_the_root_it_serves(boots, name):
     """Everything ihop maps was loaded from the initramfs (its files are gone
     since switch_root: "(deleted)"), and the only files it holds open are
@@ -234,7 +296,7 @@ def test_root_storage_daemon_needs_nothing_from_the_root_it_serves(boots, name):
     assert outside == [], outside
 
 
-@pytest.mark.parametrize("name", ["v1", "v2", "v1v", "rollback"])
+@pytest.mark.parametrize("name", STORE_BOOTS)
 def test_poweroff_and_boot_without_device_errors(boots, name):
     run = booted(boots, name)
     assert kernel_trouble(run.console) == [], run.console_tail()
@@ -279,6 +341,18 @@ def test_a_wrong_command_line_is_named_and_drops_to_the_shell(boots, name):
     assert "done" not in run.results
     assert run.stopped_at == RESCUE, run.console_tail()
     assert BAD_COMMAND_LINE_MESSAGES[name] in run.console, run.console_tail()
+
+
+@pytest.mark.parametrize("name", list(REFUSED_BOOTS))
+def test_a_release_or_store_the_script_cannot_use_is_named_and_drops_to_the_shell(boots, name):
+    """One "ihop:" line says what is wrong, then the rescue shell: no root
+    from outside the store, no hang on a FIFO, no mount failing unexplained
+    for want of a module; ihop itself never ran (it would have said so)."""
+    run = boots.runs[name]
+    assert "done" not in run.results
+    assert run.stopped_at == RESCUE, run.console_tail()
+    said = [line for line in run.console.splitlines() if "ihop:" in line]
+    assert len(said) == 1 and REFUSED_BOOTS[name]["message"] in said[0], run.console_tail()
 
 
 @pytest.mark.parametrize("name", list(SERVED_BOOTS))
