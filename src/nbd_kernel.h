@@ -21,6 +21,11 @@
  * which a request fails or moves to another connection) would turn a busy
  * minute into I/O errors of the root file system. */
 #define NBD_KERNEL_ROOT_TIMEOUT 3600u
+/* The most --timeout takes. */
+#define NBD_KERNEL_MAX_TIMEOUT 86400u
+/* For a release read before it is cloned, the kernel waits this much longer
+ * than a read may wait for its chunk (cmd_mount.c). */
+#define NBD_KERNEL_SOURCE_TIMEOUT_MARGIN 30u
 
 struct nbd_kernel_options {
         unsigned block_size;

@@ -396,7 +396,7 @@ static int open_locked(struct ondemand *od, const struct ondemand_options *o, bo
  * fetch. Past it, whatever holds the chunk up (a transfer slow but above
  * the floor, every connection busy, a long Retry-After), the read fails
  * with EIO on its own (README, "Before it is cloned"). */
-static unsigned read_wait_s(const struct http_options *h)
+unsigned ondemand_read_wait_s(const struct http_options *h)
 {
         if (!h->timeout_s)
                 return 0;
@@ -421,7 +421,7 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
                 return -ENOMEM;
         od->provider = (struct chunk_provider){ od_open, od_found, od_replace, od_cancel, od_free };
         od->http = o->http;
-        od->read_wait_s = read_wait_s(&o->http);
+        od->read_wait_s = ondemand_read_wait_s(&o->http);
         od->http.cancel = &od->stopping;
         od->fill = o->fill;
         for (unsigned i = 0; i < STREAMS; i++)

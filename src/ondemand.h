@@ -51,3 +51,8 @@ int ondemand_open(const char *arg, const struct ondemand_options *o, bool verify
  * asked for; for a release complete from the start, only under verify, to
  * repair a chunk found corrupt). */
 int ondemand_start(struct image_map *m);
+
+/* The longest a read waits for a chunk on its way before it fails with
+ * EIO, from the HTTP options: (retries + 1) x (timeout + retry delay + 2)
+ * seconds, times the URLs; 0 (no limit) with no HTTP timeout. */
+unsigned ondemand_read_wait_s(const struct http_options *h);

@@ -19,6 +19,24 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#ifdef HAVE_NBD
+/* The kernel's wait for a reply, when none is given, on a release read
+ * before it is cloned: beyond the longest a read waits for its chunk (the
+ * kernel's own 30 s would give a connection up while ihop still fetches,
+ * on a slow link, and fail every request queued on it), and a margin for
+ * the requests queued behind it on its connection. */
+static unsigned source_timeout(const struct ondemand_cli *od)
+{
+        unsigned wait = ondemand_read_wait_s(&od->http.http);
+
+        if (!wait)
+                return 0; /* no bound on a read (--http-timeout 0): the kernel's */
+        return wait < NBD_KERNEL_MAX_TIMEOUT - NBD_KERNEL_SOURCE_TIMEOUT_MARGIN
+                       ? wait + NBD_KERNEL_SOURCE_TIMEOUT_MARGIN
+                       : NBD_KERNEL_MAX_TIMEOUT;
+}
+#endif
+
 int cmd_mount(int argc, char **argv)
 {
         enum {
@@ -36,7 +54,8 @@ int cmd_mount(int argc, char **argv)
                   .number = NBD_KERNEL_DEFAULT_CONNECTIONS },
                 { .name = "timeout", .key = OPT_TIMEOUT, .arg = "SECONDS",
                   .help = "how long the kernel waits for a reply before it gives a connection up (default: "
-                          "the kernel's, 30; with --root-storage, 3600)" },
+                          "the kernel's, 30; with --source, 30 more than a read may wait for its chunk; with "
+                          "--root-storage, 3600)" },
                 { .name = "detach", .key = OPT_DETACH, .help = "go to the background once the release is attached" },
                 { .name = "pid-file", .key = OPT_PID_FILE, .arg = "PATH",
                   .help = "with --detach, write the daemon's pid to PATH" },
@@ -101,8 +120,9 @@ int cmd_mount(int argc, char **argv)
                         }
                         break;
                 case OPT_TIMEOUT:
-                        if (parse_uint(p.arg, 86400, &timeout) < 0 || timeout == 0) {
-                                log_error("--timeout wants seconds, from 1 to 86400, not '%s'", p.arg);
+                        if (parse_uint(p.arg, NBD_KERNEL_MAX_TIMEOUT, &timeout) < 0 || timeout == 0) {
+                                log_error("--timeout wants seconds, from 1 to %u, not '%s'", NBD_KERNEL_MAX_TIMEOUT,
+                                          p.arg);
                                 return CLI_USAGE;
                         }
                         timeout_set = true;
@@ -195,7 +215,10 @@ int cmd_mount(int argc, char **argv)
                 struct nbd_kernel_options ko = {
                         .block_size = (unsigned)block_size,
                         .connections = (unsigned)connections,
-                        .timeout = timeout_set ? (unsigned)timeout : root_storage ? NBD_KERNEL_ROOT_TIMEOUT : 0,
+                        .timeout = timeout_set    ? (unsigned)timeout
+                                   : root_storage ? NBD_KERNEL_ROOT_TIMEOUT
+                                   : od.source    ? source_timeout(&od)
+                                                  : 0,
                         .root_storage = root_storage,
                 };
                 err = nbd_kernel_serve(map, target, &ko);

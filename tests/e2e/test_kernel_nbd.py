@@ -540,12 +540,16 @@ def test_squashfs_release_mounts_and_files_match(vm):
 
 def test_on_demand_release_appears_once_the_whole_device_was_read(vm):
     """mount --source into an empty store: ready at once with no chunk in
-    the store and no release, which appears once the files and then the
+    the store and no release, the kernel's timeout above the longest a
+    read may wait for its chunk; the release appears once the files and then the
     whole device were read (each test_*[od] above checks what was read)
     and verifies; SIGTERM disconnects and ihop exits 0."""
     log = vm.log("od")
     assert "ihop: /tmp/od/v1: on demand from /disk/v1.cba: 0 of " in log, log
     assert vm.get("od.release_at_start") == "0", "a release before its chunks were read"
+    # No --timeout given: the kernel waits 30 s more than a read may wait
+    # for its chunk, (3 + 1) x (30 + 1 + 2) s with the HTTP defaults.
+    assert vm.get("od.io_timeout_ms") == str((4 * 33 + 30) * 1000)
     assert vm.get("od.release") == "1", f"no release /tmp/od/v1 after the whole device was read:\n{log}"
     assert "/tmp/od/v1: every chunk is in the store: it is now an ordinary release" in log, log
     assert vm.get("od.exit") == "0", log

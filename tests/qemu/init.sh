@@ -521,6 +521,7 @@ if [ -f /disk/v1.cba ]; then
         res od.alive "$(alive $pid && echo 1 || echo 0)"
         res od.release_at_start "$([ -e /tmp/od/v1 ] && echo 1 || echo 0)"
         attrs od
+        res od.io_timeout_ms "$(cat $SYS/queue/io_timeout 2>/dev/null || echo none)"
         # The file system's scattered reads first, then the rest of the device.
         ext4 od
         devsum od
