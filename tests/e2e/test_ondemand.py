@@ -90,7 +90,8 @@ def test_reading_a_file_fetches_a_little_and_the_whole_device_each_chunk_once(
         assert hashlib.blake2b((tmp_path / "v1.file").read_bytes()).digest() == v1_archive.source_checksum
         assert chunk_data_fetched(nginx.entries(since), v1_archive) == total
         wait_for(lambda: (store / "v1").exists(), "the release description")
-        assert "it is now an ordinary release" in m.stderr
+        # Said once the description is in place: after it, not with it.
+        wait_for(lambda: "it is now an ordinary release" in m.stderr, "the line that says the release is complete")
     finally:
         rc = m.unmount()
     assert rc == 0, m.stderr

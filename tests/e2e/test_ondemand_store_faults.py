@@ -175,7 +175,8 @@ def test_a_full_store_fails_reads_with_eio_and_once_grown_the_release_completes(
         remount(fs, "size=64m")
         assert read_all(dev, want) == []
         wait_for(lambda: (store / "v1").exists(), "the release description")
-        assert "it is now an ordinary release" in dev.stderr
+        # Said once the description is in place: after it, not with it.
+        wait_for(lambda: "it is now an ordinary release" in dev.stderr, "the line that says the release is complete")
         assert dev.stop() == 0
     finally:
         if via == "mount":
@@ -485,7 +486,7 @@ def test_chunks_of_zeros_that_cannot_be_written_leave_no_release_until_they_can(
     run(["mount", "-o", "remount,size=64m", str(fs)])
     srv = serve([store / "z"], "--source", tmp_path / "z.cba")
     wait_for(lambda: (store / "z").exists(), "the release, once the zeros are written")
-    assert "it is now an ordinary release" in srv.stderr
+    wait_for(lambda: "it is now an ordinary release" in srv.stderr, "the line that says the release is complete")
     assert srv.stop() == 0
     assert len(check_store(store)) == 33
     assert ihop("verify", store / "z").returncode == 0
