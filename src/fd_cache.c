@@ -18,11 +18,13 @@
  * server's client sockets (at most 128), its listening socket, FUSE's and
  * netlink's, stdio, and a file or two being read by a command. */
 #define FD_CACHE_RESERVED 256u
-/* Each open file pins kernel memory that no RSS shows: a struct file, a
- * dentry and an inode (192 + 192 + 1128 bytes on ext4), which the kernel
- * could otherwise reclaim. One file per this much memory keeps that near
- * 2% of it (a 256 MiB device: 4096 files, 6 MiB). */
-#define FD_CACHE_RAM_PER_FILE (64u << 10)
+/* Each open file pins kernel memory that no RSS shows and that the kernel
+ * could otherwise reclaim: a struct file, a dentry and an inode, and while
+ * it is the only one open in its fan-out directory, that directory's
+ * dentry and inode too: 1.6 to 3 KiB on ext4 (bench/fd-bench.py). One file
+ * per this much memory keeps that under 2.5% of it (a 256 MiB device:
+ * 2048 files, 3 to 6 MiB). */
+#define FD_CACHE_RAM_PER_FILE (128u << 10)
 /* Random reads over a whole release gain until every chunk file is open
  * (bench/fd-bench.py): this many cover a release of 4 GiB in chunks of
  * bita's default size. */

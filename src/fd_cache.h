@@ -36,7 +36,7 @@ void fd_cache_free(struct fd_cache *c);
  * open-file limit is raised to cover them where the process may
  * (fd_limit.h; the soft limit to the hard one in any case), and the cache
  * holds as many as the limit leaves once the sockets and files a server
- * needs besides are set aside, at most one per 64 KiB of memory and 65536
+ * needs besides are set aside, at most one per 128 KiB of memory and 65536
  * (the kernel memory each open file pins: fd_cache.c). */
 struct fd_cache *fd_cache_shared(void);
 

@@ -378,20 +378,21 @@ static void test_the_shared_cache_leaves_256_descriptors_to_the_rest(void **stat
         in_child(within_the_limit, *state);
 }
 
-/* At most one file per 64 KiB of memory, and 65536: a 256 MiB device
- * keeps 4096 open (some 6 MiB of kernel memory pinned), a large machine
- * every chunk file of a release of 4 GiB. */
+/* At most one file per 128 KiB of memory, and 65536: a 256 MiB device
+ * keeps 2048 open (3 to 6 MiB of kernel memory pinned), one of 8 GiB or
+ * more every chunk file of a release of 4 GiB. */
 static void test_the_most_files_kept_open_follow_memory(void **state)
 {
         (void)state;
-        assert_int_equal(fd_cache_most_open(256ull << 20), 4096);
-        assert_int_equal(fd_cache_most_open(512ull << 20), 8192);
+        assert_int_equal(fd_cache_most_open(256ull << 20), 2048);
+        assert_int_equal(fd_cache_most_open(1ull << 30), 8192);
+        assert_int_equal(fd_cache_most_open(8ull << 30), 65536);
         assert_int_equal(fd_cache_most_open(24ull << 30), 65536);
         assert_int_equal(fd_cache_most_open(0), 16);
         /* a release above that gets no more, whatever the limit */
         assert_int_equal(fd_cache_capacity_for(100000, RLIM_INFINITY, 24ull << 30), 65536);
         assert_int_equal(fd_cache_capacity_for(100000, 70000, 24ull << 30), 65536);
-        assert_int_equal(fd_cache_capacity_for(32768, 40000, 512ull << 20), 8192);
+        assert_int_equal(fd_cache_capacity_for(32768, 40000, 512ull << 20), 4096);
         /* no more slots than files, no fewer than 16 */
         assert_int_equal(fd_cache_capacity_for(6144, 6400, 24ull << 30), 6144);
         assert_int_equal(fd_cache_capacity_for(6144, 20000, 24ull << 30), 6144);
