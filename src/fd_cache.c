@@ -1,21 +1,34 @@
 // SPDX-License-Identifier: MIT
 #include "fd_cache.h"
 
+#include "fd_limit.h"
+#include "log.h"
+
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 /* Descriptors the shared cache leaves to the rest of the process: a
  * server's client sockets (at most 128), its listening socket, FUSE's and
  * netlink's, stdio, and a file or two being read by a command. */
 #define FD_CACHE_RESERVED 256u
-/* More open files buy little: the kernel keeps a struct file, a dentry and
- * an inode pinned for each. */
-#define FD_CACHE_MAX 8192u
+/* Each open file pins kernel memory that no RSS shows and that the kernel
+ * could otherwise reclaim: a struct file, a dentry and an inode, and while
+ * it is the only one open in its fan-out directory, that directory's
+ * dentry and inode too: 1.6 to 3 KiB on ext4 (bench/fd-bench.py). One file
+ * per this much memory keeps that under 2.5% of it (a 256 MiB device:
+ * 2048 files, 3 to 6 MiB). */
+#define FD_CACHE_RAM_PER_FILE (128u << 10)
+/* Random reads over a whole release gain until every chunk file is open
+ * (bench/fd-bench.py): this many cover a release of 4 GiB in chunks of
+ * bita's default size. */
+#define FD_CACHE_MAX 65536u
 #define FD_CACHE_MIN 16u
 /* Files closed at once when the process runs out of descriptors. */
 #define FD_CACHE_RELIEF 16u
@@ -35,6 +48,7 @@ struct fd_cache {
         size_t n_open; /* slots holding a file */
         size_t limit;  /* at most this many open: lowered when the process runs out */
         size_t hand;   /* the clock's */
+        atomic_bool sized; /* slots allocated: the shared cache's at its first miss */
 };
 
 int fd_cache_new(size_t capacity, struct fd_cache **out)
@@ -51,6 +65,7 @@ int fd_cache_new(size_t capacity, struct fd_cache **out)
         c->capacity = c->limit = capacity;
         for (size_t i = 0; i < capacity; i++)
                 atomic_init(&c->slots[i].fd, -1);
+        atomic_init(&c->sized, true);
         *out = c;
         return 0;
 }
@@ -72,34 +87,107 @@ void fd_cache_free(struct fd_cache *c)
 }
 
 static struct fd_cache *shared;
+static atomic_size_t shared_expected;
 
-static void shared_init(void)
+void fd_cache_expect(size_t n_files)
 {
-        struct rlimit rl;
-        size_t capacity = FD_CACHE_MIN;
+        atomic_fetch_add(&shared_expected, n_files);
+}
 
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-                if (rl.rlim_cur < rl.rlim_max) {
-                        rlim_t soft = rl.rlim_cur;
-                        rl.rlim_cur = rl.rlim_max;
-                        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                                rl.rlim_cur = soft;
-                }
-                if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > FD_CACHE_MAX + FD_CACHE_RESERVED)
-                        capacity = FD_CACHE_MAX;
-                else if (rl.rlim_cur > FD_CACHE_MIN + FD_CACHE_RESERVED)
-                        capacity = (size_t)rl.rlim_cur - FD_CACHE_RESERVED;
-        }
-        if (fd_cache_new(capacity, &shared) < 0)
-                shared = NULL;
+static void shared_alloc(void)
+{
+        shared = calloc(1, sizeof(*shared));
+        if (shared)
+                pthread_mutex_init(&shared->lock, NULL);
 }
 
 struct fd_cache *fd_cache_shared(void)
 {
         static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-        pthread_once(&once, shared_init);
+        pthread_once(&once, shared_alloc);
         return shared;
+}
+
+size_t fd_cache_most_open(uint64_t ram)
+{
+        uint64_t by_ram = ram / FD_CACHE_RAM_PER_FILE;
+
+        return by_ram < FD_CACHE_MIN ? FD_CACHE_MIN : by_ram > FD_CACHE_MAX ? FD_CACHE_MAX : (size_t)by_ram;
+}
+
+size_t fd_cache_capacity_for(size_t files, rlim_t limit, uint64_t ram)
+{
+        size_t most = fd_cache_most_open(ram);
+
+        if (files > 0 && files < most)
+                most = files > FD_CACHE_MIN ? files : FD_CACHE_MIN;
+        if (limit != RLIM_INFINITY && limit < most + FD_CACHE_RESERVED)
+                return limit > FD_CACHE_MIN + FD_CACHE_RESERVED ? (size_t)limit - FD_CACHE_RESERVED : FD_CACHE_MIN;
+        return most;
+}
+
+/* Said once, at debug level: how many of the releases' chunk files stay
+ * open, from what limit to what, and why not all of them when not. */
+static void report_size(size_t files, size_t capacity, size_t most, const struct rlimit *before,
+                        const struct rlimit *after)
+{
+        bool raised = after->rlim_max > before->rlim_max;
+        char how[64], why[128], rest[64] = "";
+
+        if (raised) {
+                snprintf(how, sizeof(how), "raised from %ju to %ju", (uintmax_t)before->rlim_cur,
+                         (uintmax_t)after->rlim_cur);
+                snprintf(rest, sizeof(rest), ", %u descriptors are for the rest", FD_CACHE_RESERVED);
+        } else {
+                snprintf(how, sizeof(how), "%ju", (uintmax_t)after->rlim_cur);
+        }
+        if (capacity >= files) {
+                log_debug("open-file limit %s: all %zu chunk files of the releases read stay open%s", how, files,
+                          rest);
+                return;
+        }
+        if (capacity >= most)
+                snprintf(why, sizeof(why), "no more: one per %u KiB of memory, at most %u",
+                         FD_CACHE_RAM_PER_FILE >> 10, FD_CACHE_MAX);
+        else if (raised)
+                snprintf(why, sizeof(why), "fs.nr_open allows no more");
+        else
+                snprintf(why, sizeof(why), "the others are opened for each read; raising the limit takes "
+                                           "CAP_SYS_RESOURCE");
+        log_debug("open-file limit %s: %zu of the %zu chunk files of the releases read stay open (%s)%s", how,
+                  capacity, files, why, rest);
+}
+
+/* The shared cache is sized at its first read, when every release the
+ * process serves has said how many files it has: the limit is raised for
+ * all of them together, once. */
+static void shared_size(void)
+{
+        size_t files = atomic_load(&shared_expected), capacity = FD_CACHE_MIN, most;
+        struct rlimit before, after;
+        struct sysinfo si;
+        uint64_t ram = sysinfo(&si) == 0 ? (uint64_t)si.totalram * si.mem_unit : 0;
+        struct fd_slot *slots;
+
+        most = fd_cache_most_open(ram);
+        /* Nobody said how many: as many as may be kept open. */
+        if (fd_limit_raise((rlim_t)(files > 0 && files < most ? files : most) + FD_CACHE_RESERVED, &before,
+                           &after) == 0) {
+                capacity = fd_cache_capacity_for(files, after.rlim_cur, ram);
+                if (files > 0)
+                        report_size(files, capacity, most, &before, &after);
+        }
+        slots = calloc(capacity, sizeof(*slots));
+        if (!slots)
+                capacity = 0; /* every file handed out uncached */
+        for (size_t i = 0; i < capacity; i++)
+                atomic_init(&slots[i].fd, -1);
+        pthread_mutex_lock(&shared->lock);
+        shared->slots = slots;
+        shared->capacity = shared->limit = capacity;
+        pthread_mutex_unlock(&shared->lock);
+        atomic_store_explicit(&shared->sized, true, memory_order_release);
 }
 
 size_t fd_cache_capacity(const struct fd_cache *c) { return c->capacity; }
@@ -224,6 +312,10 @@ int fd_cache_get(struct fd_cache *c, atomic_int *key, fd_cache_open_fn open_fn, 
 
         if (lookup(c, key, ref))
                 return 0;
+        if (!atomic_load_explicit(&c->sized, memory_order_acquire)) {
+                static pthread_once_t once = PTHREAD_ONCE_INIT;
+                pthread_once(&once, shared_size); /* only the shared cache is not */
+        }
         /* Opened outside the lock, so that misses run in parallel; two
          * readers missing the same file both open it, and one keeps its. */
         fd = open_fn(opaque);

@@ -12,6 +12,8 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
 
 struct fd_cache;
 
@@ -28,13 +30,28 @@ typedef int (*fd_cache_open_fn)(void *opaque);
 int fd_cache_new(size_t capacity, struct fd_cache **out);
 void fd_cache_free(struct fd_cache *c);
 
-/* The process's cache, shared by every release it reads, sized from
- * RLIMIT_NOFILE (whose soft limit it raises to the hard one): what is left
- * once the sockets and files a server needs besides are set aside. NULL
- * only when out of memory. */
+/* The process's cache, shared by every release it reads. NULL only when
+ * out of memory. It is sized at its first fd_cache_get, once every release
+ * the process reads has said how many files it has (fd_cache_expect): the
+ * open-file limit is raised to cover them where the process may
+ * (fd_limit.h; the soft limit to the hard one in any case), and the cache
+ * holds as many as the limit leaves once the sockets and files a server
+ * needs besides are set aside, at most one per 128 KiB of memory and 65536
+ * (the kernel memory each open file pins: fd_cache.c). */
 struct fd_cache *fd_cache_shared(void);
 
+/* A release to be read through the shared cache has n_files files. Said
+ * before the first read: files announced later get no descriptors. */
+void fd_cache_expect(size_t n_files);
+
+/* How many files c keeps open at most (the shared cache: 0 until sized). */
 size_t fd_cache_capacity(const struct fd_cache *c);
+
+/* How the shared cache is sized, exposed for the unit tests: the most files
+ * it keeps open on a machine of ram bytes, and its capacity for files (0:
+ * none said) under an open-file limit (soft) of limit. */
+size_t fd_cache_most_open(uint64_t ram);
+size_t fd_cache_capacity_for(size_t files, rlim_t limit, uint64_t ram);
 
 /* The open file of key, opening it with open_fn on a miss. When the process
  * is out of descriptors (EMFILE, ENFILE) files nobody is reading are closed

@@ -119,6 +119,12 @@ int image_map_new(struct store *store, struct release *release, bool verify, str
         for (size_t i = 0; i < n; i++)
                 atomic_init(&m->cached[i], -1);
         find_zero_chunks(m);
+        /* Before the first read: the cache is sized for every release the
+         * process reads (a chunk of zeros is read without its file). */
+        size_t files = release->n_chunks;
+        for (size_t i = 0; i < release->n_chunks; i++)
+                files -= (atomic_load_explicit(&m->state[i], memory_order_relaxed) & STATE_ZERO) != 0;
+        fd_cache_expect(files);
         *out = m;
         return 0;
 }

@@ -2,22 +2,32 @@
 """Releases with more chunk files than a process may keep open.
 
 A real root file system has tens of thousands of chunks; a process started
-from an initramfs or by busybox may open 1024 files. Releases of 6,144 and
-65,536 unique chunks (small fixed-size chunks of random data, so every chunk
-is its own file) are read back bit-perfect through `ihop serve` (nbdcopy)
-and through FUSE, with RLIMIT_NOFILE at 1024 (soft and hard). The kernel-NBD
-test (test_kernel_nbd.py) reads the same kind of releases in qemu.
+from an initramfs or by busybox may open 1024 files. Where it may (with
+CAP_SYS_RESOURCE: root in an initramfs), ihop raises the limit to cover the
+chunk files of the releases it reads; where it may not, it keeps as many
+open as the limit allows and opens the others for each read (the degraded
+mode). Releases of 6,144 and 65,536 unique chunks (small fixed-size chunks
+of random data, so every chunk is its own file) are read back bit-perfect
+in the degraded mode through `ihop serve` (nbdcopy) and through FUSE, with
+RLIMIT_NOFILE at 1024 (soft and hard) and CAP_SYS_RESOURCE dropped (as
+root: from the bounding set), and as a user without capabilities; the
+raise, where this host's root may raise a hard limit; the soft limit raised
+to the hard one to cover every release served. The kernel-NBD test
+(test_kernel_nbd.py) has root raise the limit in qemu, as the root storage
+daemon.
 
 And a chunk that could not be opened because the process was out of
 descriptors is not taken for a bad chunk: once descriptors are free again
 it reads as ever."""
 
+import ctypes
 import hashlib
 import os
 import random
 import resource
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,10 +43,61 @@ FD_LIMIT = 1024
 RELEASES = {"r6k": (6144 * 512, 512), "r64k": (65536 * 512, 512)}
 
 
-def limit_fds(n):
+PR_CAPBSET_DROP = 24
+CAP_SYS_RESOURCE = 24
+NOBODY = 65534
+RESERVED = 256  # descriptors ihop leaves to sockets and the rest (src/fd_cache.c)
+
+
+def limit_fds(n, soft=None):
+    """preexec_fn: RLIMIT_NOFILE soft:n (soft defaults to n), and no
+    CAP_SYS_RESOURCE after exec (dropped from root's bounding set), so
+    that ihop can raise neither limit past n: the degraded mode, here and
+    on hosts whose root has the capability."""
     def set_limit():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft or n, n))
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0) != 0 and os.geteuid() == 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE)")
     return set_limit
+
+
+def has_cap_sys_resource() -> bool:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
+    return False
+
+
+def nofile(pid) -> str:
+    """'SOFT HARD' of a process's RLIMIT_NOFILE."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return " ".join(line.split()[3:5])
+    raise AssertionError(f"/proc/{pid}/limits has no open-file limit")
+
+
+def wait_for_line(path, text, proc, timeout=STEP) -> str:
+    """The first line of the file at path holding text, waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if text in ln]
+        if lines:
+            return lines[0]
+        assert proc.poll() is None, f"exited {proc.returncode}: {Path(path).read_text()}"
+        assert time.monotonic() < deadline, f"no line with {text!r}: {Path(path).read_text()}"
+        time.sleep(0.02)
+
+
+def start_serve(d, releases, preexec, *opts):
+    """`ihop -v serve --unix d/s RELEASES` started with preexec; waited for."""
+    sock = d / "s"
+    with open(d / "stderr", "wb") as err:
+        p = subprocess.Popen([IHOP, "-v", "serve", *opts, "--unix", str(sock), *map(str, releases)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=preexec)
+    wait_for_line(d / "stderr", "ihop: serving", p)
+    return p, sock
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +242,139 @@ def test_chunk_unreadable_for_want_of_descriptors_reads_once_they_are_free(many)
         p.terminate()
         p.wait(STEP)
         subprocess.run(["rm", "-rf", str(d)])
+
+
+@pytest.fixture
+def world_readable_r6k(many):
+    """r6k in a store that uid 65534 can read, and a directory it can write
+    its socket into."""
+    store, digests = many
+    top = Path(tempfile.mkdtemp(prefix="ihop-fd-", dir="/tmp"))
+    try:
+        os.chmod(top, 0o777)
+        clone_ok(Path(store).parent / "r6k.cba", top / "store" / "r6k")
+        for d, _, _ in os.walk(top / "store"):
+            os.chmod(d, 0o755)
+        yield top, top / "store" / "r6k", digests["r6k"]
+    finally:
+        subprocess.run(["rm", "-rf", str(top)])
+
+
+def test_a_user_without_cap_sys_resource_keeps_the_limit_and_reads_bit_perfect(world_readable_r6k):
+    """The degraded mode: a user's process whose hard limit is 1024 cannot
+    raise it; ihop keeps 768 of the 6,144 chunk files open, opens the
+    others for each read, says so at debug level, and reads every byte."""
+    top, release, digest = world_readable_r6k
+    setpriv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all"]
+    d = top
+    with open(d / "stderr", "wb") as err:
+        p = subprocess.Popen([*setpriv, IHOP, "-v", "serve", "--unix", str(d / "s"), str(release)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT)))
+    try:
+        wait_for_line(d / "stderr", "ihop: serving", p)
+        assert os.stat(f"/proc/{p.pid}").st_uid == NOBODY
+        rc, got, msg = nbdcopy_digest(f"nbd+unix:///r6k?socket={d / 's'}", timeout=STEP)
+        assert rc == 0, msg + (d / "stderr").read_text()
+        assert got == digest
+        line = wait_for_line(d / "stderr", "open-file limit", p)
+        assert line == ("ihop: open-file limit 1024: 768 of the 6144 chunk files of the releases read stay open "
+                        "(the others are opened for each read; raising the limit takes CAP_SYS_RESOURCE)"), line
+        assert nofile(p.pid) == "1024 1024"
+        assert open_fds(p.pid) <= FD_LIMIT
+        assert "error" not in (d / "stderr").read_text()
+    finally:
+        p.terminate()
+        assert p.wait(STEP) == 0
+
+
+@pytest.mark.skipif(not has_cap_sys_resource(),
+                    reason="this host's root lacks CAP_SYS_RESOURCE (a container's bounding set without it): the "
+                           "raise is tested in qemu, test_kernel_nbd.py")
+def test_root_with_cap_sys_resource_raises_the_limit_to_cover_the_chunk_files(many):
+    """Root under `ulimit -n 1024` (soft and hard), as an initramfs starts
+    it: the limit is raised, soft and hard, to the 6,144 chunk files plus
+    256, said at debug level, and every chunk file stays open."""
+    store, digests = many
+    d = short_tmpdir()
+    p, sock = start_serve(d, [store / "r6k"], lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024)))
+    try:
+        rc, got, msg = nbdcopy_digest(f"nbd+unix:///r6k?socket={sock}", timeout=STEP)
+        assert rc == 0, msg
+        assert got == digests["r6k"]
+        line = wait_for_line(d / "stderr", "open-file limit", p)
+        assert line == ("ihop: open-file limit raised from 1024 to 6400: all 6144 chunk files of the releases read "
+                        "stay open, 256 descriptors are for the rest"), line
+        assert nofile(p.pid) == "6400 6400"
+        assert 6144 < open_fds(p.pid) <= 6400
+    finally:
+        p.terminate()
+        assert p.wait(STEP) == 0
+        subprocess.run(["rm", "-rf", str(d)])
+
+
+def test_serve_of_two_releases_keeps_the_chunk_files_of_both_open(many, tmp_path):
+    """Two releases served together: the cache is sized for the sum of
+    their chunk files (6,144 + 3,072), which a soft limit of 1024 raised
+    to its hard one, 12,000, covers; after both are read whole, all 9,216
+    are open."""
+    store, digests = many
+    data = os.urandom(3072 * 512)
+    (tmp_path / "r3k.img").write_bytes(data)
+    r = ihop("compress", "--fixed-size", "512", "--compression", "none", "-i", tmp_path / "r3k.img",
+             tmp_path / "r3k.cba", timeout=STEP)
+    assert r.returncode == 0, r.stderr
+    both = tmp_path / "store"
+    clone_ok(Path(store).parent / "r6k.cba", both / "r6k")
+    clone_ok(tmp_path / "r3k.cba", both / "r3k")
+    d = short_tmpdir()
+    p, sock = start_serve(d, [both / "r6k", both / "r3k"], limit_fds(12000, soft=1024))
+    try:
+        for name, digest in (("r6k", digests["r6k"]), ("r3k", hashlib.blake2b(data).digest())):
+            rc, got, msg = nbdcopy_digest(f"nbd+unix:///{name}?socket={sock}", timeout=STEP)
+            assert rc == 0, msg
+            assert got == digest
+        line = wait_for_line(d / "stderr", "open-file limit", p)
+        assert line == "ihop: open-file limit 12000: all 9216 chunk files of the releases read stay open", line
+        assert nofile(p.pid) == "12000 12000"
+        assert 9216 < open_fds(p.pid) <= 12000
+    finally:
+        p.terminate()
+        assert p.wait(STEP) == 0
+        subprocess.run(["rm", "-rf", str(d)])
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="/dev/fuse is missing: no FUSE here")
+def test_fuse_mount_raises_the_soft_limit_to_keep_every_chunk_file_open(many, tmp_path):
+    """A FUSE mount of one release under a soft limit of 1024 and a hard
+    one of 8192: the soft limit goes to the hard one (any process may),
+    which covers the 6,144 chunk files: all stay open once read."""
+    store, digests = many
+    target = tmp_path / "r6k.img"
+    target.touch()
+    with open(tmp_path / "stderr", "wb") as err:
+        p = subprocess.Popen([IHOP, "-v", "mount", str(store / "r6k"), str(target)], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=err, preexec_fn=limit_fds(8192, soft=1024))
+    try:
+        deadline = time.monotonic() + STEP
+        while os.stat(target).st_size != RELEASES["r6k"][0]:
+            assert p.poll() is None, (tmp_path / "stderr").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with open(target, "rb") as f:
+            assert hashlib.blake2b(f.read()).digest() == digests["r6k"]
+        line = wait_for_line(tmp_path / "stderr", "open-file limit", p)
+        assert line == "ihop: open-file limit 8192: all 6144 chunk files of the releases read stay open", line
+        assert nofile(p.pid) == "8192 8192"
+        assert 6144 < open_fds(p.pid) <= 8192
+    finally:
+        subprocess.run(["umount", str(target)], timeout=STEP)
+        try:
+            assert p.wait(STEP) == 0, (tmp_path / "stderr").read_text()
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def test_zero_chunks_are_read_without_their_file(tmp_path):

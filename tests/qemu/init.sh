@@ -27,7 +27,9 @@
 #          in memory, OOM-exempt, the kernel's timeout, SIGTERM and SIGINT
 #          ignored; then disconnected from outside
 #   many   each release /disk/store/rN... (tens of thousands of chunk
-#          files, on the virtual disk) under 'ulimit -n 1024'
+#          files, on the virtual disk) under 'ulimit -n 1024', with
+#          --root-storage -v: the limit ihop raised it to, its resident and
+#          locked memory; disconnected from outside
 #   gpt    /store/disk, a whole disk with a GPT (ext4, squashfs, vfat at odd
 #          sectors), --detach: the partitions are there as soon as it
 #          returns; each one read whole, mounted, every entry reported
@@ -406,25 +408,38 @@ res r.size_after "$(size)"
 sed "s/^/[r] /" /tmp/r.log
 
 t many
-# --- many: releases with more chunk files than the process may open,
-# under a limit of 1024 descriptors (as a process of an initramfs has)
+# --- many: releases with more chunk files than a process of an initramfs
+# may open (ulimit -n 1024), each as the root storage daemon: ihop, root
+# here, raises the limit to cover them (at most one per 64 KiB of memory)
+res many.memtotal_kib "$(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2)"
 for rel in $(ls /disk/store 2>/dev/null | grep '^r[0-9]'); do
-        (ulimit -n 1024 && exec ihop mount /disk/store/"$rel" $DEV) >/tmp/many.log 2>&1 </dev/null &
+        (ulimit -n 1024 && exec ihop -v mount --root-storage /disk/store/"$rel" $DEV) >/tmp/many.log 2>&1 </dev/null &
         pid=$!
         t "many.$rel.start"
         wait_size $pid 120
         t "many.$rel.attached"
         res "many.$rel.alive" "$(alive $pid && echo 1 || echo 0)"
-        res "many.$rel.nofile" "$(grep 'Max open files' /proc/$pid/limits | tr -s ' ' | cut -d' ' -f4,5)"
         stall_watch "many: reading $DEV ($rel)"
         res "many.$rel.dev" "$(sha256sum $DEV | cut -d' ' -f1)"
         stall_unwatch
+        # the limit is raised when the first read sizes the cache
+        res "many.$rel.nofile" "$(grep 'Max open files' /proc/$pid/limits | tr -s ' ' | cut -d' ' -f4,5)"
         res "many.$rel.fds" "$(ls /proc/$pid/fd | wc -l)"
-        kill -TERM $pid
+        res "many.$rel.rss_kib" "$(grep VmRSS /proc/$pid/status | tr -s ' \t' ' ' | cut -d' ' -f2)"
+        res "many.$rel.vmlck_kib" "$(grep VmLck /proc/$pid/status | tr -s ' \t' ' ' | cut -d' ' -f2)"
+        # --root-storage outlives SIGTERM: the device is disconnected from outside
+        if [ -x /bin/nbd-disconnect ]; then
+                nbd-disconnect $DEV
+                res "many.$rel.disconnect" $?
+        else
+                res "many.$rel.disconnect" none
+                kill -KILL $pid
+        fi
         wait_exit $pid 20
         res "many.$rel.exit" $?
         wait_zero
         sed "s/^/[many $rel] /" /tmp/many.log
+        res "many.$rel.limit_line" "$(grep -m1 'open-file limit' /tmp/many.log)"
         res "many.$rel.errors" "$(grep -c error /tmp/many.log)"
 done
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define N_FILES 600
@@ -292,20 +293,114 @@ static void test_failed_open_is_returned(void **state)
         fd_cache_free(c);
 }
 
-static void test_shared_cache_fits_the_descriptor_limit(void **state)
+/* In a child, whose limits and shared cache it changes for good: the line
+ * of the first check that failed, or 0. */
+#define CHECK(cond)                                                                                              \
+        do {                                                                                                     \
+                if (!(cond)) {                                                                                   \
+                        fprintf(stderr, "child: %s failed\n", #cond);                                            \
+                        return __LINE__;                                                                         \
+                }                                                                                                \
+        } while (0)
+
+static void in_child(int (*fn)(struct files *), struct files *f)
+{
+        pid_t pid = fork();
+        int status;
+
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(fn(f) ? 1 : 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static int first_read(struct fd_cache *c, struct files *f)
+{
+        struct opener o = { f, 0 };
+        struct fd_ref ref;
+
+        if (fd_cache_get(c, &f->keys[0], open_file, &o, &ref) < 0)
+                return -1;
+        fd_cache_put(c, &ref);
+        return 0;
+}
+
+static int sized_for_the_files_announced(struct files *f)
 {
         struct fd_cache *c = fd_cache_shared();
-        struct rlimit rl;
+        struct rlimit rl = { 300, 2000 };
 
+        CHECK(c && fd_cache_shared() == c);
+        CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+        /* two releases, served together */
+        fd_cache_expect(600);
+        fd_cache_expect(400);
+        CHECK(fd_cache_capacity(c) == 0); /* not before the first read */
+        CHECK(first_read(c, f) == 0);
+        CHECK(fd_cache_capacity(c) == 1000);
+        /* the soft limit went up to the hard one, which covers them */
+        CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur == 2000 && rl.rlim_max == 2000);
+        /* announced after the first read: too late, nothing changes */
+        fd_cache_expect(5000);
+        CHECK(first_read(c, f) == 0);
+        CHECK(fd_cache_capacity(c) == 1000);
+        return 0;
+}
+
+static void test_the_shared_cache_is_sized_at_its_first_read_for_every_release_announced(void **state)
+{
+        in_child(sized_for_the_files_announced, *state);
+}
+
+static int within_the_limit(struct files *f)
+{
+        struct fd_cache *c = fd_cache_shared();
+        struct rlimit rl = { 1024, 1024 };
+
+        /* more files than the limit covers, and no raise for a process
+         * without CAP_SYS_RESOURCE (or with it: the limit is then raised,
+         * and checked so) */
+        CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+        fd_cache_expect(1500);
+        CHECK(first_read(c, f) == 0);
+        CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+        if (rl.rlim_max == 1024)
+                CHECK(fd_cache_capacity(c) == 1024 - 256);
+        else
+                CHECK(rl.rlim_cur == 1500 + 256 && fd_cache_capacity(c) == 1500);
+        return 0;
+}
+
+static void test_the_shared_cache_leaves_256_descriptors_to_the_rest(void **state)
+{
+        in_child(within_the_limit, *state);
+}
+
+/* At most one file per 128 KiB of memory, and 65536: a 256 MiB device
+ * keeps 2048 open (3 to 6 MiB of kernel memory pinned), one of 8 GiB or
+ * more every chunk file of a release of 4 GiB. */
+static void test_the_most_files_kept_open_follow_memory(void **state)
+{
         (void)state;
-        assert_non_null(c);
-        assert_ptr_equal(fd_cache_shared(), c);
-        assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
-        /* the soft limit was raised to the hard one */
-        assert_true(rl.rlim_cur == rl.rlim_max);
-        assert_true(fd_cache_capacity(c) >= 16);
-        assert_true(rl.rlim_cur == RLIM_INFINITY || fd_cache_capacity(c) + 256 <= rl.rlim_cur ||
-                    fd_cache_capacity(c) == 16);
+        assert_int_equal(fd_cache_most_open(256ull << 20), 2048);
+        assert_int_equal(fd_cache_most_open(1ull << 30), 8192);
+        assert_int_equal(fd_cache_most_open(8ull << 30), 65536);
+        assert_int_equal(fd_cache_most_open(24ull << 30), 65536);
+        assert_int_equal(fd_cache_most_open(0), 16);
+        /* a release above that gets no more, whatever the limit */
+        assert_int_equal(fd_cache_capacity_for(100000, RLIM_INFINITY, 24ull << 30), 65536);
+        assert_int_equal(fd_cache_capacity_for(100000, 70000, 24ull << 30), 65536);
+        assert_int_equal(fd_cache_capacity_for(32768, 40000, 512ull << 20), 4096);
+        /* no more slots than files, no fewer than 16 */
+        assert_int_equal(fd_cache_capacity_for(6144, 6400, 24ull << 30), 6144);
+        assert_int_equal(fd_cache_capacity_for(6144, 20000, 24ull << 30), 6144);
+        assert_int_equal(fd_cache_capacity_for(10, RLIM_INFINITY, 24ull << 30), 16);
+        /* the limit less 256; unknown file count: what the limit leaves */
+        assert_int_equal(fd_cache_capacity_for(6144, 1024, 24ull << 30), 768);
+        assert_int_equal(fd_cache_capacity_for(0, 20000, 24ull << 30), 19744);
+        assert_int_equal(fd_cache_capacity_for(0, 100, 24ull << 30), 16);
 }
 
 int main(void)
@@ -320,7 +415,11 @@ int main(void)
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_out_of_descriptors_closes_cached_files, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_open_is_returned, setup, teardown),
-                cmocka_unit_test(test_shared_cache_fits_the_descriptor_limit),
+                cmocka_unit_test_setup_teardown(
+                        test_the_shared_cache_is_sized_at_its_first_read_for_every_release_announced, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_the_shared_cache_leaves_256_descriptors_to_the_rest, setup,
+                                                teardown),
+                cmocka_unit_test(test_the_most_files_kept_open_follow_memory),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
